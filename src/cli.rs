@@ -1,0 +1,183 @@
+//! Command-line definition: the docker CLI's global flags (which it passes
+//! through to plugins unchanged, before the subcommand) and the `flatten`
+//! subcommand. The doc comments below are the help text.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::reference::Tag;
+
+/// Flatten a multi-layer Docker image into a one-layer image.
+///
+/// Installed as a Docker CLI plugin this runs as `docker flatten IMAGE TAG`;
+/// run directly it takes the same arguments as `docker-flatten flatten IMAGE TAG`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "docker",
+    bin_name = "docker",
+    version,
+    propagate_version = true,
+    subcommand_required = true,
+    arg_required_else_help = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub globals: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The docker CLI's global flags. The CLI hands them to the plugin in argv,
+/// in whatever spelling the user typed, so every one of them must parse.
+#[derive(Debug, Default, Args)]
+pub struct GlobalArgs {
+    /// Location of client config files
+    #[arg(long, value_name = "DIR", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Name of the context to use to connect to the daemon
+    #[arg(short = 'c', long, value_name = "NAME", global = true)]
+    pub context: Option<String>,
+
+    /// Enable debug mode: print the whole cause chain of errors and the endpoint used
+    #[arg(short = 'D', long, global = true, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", action = ArgAction::Set, default_value_t = false)]
+    pub debug: bool,
+
+    /// Daemon socket to connect to
+    #[arg(short = 'H', long = "host", value_name = "HOST", global = true)]
+    pub host: Vec<String>,
+
+    /// Set the logging level
+    #[arg(short = 'l', long = "log-level", value_name = "LEVEL", global = true,
+          value_parser = ["debug", "info", "warn", "error", "fatal"])]
+    pub log_level: Option<String>,
+
+    /// Use TLS; implied by --tlsverify
+    #[arg(long, global = true, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", action = ArgAction::Set, default_value_t = false)]
+    pub tls: bool,
+
+    /// Use TLS and verify the remote
+    #[arg(long, global = true, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", action = ArgAction::Set)]
+    pub tlsverify: Option<bool>,
+
+    /// Trust certs signed only by this CA
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tlscacert: Option<PathBuf>,
+
+    /// Path to TLS certificate file
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tlscert: Option<PathBuf>,
+
+    /// Path to TLS key file
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tlskey: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Flatten an image into a single layer
+    ///
+    /// Creates (never starts) a container from IMAGE, streams its filesystem
+    /// export into an image import, and gives the result IMAGE's whole config
+    /// and platform. Prints the new image ID on stdout.
+    Flatten(FlattenArgs),
+
+    /// Print the Docker CLI plugin metadata (used by the docker CLI)
+    #[command(name = crate::metadata::SUBCOMMAND, hide = true)]
+    Metadata,
+}
+
+#[derive(Debug, Args)]
+pub struct FlattenArgs {
+    /// Image to flatten: name[:tag], name@digest, or an image ID
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+
+    /// Name for the flattened image: name[:tag] (tag defaults to "latest"); may equal IMAGE
+    #[arg(value_name = "TAG", value_parser = Tag::parse)]
+    pub tag: Tag,
+
+    /// Only print the new image ID
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("docker-flatten").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn accepts_every_global_flag_spelling_before_the_subcommand() {
+        let cli = parse(&[
+            "-Hunix:///a.sock",
+            "--host=tcp://h:1",
+            "-H",
+            "tcp://h:2",
+            "--config=/cfg",
+            "-c",
+            "ctx",
+            "-D",
+            "-l",
+            "warn",
+            "--tls",
+            "--tlsverify=false",
+            "--tlscacert",
+            "ca",
+            "--tlscert=c",
+            "--tlskey",
+            "k",
+            "flatten",
+            "img",
+            "repo:tag",
+        ])
+        .unwrap();
+        let g = cli.globals;
+        assert_eq!(g.host, ["unix:///a.sock", "tcp://h:1", "tcp://h:2"]);
+        assert_eq!(g.config.as_deref(), Some(std::path::Path::new("/cfg")));
+        assert_eq!(g.context.as_deref(), Some("ctx"));
+        assert!(g.debug && g.tls);
+        assert_eq!(g.tlsverify, Some(false));
+        assert_eq!(g.log_level.as_deref(), Some("warn"));
+        let Command::Flatten(f) = cli.command else {
+            panic!("not flatten")
+        };
+        assert_eq!(f.image, "img");
+        assert_eq!(f.tag.to_string(), "repo:tag");
+    }
+
+    #[test]
+    fn bool_flags_take_explicit_values() {
+        let cli = parse(&["--debug=false", "--tls=true", "flatten", "a", "b"]).unwrap();
+        assert!(!cli.globals.debug);
+        assert!(cli.globals.tls);
+    }
+
+    #[test]
+    fn rejects_bad_arguments_with_usage_error() {
+        for args in [
+            &["flatten", "a"][..],
+            &["flatten", "a", "b", "c"],
+            &["flatten", "a", "Bad"],
+            &[],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,538 @@
+//! The flatten pipeline: inspect IMAGE, create (never start) a container from
+//! it, stream its export through [`TarFilter`] into an image import, install
+//! IMAGE's config and platform over the imported layer, point TAG at the
+//! result, and remove every temporary object whatever happened.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bollard::errors::Error as EngineError;
+use bollard::models::{ContainerCreateBody, HostConfig, ImageInspect};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ImportImageOptionsBuilder,
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptionsBuilder, TagImageOptionsBuilder,
+};
+use bollard::{body_try_stream, Docker};
+use bytes::Bytes;
+use futures_util::{stream, Stream, StreamExt};
+
+use crate::image_config::{self, Provenance};
+use crate::reference::Tag;
+use crate::report::{Progress, Stage};
+use crate::tarfilter::{FilterError, FilterStats, TarFilter};
+
+/// Label on every object a run creates, valued with the run's ID, so that
+/// cleanup finds even objects whose creation was cut short by an interrupt.
+pub const RUN_LABEL: &str = "com.docker-flatten.run";
+/// The container is never started, but the engine refuses to create one
+/// without a command.
+const PLACEHOLDER_CMD: &str = "/docker-flatten-never-runs";
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlattenError {
+    #[error(
+        "no such image \"{image}\" on {endpoint}: build or pull it first (docker pull {image})"
+    )]
+    NoSuchImage { image: String, endpoint: String },
+    #[error("{step} failed on {endpoint}: {detail}")]
+    Engine {
+        step: String,
+        endpoint: String,
+        detail: String,
+        source: EngineError,
+    },
+    #[error("exporting the filesystem of {image} from {endpoint} failed: {source}")]
+    Export {
+        image: String,
+        endpoint: String,
+        source: ExportError,
+    },
+    #[error("{step} on {endpoint} gave an unexpected answer: {detail}")]
+    Unexpected {
+        step: String,
+        endpoint: String,
+        detail: String,
+    },
+    #[error(
+        "the containerd image store of {endpoint} is not supported yet; \
+         use an engine with a graphdriver store (features.containerd-snapshotter: false)"
+    )]
+    ContainerdStore { endpoint: String },
+}
+
+/// Why the export stream failed, as seen from the filter.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{0}")]
+    Engine(#[source] EngineError),
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+}
+
+/// What a finished flatten produced.
+#[derive(Debug)]
+pub struct Outcome {
+    pub id: String,
+    pub source_id: String,
+    pub layers_before: usize,
+    pub size_before: u64,
+    pub size_after: u64,
+    pub elapsed: Duration,
+    pub filter: FilterStats,
+}
+
+/// Temporary objects that a run has created so far.
+#[derive(Debug, Default, Clone)]
+struct Created {
+    container: Option<String>,
+    imported: Option<String>,
+    /// The flattened image while it is not yet tagged.
+    untagged: Option<String>,
+}
+
+/// Objects cleanup could not remove, for the user to remove by hand.
+#[derive(Debug, Default)]
+pub struct Leftovers {
+    pub containers: Vec<String>,
+    pub images: Vec<String>,
+}
+
+impl Leftovers {
+    pub fn is_empty(&self) -> bool {
+        self.containers.is_empty() && self.images.is_empty()
+    }
+}
+
+impl std::fmt::Display for Leftovers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if !self.containers.is_empty() {
+            parts.push(format!("docker rm -fv {}", self.containers.join(" ")));
+        }
+        if !self.images.is_empty() {
+            parts.push(format!("docker rmi {}", self.images.join(" ")));
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
+/// One flatten against one engine.
+pub struct Flattener {
+    docker: Docker,
+    endpoint: String,
+    run_id: String,
+    created: Mutex<Created>,
+}
+
+impl Flattener {
+    pub fn new(docker: Docker, endpoint: String) -> Flattener {
+        Flattener {
+            docker,
+            endpoint,
+            run_id: run_id(),
+            created: Mutex::new(Created::default()),
+        }
+    }
+
+    fn engine(&self, step: impl Into<String>) -> impl FnOnce(EngineError) -> FlattenError + '_ {
+        let step = step.into();
+        move |source| FlattenError::Engine {
+            step,
+            endpoint: self.endpoint.clone(),
+            detail: detail(&source),
+            source,
+        }
+    }
+
+    fn record(&self, f: impl FnOnce(&mut Created)) {
+        f(&mut self.created.lock().expect("created lock"));
+    }
+
+    /// Flattens `image` into a new image tagged `tag`. Leaves temporary
+    /// objects for [`Flattener::cleanup`], which must run afterwards.
+    pub async fn flatten(
+        &self,
+        image: &str,
+        tag: &Tag,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Outcome, FlattenError> {
+        let started = Instant::now();
+        progress.begin(Stage::Inspect, image);
+        let source = self.inspect_source(image).await?;
+        let source_id = source.id.clone().unwrap_or_default();
+        let layers_before = source
+            .root_fs
+            .as_ref()
+            .and_then(|r| r.layers.as_ref())
+            .map_or(0, Vec::len);
+        let size_before = source.size.unwrap_or(0).max(0) as u64;
+        self.check_store().await?;
+
+        progress.begin(Stage::Create, image);
+        let container = self.create_container(&source_id, image).await?;
+
+        progress.expect_bytes(size_before);
+        progress.begin(Stage::Stream, image);
+        let (imported, filter) = self
+            .export_import(&container, &source, image, progress.clone())
+            .await?;
+
+        progress.begin(Stage::Configure, image);
+        let imported_inspect = self
+            .docker
+            .inspect_image(&imported)
+            .await
+            .map_err(self.engine("inspecting the imported layer"))?;
+        let diff_id = match imported_inspect.root_fs.and_then(|r| r.layers).as_deref() {
+            Some([one]) => one.clone(),
+            other => {
+                return Err(FlattenError::Unexpected {
+                    step: "importing the filesystem".into(),
+                    endpoint: self.endpoint.clone(),
+                    detail: format!("expected one layer, got {other:?}"),
+                })
+            }
+        };
+        let provenance = Provenance {
+            reference: image,
+            layers: layers_before,
+        };
+        let config = image_config::flattened(&source, &provenance, &diff_id, SystemTime::now());
+        let id = self.install_config(&config, &diff_id).await?;
+
+        progress.begin(Stage::Tag, &tag.to_string());
+        let options = TagImageOptionsBuilder::default()
+            .repo(&tag.repo)
+            .tag(&tag.tag)
+            .build();
+        self.docker
+            .tag_image(&id, Some(options))
+            .await
+            .map_err(self.engine(format!("tagging {tag}")))?;
+        self.record(|c| c.untagged = None);
+        let size_after = self
+            .docker
+            .inspect_image(&id)
+            .await
+            .map_err(self.engine("inspecting the flattened image"))?
+            .size
+            .unwrap_or(0)
+            .max(0) as u64;
+        progress.end();
+        Ok(Outcome {
+            id,
+            source_id,
+            layers_before,
+            size_before,
+            size_after,
+            elapsed: started.elapsed(),
+            filter,
+        })
+    }
+
+    async fn inspect_source(&self, image: &str) -> Result<ImageInspect, FlattenError> {
+        match self.docker.inspect_image(image).await {
+            Err(EngineError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Err(FlattenError::NoSuchImage {
+                image: image.to_owned(),
+                endpoint: self.endpoint.clone(),
+            }),
+            other => other.map_err(self.engine(format!("inspecting image {image}"))),
+        }
+    }
+
+    /// The containerd image store needs a different way to install the config.
+    async fn check_store(&self) -> Result<(), FlattenError> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(self.engine("reading engine info"))?;
+        let containerd = info.driver_status.unwrap_or_default().iter().any(|pair| {
+            pair.first().map(String::as_str) == Some("driver-type")
+                && pair.get(1).map(String::as_str) == Some("io.containerd.snapshotter.v1")
+        });
+        if containerd {
+            return Err(FlattenError::ContainerdStore {
+                endpoint: self.endpoint.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn create_container(&self, source_id: &str, image: &str) -> Result<String, FlattenError> {
+        let body = ContainerCreateBody {
+            image: Some(source_id.to_owned()),
+            cmd: Some(vec![PLACEHOLDER_CMD.to_owned()]),
+            // "/" always exists, so the engine creates no WORKDIR directory
+            // that would then show up in the export.
+            working_dir: Some("/".to_owned()),
+            network_disabled: Some(true),
+            labels: Some(HashMap::from([(RUN_LABEL.to_owned(), self.run_id.clone())])),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let name = format!("docker-flatten-{}", self.run_id);
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        let response = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(self.engine(format!("creating a container from {image}")))?;
+        self.record(|c| c.container = Some(response.id.clone()));
+        Ok(response.id)
+    }
+
+    async fn export_import(
+        &self,
+        container: &str,
+        source: &ImageInspect,
+        image: &str,
+        progress: Arc<dyn Progress>,
+    ) -> Result<(String, FilterStats), FlattenError> {
+        let failure: Arc<Mutex<Option<ExportError>>> = Arc::default();
+        let stats: Arc<Mutex<FilterStats>> = Arc::default();
+        let export = self.docker.export_container(container);
+        let body = filtered(export, progress, failure.clone(), stats.clone());
+        let platform = [
+            source.os.as_deref(),
+            source.architecture.as_deref(),
+            source.variant.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("/");
+        let options = CreateImageOptionsBuilder::default()
+            .from_src("-")
+            .platform(&platform)
+            .changes(vec![format!("LABEL {RUN_LABEL}={}", self.run_id)])
+            .build();
+        let mut responses =
+            self.docker
+                .create_image(Some(options), Some(body_try_stream(body)), None);
+        let mut imported = None;
+        let mut engine_error = None;
+        while let Some(item) = responses.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(status) = info.status.filter(|s| s.starts_with("sha256:")) {
+                        imported = Some(status);
+                    }
+                }
+                Err(e) => {
+                    engine_error = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(id) = &imported {
+            self.record(|c| c.imported = Some(id.clone()));
+        }
+        // An export failure makes the import fail too; the export's is the cause to report.
+        if let Some(source) = failure.lock().expect("failure lock").take() {
+            return Err(FlattenError::Export {
+                image: image.to_owned(),
+                endpoint: self.endpoint.clone(),
+                source,
+            });
+        }
+        if let Some(e) = engine_error {
+            return Err(self.engine(format!("importing the filesystem of {image}"))(
+                e,
+            ));
+        }
+        let stats = stats.lock().expect("stats lock").clone();
+        match imported {
+            Some(id) => Ok((id, stats)),
+            None => Err(FlattenError::Unexpected {
+                step: format!("importing the filesystem of {image}"),
+                endpoint: self.endpoint.clone(),
+                detail: "no image ID in the response".into(),
+            }),
+        }
+    }
+
+    /// Gives the imported layer the source's config through `docker load` of
+    /// a config-only archive: exact for every field, the platform included.
+    async fn install_config(
+        &self,
+        config: &serde_json::Value,
+        diff_id: &str,
+    ) -> Result<String, FlattenError> {
+        let bytes = serde_json::to_vec(config).expect("a JSON value serializes");
+        let id = image_config::image_id(&bytes);
+        let archive = image_config::config_only_archive(&bytes, diff_id).map_err(|e| {
+            FlattenError::Unexpected {
+                step: "writing the config archive".into(),
+                endpoint: self.endpoint.clone(),
+                detail: e.to_string(),
+            }
+        })?;
+        let existed = self.docker.inspect_image(&id).await.is_ok();
+        let options = ImportImageOptionsBuilder::default().quiet(true).build();
+        let body = stream::once(async move { Ok::<_, std::io::Error>(archive) });
+        let mut responses = self.docker.import_image_stream(options, body, None);
+        let step = "loading the flattened image's config";
+        if !existed {
+            self.record(|c| c.untagged = Some(id.clone()));
+        }
+        while let Some(item) = responses.next().await {
+            item.map_err(self.engine(step))?;
+        }
+        self.docker
+            .inspect_image(&id)
+            .await
+            .map_err(self.engine(step))?;
+        Ok(id)
+    }
+
+    /// Removes every temporary object of this run, and the flattened image
+    /// too if it never got its tag. Returns what could not be removed.
+    pub async fn cleanup(&self, progress: &dyn Progress) -> Leftovers {
+        progress.begin(Stage::Cleanup, "");
+        let created = self.created.lock().expect("created lock").clone();
+        let mut left = Leftovers::default();
+        let mut containers: Vec<String> = created.container.into_iter().collect();
+        let mut images: Vec<String> = created
+            .untagged
+            .into_iter()
+            .chain(created.imported)
+            .collect();
+        // Objects whose creation an interrupt cut short are known only by label.
+        let filter = HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{RUN_LABEL}={}", self.run_id)],
+        )]);
+        let list = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filter)
+            .build();
+        if let Ok(found) = self.docker.list_containers(Some(list)).await {
+            containers.extend(found.into_iter().filter_map(|c| c.id));
+        }
+        containers.sort();
+        containers.dedup();
+        for id in containers {
+            let options = RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .v(true)
+                .build();
+            match self.docker.remove_container(&id, Some(options)).await {
+                Ok(())
+                | Err(EngineError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(_) => left.containers.push(id),
+            }
+        }
+        let list = ListImagesOptionsBuilder::default()
+            .all(true)
+            .filters(&filter)
+            .build();
+        if let Ok(found) = self.docker.list_images(Some(list)).await {
+            images.extend(found.into_iter().map(|i| i.id));
+        }
+        let mut seen = std::collections::HashSet::new();
+        images.retain(|id| seen.insert(id.clone()));
+        for id in images {
+            let options = RemoveImageOptionsBuilder::default().build();
+            match self.docker.remove_image(&id, Some(options), None).await {
+                Ok(_)
+                | Err(EngineError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(_) => left.images.push(id),
+            }
+        }
+        progress.end();
+        left
+    }
+}
+
+/// The export stream, filtered, counted, and turned into an error the
+/// moment anything goes wrong so the import is aborted, never completed on a
+/// truncated archive.
+fn filtered(
+    export: impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static,
+    progress: Arc<dyn Progress>,
+    failure: Arc<Mutex<Option<ExportError>>>,
+    stats: Arc<Mutex<FilterStats>>,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    struct State<S> {
+        export: std::pin::Pin<Box<S>>,
+        filter: TarFilter,
+        queue: VecDeque<Bytes>,
+        done: bool,
+    }
+    let state = State {
+        export: Box::pin(export),
+        filter: TarFilter::default(),
+        queue: VecDeque::new(),
+        done: false,
+    };
+    stream::unfold(state, move |mut s| {
+        let progress = progress.clone();
+        let failure = failure.clone();
+        let stats = stats.clone();
+        async move {
+            loop {
+                if let Some(chunk) = s.queue.pop_front() {
+                    return Some((Ok(chunk), s));
+                }
+                if s.done {
+                    return None;
+                }
+                let step = match s.export.next().await {
+                    Some(Ok(chunk)) => {
+                        progress.bytes(chunk.len() as u64);
+                        s.filter
+                            .push(chunk, &mut s.queue)
+                            .map_err(ExportError::from)
+                    }
+                    Some(Err(e)) => Err(ExportError::Engine(e)),
+                    None => {
+                        s.done = true;
+                        let end = s.filter.finish(&mut s.queue).map_err(ExportError::from);
+                        *stats.lock().expect("stats lock") = s.filter.stats().clone();
+                        end
+                    }
+                };
+                if let Err(e) = step {
+                    let message = e.to_string();
+                    *failure.lock().expect("failure lock") = Some(e);
+                    s.done = true;
+                    s.queue.clear();
+                    return Some((Err(std::io::Error::other(message)), s));
+                }
+            }
+        }
+    })
+}
+
+/// The engine's own words for a failure, without bollard's framing.
+fn detail(e: &EngineError) -> String {
+    match e {
+        EngineError::DockerResponseServerError { message, .. } => message.trim().to_owned(),
+        EngineError::DockerStreamError { error } => error.trim().to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// A name for this run's temporary objects, unique across concurrent runs.
+fn run_id() -> String {
+    use sha2::{Digest, Sha256};
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let seed = format!("{}-{nanos}-{:p}", std::process::id(), &nanos);
+    format!("{:x}", Sha256::digest(seed.as_bytes()))[..16].to_owned()
+}

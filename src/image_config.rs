@@ -1,0 +1,152 @@
+//! The flattened image's config: the source image's whole container config
+//! and platform, over the one imported layer, with a history entry saying
+//! where it came from; and the config-only archive that installs it.
+
+use std::time::SystemTime;
+
+use bollard::models::ImageInspect;
+use bytes::Bytes;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// Where the flattened image came from, for its history.
+pub struct Provenance<'a> {
+    /// What the user named, e.g. `myapp:1.4`.
+    pub reference: &'a str,
+    pub layers: usize,
+}
+
+/// Builds the image config JSON for the flattened image.
+pub fn flattened(
+    source: &ImageInspect,
+    provenance: &Provenance<'_>,
+    diff_id: &str,
+    created: SystemTime,
+) -> Value {
+    let created = humantime::format_rfc3339_nanos(created).to_string();
+    let source_id = source.id.as_deref().unwrap_or("unknown");
+    let mut config = json!({
+        "architecture": source.architecture.clone().unwrap_or_default(),
+        "os": source.os.clone().unwrap_or_default(),
+        "created": created,
+        "config": source.config.clone().unwrap_or_default(),
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{
+            "created": created,
+            "created_by": format!("docker flatten {} ({source_id})", provenance.reference),
+            "comment": format!(
+                "flattened from {} layer(s) by docker-flatten {}",
+                provenance.layers,
+                env!("CARGO_PKG_VERSION")
+            ),
+        }],
+    });
+    let optional = [
+        ("variant", &source.variant),
+        ("os.version", &source.os_version),
+        ("author", &source.author),
+    ];
+    for (key, value) in optional {
+        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+            config[key] = Value::String(v.to_owned());
+        }
+    }
+    config
+}
+
+/// The image ID the engine will give a config: the digest of its bytes.
+pub fn image_id(config_bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(config_bytes))
+}
+
+/// A `docker load` archive holding only `manifest.json` and the config: the
+/// layer is already in the engine's store (the import put it there), so the
+/// engine links it by diff ID instead of reading a layer tar.
+pub fn config_only_archive(config_bytes: &[u8], diff_id: &str) -> std::io::Result<Bytes> {
+    let id = image_id(config_bytes);
+    let hex = id.trim_start_matches("sha256:");
+    let layer = format!("{}/layer.tar", diff_id.trim_start_matches("sha256:"));
+    let config_name = format!("{hex}.json");
+    let manifest = serde_json::to_vec(&json!([{
+        "Config": config_name,
+        "RepoTags": null,
+        "Layers": [layer],
+    }]))?;
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        (config_name.as_str(), config_bytes),
+        ("manifest.json", &manifest[..]),
+    ] {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder.append_data(&mut header, name, data)?;
+    }
+    Ok(Bytes::from(builder.into_inner()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{HealthConfig, ImageConfig};
+
+    fn source() -> ImageInspect {
+        ImageInspect {
+            id: Some("sha256:abc".into()),
+            architecture: Some("arm64".into()),
+            variant: Some("v8".into()),
+            os: Some("linux".into()),
+            author: Some("".into()),
+            config: Some(ImageConfig {
+                env: Some(vec!["P=$5".into(), "Q=a\nb".into()]),
+                exposed_ports: Some(vec!["80/tcp".into()]),
+                volumes: Some(vec!["/data".into()]),
+                healthcheck: Some(HealthConfig {
+                    test: Some(vec!["CMD".into(), "true".into()]),
+                    start_period: Some(5),
+                    ..Default::default()
+                }),
+                shell: Some(vec!["/bin/ash".into(), "-c".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn carries_config_platform_and_provenance() {
+        let p = Provenance {
+            reference: "app:1",
+            layers: 7,
+        };
+        let v = flattened(&source(), &p, "sha256:layer", SystemTime::UNIX_EPOCH);
+        assert_eq!(v["architecture"], "arm64");
+        assert_eq!(v["variant"], "v8");
+        assert!(v.get("author").is_none(), "empty author is left out");
+        assert_eq!(v["config"]["Env"], json!(["P=$5", "Q=a\nb"]));
+        assert_eq!(v["config"]["ExposedPorts"], json!({"80/tcp": {}}));
+        assert_eq!(v["config"]["Volumes"], json!({"/data": {}}));
+        assert_eq!(v["config"]["Healthcheck"]["StartPeriod"], 5);
+        assert_eq!(v["rootfs"]["diff_ids"], json!(["sha256:layer"]));
+        assert_eq!(
+            v["history"][0]["created_by"],
+            "docker flatten app:1 (sha256:abc)"
+        );
+        assert_eq!(v["created"], "1970-01-01T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn archive_names_config_by_its_digest() {
+        let bytes = config_only_archive(b"{}", "sha256:0011").unwrap();
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        let hex = image_id(b"{}").trim_start_matches("sha256:").to_owned();
+        assert_eq!(names, [format!("{hex}.json"), "manifest.json".to_owned()]);
+    }
+}
