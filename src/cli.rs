@@ -35,47 +35,47 @@ pub struct Cli {
 #[derive(Debug, Default, Args)]
 pub struct GlobalArgs {
     /// Location of client config files
-    #[arg(long, value_name = "DIR", global = true)]
+    #[arg(long, value_name = "DIR")]
     pub config: Option<PathBuf>,
 
     /// Name of the context to use to connect to the daemon
-    #[arg(short = 'c', long, value_name = "NAME", global = true)]
+    #[arg(short = 'c', long, value_name = "NAME")]
     pub context: Option<String>,
 
     /// Enable debug mode: print the whole cause chain of errors and the endpoint used
-    #[arg(short = 'D', long, global = true, num_args = 0..=1, require_equals = true,
+    #[arg(short = 'D', long, num_args = 0..=1, require_equals = true,
           default_missing_value = "true", action = ArgAction::Set, default_value_t = false)]
     pub debug: bool,
 
     /// Daemon socket to connect to
-    #[arg(short = 'H', long = "host", value_name = "HOST", global = true)]
+    #[arg(short = 'H', long = "host", value_name = "HOST")]
     pub host: Vec<String>,
 
     /// Set the logging level
-    #[arg(short = 'l', long = "log-level", value_name = "LEVEL", global = true,
+    #[arg(short = 'l', long = "log-level", value_name = "LEVEL",
           value_parser = ["debug", "info", "warn", "error", "fatal"])]
     pub log_level: Option<String>,
 
     /// Use TLS; implied by --tlsverify
-    #[arg(long, global = true, num_args = 0..=1, require_equals = true,
+    #[arg(long, num_args = 0..=1, require_equals = true,
           default_missing_value = "true", action = ArgAction::Set, default_value_t = false)]
     pub tls: bool,
 
     /// Use TLS and verify the remote
-    #[arg(long, global = true, num_args = 0..=1, require_equals = true,
+    #[arg(long, num_args = 0..=1, require_equals = true,
           default_missing_value = "true", action = ArgAction::Set)]
     pub tlsverify: Option<bool>,
 
     /// Trust certs signed only by this CA
-    #[arg(long, value_name = "FILE", global = true)]
+    #[arg(long, value_name = "FILE")]
     pub tlscacert: Option<PathBuf>,
 
     /// Path to TLS certificate file
-    #[arg(long, value_name = "FILE", global = true)]
+    #[arg(long, value_name = "FILE")]
     pub tlscert: Option<PathBuf>,
 
     /// Path to TLS key file
-    #[arg(long, value_name = "FILE", global = true)]
+    #[arg(long, value_name = "FILE")]
     pub tlskey: Option<PathBuf>,
 }
 

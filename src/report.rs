@@ -105,10 +105,15 @@ impl Reporter {
     /// Prints an error: the message alone, or with `debug` the whole cause chain.
     pub fn error(&self, err: &anyhow::Error, debug: bool) {
         self.abandon();
-        eprintln!("docker flatten: {err}");
+        let mut said = err.to_string();
+        eprintln!("docker flatten: {said}");
         if debug {
-            for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+            for cause in err.chain().skip(1).map(|c| c.to_string()) {
+                // Our messages quote the engine's words; don't repeat them.
+                if !said.contains(&cause) {
+                    eprintln!("  caused by: {cause}");
+                    said.push_str(&cause);
+                }
             }
         }
     }

@@ -8,9 +8,17 @@ use anyhow::Context;
 
 use crate::cli::{FlattenArgs, GlobalArgs};
 use crate::endpoint::{self, Env};
-use crate::flatten::Flattener;
+use crate::flatten::{FlattenError, Flattener};
 use crate::interrupt::{Interrupt, Interrupts};
 use crate::report::{Reporter, Summary};
+
+/// A flatten that failed; TAG was not touched.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}; {tag} is unchanged")]
+pub struct Failed {
+    tag: String,
+    source: FlattenError,
+}
 
 /// A run stopped by the user; carries the exit code to use.
 #[derive(Debug, thiserror::Error)]
@@ -67,10 +75,11 @@ pub async fn flatten(
             what: format!("{tag} is unchanged"),
         }
         .into()),
-        Ok(Err(e)) => Err(anyhow::Error::new(e).context(format!(
-            "cannot flatten {} into {tag}; {tag} is unchanged",
-            args.image
-        ))),
+        Ok(Err(source)) => Err(Failed {
+            tag: tag.to_string(),
+            source,
+        }
+        .into()),
         Ok(Ok(outcome)) => {
             reporter.debug(
                 globals.debug,
