@@ -293,11 +293,12 @@ impl TarFilter {
                 self.long_name = Some(payload[..end].to_vec());
             }
             b'x' => {
-                for ext in tar::PaxExtensions::new(&payload).flatten() {
-                    match ext.key_bytes() {
-                        b"path" => self.pax_path = Some(ext.value_bytes().to_vec()),
+                for (key, value) in pax_records(&payload) {
+                    match key {
+                        b"path" => self.pax_path = Some(value.to_vec()),
                         b"size" => {
-                            self.pax_size = ext.value().ok().and_then(|v| v.parse().ok());
+                            self.pax_size =
+                                std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
                         }
                         _ => {}
                     }
@@ -306,6 +307,23 @@ impl TarFilter {
             _ => {}
         }
     }
+}
+
+/// PAX records, `<len> <key>=<value>\n`, split by their length prefix: values
+/// (binary xattrs) may themselves contain newlines. Parsing stops at the first
+/// malformed record.
+fn pax_records(mut data: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    std::iter::from_fn(move || {
+        let space = data.iter().position(|&b| b == b' ')?;
+        let len: usize = std::str::from_utf8(&data[..space]).ok()?.parse().ok()?;
+        if len <= space + 1 || len > data.len() || data[len - 1] != b'\n' {
+            return None;
+        }
+        let record = &data[space + 1..len - 1];
+        data = &data[len..];
+        let eq = record.iter().position(|&b| b == b'=')?;
+        Some((&record[..eq], &record[eq + 1..]))
+    })
 }
 
 fn is_placeholder(path: &[u8], kind: u8, size: u64, header: &tar::Header) -> bool {
@@ -481,6 +499,32 @@ mod tests {
         all.push(("etc/hosts", F, b""));
         let (out, _) = run(&archive(&all), 64).unwrap();
         assert_eq!(out, archive(kept));
+    }
+
+    #[test]
+    fn pax_values_may_contain_newlines() {
+        let cap = b"\x01\x00\x00\x02\x0a\x00\x00\x00";
+        let mut records = Vec::new();
+        for (k, v) in [
+            (&b"SCHILY.xattr.security.capability"[..], &cap[..]),
+            (b"path", b"etc/hosts"),
+        ] {
+            let body = [k, b"=", v, b"\n"].concat();
+            let mut len = body.len() + 2;
+            while len.to_string().len() + 1 + body.len() != len {
+                len += 1;
+            }
+            records.extend_from_slice(format!("{len} ").as_bytes());
+            records.extend_from_slice(&body);
+        }
+        let parsed: Vec<_> = pax_records(&records).collect();
+        assert_eq!(
+            parsed,
+            [
+                (&b"SCHILY.xattr.security.capability"[..], &cap[..]),
+                (b"path", b"etc/hosts")
+            ]
+        );
     }
 
     #[test]

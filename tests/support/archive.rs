@@ -1,0 +1,488 @@
+//! Building test images offline: layer tars from a declarative entry list,
+//! a docker-archive around them, and `docker load` into the engine.
+//!
+//! Headers are written by hand (ustar + PAX) so that every property the
+//! plugin must preserve can be expressed: names longer than 100 bytes or not
+//! UTF-8, xattrs, device numbers, special mode bits, mtimes at and beyond
+//! the edges of the octal header fields.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tar::{EntryType, Header};
+
+use super::engine::{docker_ok, require_engine, TestImage};
+
+/// 2023-11-14T22:13:20Z: a plain, recognisable default that is neither the
+/// epoch nor "now", so a tool that resets mtimes is caught.
+pub const DEFAULT_MTIME: u64 = 1_700_000_000;
+
+/// Largest mtime the 11-digit octal ustar field can hold; above it a writer
+/// needs PAX or base-256.
+pub const MAX_OCTAL_MTIME: u64 = 0o77777777777;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File(Vec<u8>),
+    Symlink(Vec<u8>),
+    /// Target path inside the image, no leading '/'. Must be in the same
+    /// layer: the engine extracts each layer on its own.
+    Hardlink(Vec<u8>),
+    CharDev(u32, u32),
+    BlockDev(u32, u32),
+    Fifo,
+    /// Deletes `path` from lower layers: written as `<dir>/.wh.<name>`.
+    Whiteout,
+    /// `path` is a directory whose lower-layer content is hidden: written
+    /// as `<path>/.wh..wh..opq`.
+    Opaque,
+}
+
+/// One tar entry of a test layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Raw bytes, no leading '/'; may be long or not UTF-8.
+    pub path: Vec<u8>,
+    pub kind: Kind,
+    /// Permission bits including setuid/setgid/sticky (no file-type bits).
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: u64,
+    pub xattrs: Vec<(String, Vec<u8>)>,
+}
+
+impl Entry {
+    pub fn new(path: impl AsRef<[u8]>, kind: Kind) -> Entry {
+        let mode = match kind {
+            Kind::Dir => 0o755,
+            Kind::Symlink(_) => 0o777,
+            _ => 0o644,
+        };
+        let path = path.as_ref();
+        assert!(
+            !path.starts_with(b"/"),
+            "entry paths are relative: {}",
+            path.escape_ascii()
+        );
+        Entry {
+            path: path.to_vec(),
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: DEFAULT_MTIME,
+            xattrs: Vec::new(),
+        }
+    }
+
+    pub fn dir(path: impl AsRef<[u8]>) -> Entry {
+        Entry::new(path, Kind::Dir)
+    }
+    pub fn file(path: impl AsRef<[u8]>, content: impl AsRef<[u8]>) -> Entry {
+        Entry::new(path, Kind::File(content.as_ref().to_vec()))
+    }
+    pub fn symlink(path: impl AsRef<[u8]>, target: impl AsRef<[u8]>) -> Entry {
+        Entry::new(path, Kind::Symlink(target.as_ref().to_vec()))
+    }
+    /// Metadata (mode, owner, mtime, xattrs) is taken from the target entry
+    /// when the tar is written: both names are one inode, and the engine
+    /// applies a hardlink header's metadata to that shared inode.
+    pub fn hardlink(path: impl AsRef<[u8]>, target: impl AsRef<[u8]>) -> Entry {
+        Entry::new(path, Kind::Hardlink(target.as_ref().to_vec()))
+    }
+    pub fn char_dev(path: impl AsRef<[u8]>, major: u32, minor: u32) -> Entry {
+        Entry::new(path, Kind::CharDev(major, minor))
+    }
+    pub fn block_dev(path: impl AsRef<[u8]>, major: u32, minor: u32) -> Entry {
+        Entry::new(path, Kind::BlockDev(major, minor))
+    }
+    pub fn fifo(path: impl AsRef<[u8]>) -> Entry {
+        Entry::new(path, Kind::Fifo)
+    }
+    pub fn whiteout(path: impl AsRef<[u8]>) -> Entry {
+        Entry::new(path, Kind::Whiteout)
+    }
+    pub fn opaque(dir: impl AsRef<[u8]>) -> Entry {
+        Entry::new(dir, Kind::Opaque)
+    }
+
+    pub fn mode(mut self, mode: u32) -> Entry {
+        assert!(mode <= 0o7777, "mode {mode:o} has file-type bits");
+        self.mode = mode;
+        self
+    }
+    pub fn owner(mut self, uid: u64, gid: u64) -> Entry {
+        self.uid = uid;
+        self.gid = gid;
+        self
+    }
+    pub fn mtime(mut self, mtime: u64) -> Entry {
+        self.mtime = mtime;
+        self
+    }
+    pub fn xattr(mut self, name: &str, value: impl AsRef<[u8]>) -> Entry {
+        self.xattrs
+            .push((name.to_string(), value.as_ref().to_vec()));
+        self
+    }
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(data: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(data))
+}
+
+fn split_parent(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..=i], &path[i + 1..]),
+        None => (&[], path),
+    }
+}
+
+/// Copies as much of `value` as fits; PAX carries the full value when it
+/// does not, so the header copy only matters to readers without PAX.
+fn put_field(field: &mut [u8], value: &[u8]) {
+    let n = value.len().min(field.len());
+    field[..n].copy_from_slice(&value[..n]);
+    field[n..].fill(0);
+}
+
+/// Needs PAX when the ustar field cannot hold it exactly, or when it is not
+/// ASCII (ustar is ASCII-only; Go's reader/writer follow the same rule).
+fn needs_pax(value: &[u8], field_len: usize) -> bool {
+    value.len() > field_len || !value.is_ascii()
+}
+
+/// Serialises one layer as an uncompressed tar, exactly as `docker load`
+/// will receive it (so its SHA-256 is the layer's diff_id).
+///
+/// Panics unless every directory above an entry is itself an entry of the
+/// layer, as in layers the engine makes: a missing one would be created by
+/// the engine as root 0755 stamped with the load time, and would hide the
+/// lower layer's directory metadata, which no test means to check.
+pub fn layer_tar(entries: &[Entry]) -> Vec<u8> {
+    let dirs: std::collections::BTreeSet<&[u8]> = entries
+        .iter()
+        .filter(|e| e.kind == Kind::Dir)
+        .map(|e| e.path.strip_suffix(b"/").unwrap_or(&e.path))
+        .collect();
+    for entry in entries {
+        // An opaque marker lives inside its directory; anything else lives
+        // in its parent.
+        let mut here: &[u8] = entry.path.strip_suffix(b"/").unwrap_or(&entry.path);
+        if entry.kind != Kind::Opaque {
+            here = split_parent(here).0;
+        }
+        let mut dir = here.strip_suffix(b"/").unwrap_or(here);
+        while !dir.is_empty() {
+            assert!(
+                dirs.contains(dir),
+                "layer has {} but no entry for its directory {}; add Entry::dir({:?}) \
+                 to the same layer, or the engine invents one (root, 0755, load time)",
+                entry.path.escape_ascii(),
+                dir.escape_ascii(),
+                String::from_utf8_lossy(dir)
+            );
+            dir = split_parent(dir).0;
+            dir = dir.strip_suffix(b"/").unwrap_or(dir);
+        }
+    }
+    let mut builder = tar::Builder::new(Vec::new());
+    for entry in entries {
+        append_entry(&mut builder, entry, entries);
+    }
+    builder.into_inner().expect("finish layer tar")
+}
+
+fn append_entry(builder: &mut tar::Builder<Vec<u8>>, entry: &Entry, layer: &[Entry]) {
+    let path = entry.path.strip_suffix(b"/").unwrap_or(&entry.path);
+    assert!(!path.is_empty(), "empty entry path in test layer");
+    // A hardlink shares its inode with the target, so it must carry the
+    // target's metadata or the engine would rewrite that inode.
+    let meta = match &entry.kind {
+        Kind::Hardlink(target) => layer
+            .iter()
+            .rev()
+            .find(|e| e.path == *target && !matches!(e.kind, Kind::Whiteout | Kind::Opaque))
+            .unwrap_or_else(|| {
+                panic!(
+                    "hardlink {} -> {}: the target must be an entry of the same layer",
+                    path.escape_ascii(),
+                    target.escape_ascii()
+                )
+            }),
+        _ => entry,
+    };
+
+    let (name, ty, data, link): (Vec<u8>, EntryType, &[u8], Option<&[u8]>) = match &entry.kind {
+        Kind::Dir => ([path, b"/"].concat(), EntryType::Directory, &[], None),
+        Kind::File(content) => (path.to_vec(), EntryType::Regular, content, None),
+        Kind::Symlink(target) => (path.to_vec(), EntryType::Symlink, &[], Some(target)),
+        Kind::Hardlink(target) => (path.to_vec(), EntryType::Link, &[], Some(target)),
+        Kind::CharDev(..) => (path.to_vec(), EntryType::Char, &[], None),
+        Kind::BlockDev(..) => (path.to_vec(), EntryType::Block, &[], None),
+        Kind::Fifo => (path.to_vec(), EntryType::Fifo, &[], None),
+        Kind::Whiteout => {
+            let (dir, base) = split_parent(path);
+            ([dir, b".wh.", base].concat(), EntryType::Regular, &[], None)
+        }
+        Kind::Opaque => (
+            [path, b"/.wh..wh..opq"].concat(),
+            EntryType::Regular,
+            &[],
+            None,
+        ),
+    };
+
+    let mut header = Header::new_ustar();
+    header.set_entry_type(ty);
+    put_field(&mut header.as_old_mut().name, &name);
+    if let Some(link) = link {
+        put_field(&mut header.as_old_mut().linkname, link);
+    }
+    header.set_mode(meta.mode);
+    header.set_uid(meta.uid);
+    header.set_gid(meta.gid);
+    header.set_mtime(meta.mtime);
+    header.set_size(data.len() as u64);
+    if let Kind::CharDev(major, minor) | Kind::BlockDev(major, minor) = entry.kind {
+        header.set_device_major(major).expect("ustar has devmajor");
+        header.set_device_minor(minor).expect("ustar has devminor");
+    }
+    header.set_cksum();
+
+    let mtime_text = meta.mtime.to_string();
+    let mut pax: Vec<(String, &[u8])> = Vec::new();
+    if needs_pax(&name, 100) {
+        pax.push(("path".into(), &name));
+    }
+    if let Some(link) = link.filter(|l| needs_pax(l, 100)) {
+        pax.push(("linkpath".into(), link));
+    }
+    // Base-256 in the header would do for Go's reader too, but PAX is what
+    // Go itself writes, so this is the form the engine is known to handle.
+    if meta.mtime > MAX_OCTAL_MTIME {
+        pax.push(("mtime".into(), mtime_text.as_bytes()));
+    }
+    for (key, value) in &meta.xattrs {
+        pax.push((format!("SCHILY.xattr.{key}"), value));
+    }
+    builder
+        .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), *v)))
+        .expect("append PAX header");
+    builder.append(&header, data).expect("append tar entry");
+}
+
+/// A whole image to build: layers bottom-up and its config.
+#[derive(Debug, Clone)]
+pub struct ImageSpec {
+    pub layers: Vec<Vec<Entry>>,
+    /// The image config's `config` object (Cmd, Entrypoint, Env, ...).
+    pub config: Value,
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+/// The engine's name for the host architecture, so images run without a
+/// platform-mismatch warning.
+pub fn host_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+impl ImageSpec {
+    /// Linux on the host architecture, with an empty `config`.
+    pub fn new(layers: Vec<Vec<Entry>>) -> ImageSpec {
+        ImageSpec {
+            layers,
+            config: json!({}),
+            os: "linux".into(),
+            architecture: host_architecture().into(),
+            variant: None,
+        }
+    }
+
+    pub fn with_config(mut self, config: Value) -> ImageSpec {
+        self.config = config;
+        self
+    }
+
+    /// The image config JSON exactly as it is loaded; its SHA-256 is the
+    /// image ID. `reference` goes into the history so that identical specs
+    /// loaded by parallel tests still get distinct image IDs (and removing
+    /// one test's image cannot remove another's).
+    pub fn config_json(&self, layer_tars: &[Vec<u8>], reference: &str) -> Vec<u8> {
+        let diff_ids: Vec<String> = layer_tars
+            .iter()
+            .map(|t| format!("sha256:{}", sha256_hex(t)))
+            .collect();
+        let history: Vec<Value> = (0..layer_tars.len())
+            .map(|i| {
+                json!({
+                    "created": "2024-01-01T00:00:00Z",
+                    "created_by": format!("docker-flatten test fixture: layer {i}"),
+                    "comment": reference,
+                })
+            })
+            .collect();
+        let mut config = json!({
+            "architecture": self.architecture,
+            "os": self.os,
+            "config": self.config,
+            "created": "2024-01-01T00:00:00Z",
+            "history": history,
+            "rootfs": { "type": "layers", "diff_ids": diff_ids },
+        });
+        if let Some(variant) = &self.variant {
+            config["variant"] = json!(variant);
+        }
+        serde_json::to_vec(&config).expect("serialise image config")
+    }
+}
+
+/// Adds `:latest` when the reference has no tag, as `docker load` insists
+/// on a tagged reference in `RepoTags`.
+pub fn with_tag(reference: &str) -> String {
+    let last = reference.rsplit('/').next().unwrap_or(reference);
+    if last.contains(':') || last.contains('@') {
+        reference.to_string()
+    } else {
+        format!("{reference}:latest")
+    }
+}
+
+/// Writes `spec` as a docker-archive (legacy `docker save` layout) to `out`;
+/// returns the image ID the engine must assign (`sha256:` + config digest).
+pub fn write_docker_archive(spec: &ImageSpec, reference: &str, out: &Path) -> String {
+    let reference = with_tag(reference);
+    let tars: Vec<Vec<u8>> = spec.layers.iter().map(|l| layer_tar(l)).collect();
+    let config = spec.config_json(&tars, &reference);
+    let config_hex = sha256_hex(&config);
+
+    let mut outer = tar::Builder::new(
+        std::fs::File::create(out).unwrap_or_else(|e| panic!("create {}: {e}", out.display())),
+    );
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = Header::new_ustar();
+        h.set_entry_type(EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_mtime(DEFAULT_MTIME);
+        h.set_size(data.len() as u64);
+        outer
+            .append_data(&mut h, name, data)
+            .unwrap_or_else(|e| panic!("write {name} into docker-archive: {e}"));
+    };
+    let mut layer_paths = Vec::new();
+    let mut written = std::collections::BTreeSet::new();
+    for t in &tars {
+        let path = format!("{}/layer.tar", sha256_hex(t));
+        if written.insert(path.clone()) {
+            add(&path, t);
+        }
+        layer_paths.push(path);
+    }
+    let config_name = format!("{config_hex}.json");
+    add(&config_name, &config);
+    let manifest = json!([{
+        "Config": config_name,
+        "RepoTags": [reference],
+        "Layers": layer_paths,
+    }]);
+    add(
+        "manifest.json",
+        &serde_json::to_vec(&manifest).expect("serialise manifest"),
+    );
+    outer.into_inner().expect("finish docker-archive");
+    format!("sha256:{config_hex}")
+}
+
+/// Builds `spec`, `docker load`s it as `reference` and returns a guard that
+/// removes it. Panics unless the engine reports the ID the config implies.
+pub fn load_image(spec: &ImageSpec, reference: &str) -> TestImage {
+    require_engine();
+    let reference = with_tag(reference);
+    let dir = tempfile::Builder::new()
+        .prefix("dflt-archive-")
+        .tempdir()
+        .expect("temp dir for docker-archive");
+    let path = dir.path().join("image.tar");
+    let id = write_docker_archive(spec, &reference, &path);
+    let path_str = path.to_str().expect("temp path is UTF-8");
+    // Guard first, so a half-successful load is still cleaned up.
+    let image = TestImage {
+        reference: reference.clone(),
+        id: id.clone(),
+    };
+    docker_ok(&["load", "-q", "-i", path_str]);
+    let actual = docker_ok(&["image", "inspect", "--format", "{{.Id}}", &reference]);
+    assert_eq!(
+        actual.trim(),
+        id,
+        "engine assigned an unexpected image ID to {reference}"
+    );
+    image
+}
+
+/// Debian's busybox has no `printenv` applet; this behaves the same for
+/// names that are set (value printed, exit 0) and unset (exit 1).
+const PRINTENV_SCRIPT: &str = r#"#!/bin/sh
+[ $# -eq 0 ] && exec env
+rc=0
+for n in "$@"; do
+  if eval "[ -n \"\${$n+x}\" ]"; then eval "printf '%s\n' \"\$$n\""; else rc=1; fi
+done
+exit $rc
+"#;
+
+/// `bin/busybox` copied from the host plus applet symlinks (and a
+/// `printenv` script), so an image can run commands. Needs Debian's
+/// busybox-static (a static binary).
+pub fn busybox_layer() -> Vec<Entry> {
+    let host = Path::new("/bin/busybox");
+    let content = std::fs::read(host).unwrap_or_else(|e| {
+        panic!(
+            "{} is needed to build runnable test images ({e}); \
+             install it with `apt-get install -y busybox-static`",
+            host.display()
+        )
+    });
+    let list = std::process::Command::new(host)
+        .arg("--list")
+        .output()
+        .expect("run /bin/busybox --list");
+    let available = String::from_utf8_lossy(&list.stdout).into_owned();
+    let mut layer = vec![
+        Entry::dir("bin"),
+        Entry::file("bin/busybox", content).mode(0o755),
+        Entry::file("bin/printenv", PRINTENV_SCRIPT).mode(0o755),
+    ];
+    for applet in [
+        "sh",
+        "env",
+        "cat",
+        "ls",
+        "echo",
+        "id",
+        "stat",
+        "find",
+        "sha256sum",
+        "readlink",
+        "pwd",
+    ] {
+        assert!(
+            available.lines().any(|l| l.trim() == applet),
+            "/bin/busybox lacks the {applet} applet the test images rely on"
+        );
+        layer.push(Entry::symlink(format!("bin/{applet}"), "busybox"));
+    }
+    layer
+}

@@ -1,0 +1,27 @@
+//! Shared fixtures for the docker-flatten integration tests.
+//!
+//! Every test binary does `mod support;` and gets:
+//! - [`archive`]: build layer tars and whole images from a declarative spec
+//!   and `docker load` them (nothing can be pulled on the test machines);
+//! - [`fsview`]: an independent model of an image's merged filesystem, read
+//!   from `docker save` / `docker export`, plus a differ for comparing them;
+//! - [`engine`]: thin wrappers around the real `docker` CLI, cleanup guards,
+//!   the plugin wiring, and engine-state snapshots for leftover checks.
+//!
+//! None of this uses code from `src/`: the tests must be able to catch the
+//! plugin being wrong in the same way as the code under test.
+//!
+//! Tests of many binaries share one engine, so every helper works only on
+//! names from [`unique`] and removes what it created, even on panic.
+
+// Each test binary compiles this module on its own and uses only part of it.
+#![allow(dead_code, unused_imports)]
+
+pub mod archive;
+pub mod engine;
+pub mod fsview;
+pub mod proxy;
+
+pub use archive::*;
+pub use engine::*;
+pub use fsview::*;

@@ -1,0 +1,157 @@
+//! A fault-injecting proxy in front of the real engine: it listens on a
+//! loopback TCP port, forwards every connection to the engine's unix socket,
+//! and breaks the requests that match its rule. The engine stays real; only
+//! the wire between the plugin and the engine misbehaves.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+const ENGINE_SOCKET: &str = "/var/run/docker.sock";
+
+/// What to break, on requests whose request line contains `matches`.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// Forward this many bytes of the engine's response, then cut the connection.
+    CutResponse { matches: &'static str, after: u64 },
+    /// Forward this many bytes of the client's request, then cut the connection.
+    CutRequest { matches: &'static str, after: u64 },
+    /// Answer with this HTTP status instead of asking the engine.
+    Respond { matches: &'static str, status: u16 },
+}
+
+impl Fault {
+    fn matches(&self) -> &'static str {
+        match *self {
+            Fault::CutResponse { matches, .. }
+            | Fault::CutRequest { matches, .. }
+            | Fault::Respond { matches, .. } => matches,
+        }
+    }
+}
+
+pub struct Proxy {
+    addr: SocketAddr,
+    fired: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    pub fn start(fault: Option<Fault>) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let fired = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (fired2, stop2) = (fired.clone(), stop.clone());
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let fired = fired2.clone();
+                thread::spawn(move || serve(client, fault, &fired));
+            }
+        });
+        Proxy { addr, fired, stop }
+    }
+
+    /// The `-H` value that reaches the engine through this proxy.
+    pub fn host(&self) -> String {
+        format!("tcp://{}", self.addr)
+    }
+
+    /// How many requests the fault has hit.
+    pub fn fired(&self) -> usize {
+        self.fired.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn serve(mut client: TcpStream, fault: Option<Fault>, fired: &AtomicUsize) {
+    // Read up to the end of the request line to decide what to do.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n") && head.len() < 8192 {
+        match client.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let line = String::from_utf8_lossy(&head).into_owned();
+    let fault = fault.filter(|f| line.contains(f.matches()));
+    if fault.is_some() {
+        fired.fetch_add(1, Ordering::SeqCst);
+    }
+    if let Some(Fault::Respond { status, .. }) = fault {
+        let body = format!("{{\"message\":\"fault injected by the test proxy ({status})\"}}");
+        let response = format!(
+            "HTTP/1.1 {status} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = client.write_all(response.as_bytes());
+        let _ = client.shutdown(Shutdown::Both);
+        return;
+    }
+    let Ok(mut engine) = UnixStream::connect(ENGINE_SOCKET) else {
+        return;
+    };
+    if engine.write_all(&head).is_err() {
+        return;
+    }
+    let (up_limit, down_limit) = match fault {
+        Some(Fault::CutRequest { after, .. }) => {
+            (Some(after.saturating_sub(head.len() as u64)), None)
+        }
+        Some(Fault::CutResponse { after, .. }) => (None, Some(after)),
+        _ => (None, None),
+    };
+    let (Ok(client2), Ok(engine2)) = (client.try_clone(), engine.try_clone()) else {
+        return;
+    };
+    let up = thread::spawn(move || pump(client2, engine2, up_limit));
+    pump_back(engine, client, down_limit);
+    let _ = up.join();
+}
+
+/// Copies until end of input or `limit` bytes; returns whether the limit cut it.
+fn copy(from: &mut impl Read, to: &mut impl Write, limit: Option<u64>) -> bool {
+    let mut sent = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let want = limit.map_or(buf.len(), |l| (l - sent).min(buf.len() as u64) as usize);
+        if want == 0 {
+            return true;
+        }
+        match from.read(&mut buf[..want]) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) if to.write_all(&buf[..n]).is_err() => return false,
+            Ok(n) => sent += n as u64,
+        }
+    }
+}
+
+fn pump(mut from: TcpStream, mut to: UnixStream, limit: Option<u64>) {
+    if copy(&mut from, &mut to, limit) {
+        let _ = from.shutdown(Shutdown::Both);
+        let _ = to.shutdown(Shutdown::Both);
+    } else {
+        let _ = to.shutdown(Shutdown::Write);
+    }
+}
+
+fn pump_back(mut from: UnixStream, mut to: TcpStream, limit: Option<u64>) {
+    copy(&mut from, &mut to, limit);
+    let _ = to.shutdown(Shutdown::Both);
+    let _ = from.shutdown(Shutdown::Both);
+}
