@@ -25,11 +25,22 @@ pub fn flattened(
 ) -> Value {
     let created = humantime::format_rfc3339_nanos(created).to_string();
     let source_id = source.id.as_deref().unwrap_or("unknown");
+    let mut container_config = source.config.clone().unwrap_or_default();
+    // bollard reads a null map as an empty one; null is what images carry
+    // when the Dockerfile had no EXPOSE or VOLUME.
+    for field in [
+        &mut container_config.exposed_ports,
+        &mut container_config.volumes,
+    ] {
+        if field.as_ref().is_some_and(Vec::is_empty) {
+            *field = None;
+        }
+    }
     let mut config = json!({
         "architecture": source.architecture.clone().unwrap_or_default(),
         "os": source.os.clone().unwrap_or_default(),
         "created": created,
-        "config": source.config.clone().unwrap_or_default(),
+        "config": container_config,
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{
             "created": created,
@@ -129,6 +140,13 @@ mod tests {
         assert_eq!(v["config"]["ExposedPorts"], json!({"80/tcp": {}}));
         assert_eq!(v["config"]["Volumes"], json!({"/data": {}}));
         assert_eq!(v["config"]["Healthcheck"]["StartPeriod"], 5);
+        let mut empty = source();
+        empty.config.as_mut().unwrap().volumes = Some(vec![]);
+        let e = flattened(&empty, &p, "sha256:layer", SystemTime::UNIX_EPOCH);
+        assert!(
+            e["config"].get("Volumes").is_none(),
+            "empty maps are written as absent"
+        );
         assert_eq!(v["rootfs"]["diff_ids"], json!(["sha256:layer"]));
         assert_eq!(
             v["history"][0]["created_by"],

@@ -1,0 +1,428 @@
+//! End-to-end flattens through the real docker CLI on the real engine,
+//! compared with an independent reading of the source image: `docker save`
+//! merged layer by layer in tests/support, never the code under test.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::*;
+
+/// Paths a container's init layer puts in every export, and the
+/// directories that hold them: the plugin drops the ones the image lacks and
+/// cannot see the image's own version where it had one (documented limits).
+const PLACEHOLDERS: &[&str] = &[
+    ".dockerenv",
+    "etc/hosts",
+    "etc/hostname",
+    "etc/resolv.conf",
+    "etc/mtab",
+    "dev/console",
+    "dev",
+    "dev/pts",
+    "dev/shm",
+    "proc",
+    "sys",
+    "etc",
+];
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Flattens through `docker flatten`, asserts success and the stdout
+/// contract, and returns a guard for the new image.
+fn flatten(cli: &Cli, image: &str, tag: &str) -> TestImage {
+    let out = cli.docker(&["flatten", image, tag]);
+    assert!(
+        out.status.success(),
+        "docker flatten {image} {tag} failed:\n{}",
+        text(&out.stderr)
+    );
+    let flat = TestImage::track(tag);
+    assert_eq!(
+        text(&out.stdout),
+        format!("{}\n", flat.id),
+        "stdout must be the new image ID alone"
+    );
+    assert_eq!(
+        image_layer_count(tag),
+        1,
+        "flattened image must have one layer"
+    );
+    flat
+}
+
+/// The export carries no xattr but `security.capability` (a documented limit).
+fn exportable(mut view: FsView) -> FsView {
+    for node in view.0.values_mut() {
+        node.xattrs.retain(|k, _| k == "security.capability");
+    }
+    view
+}
+
+/// Equal apart from the placeholder paths; and never a placeholder the image lacked.
+fn assert_faithful(source: &str, flat: &str) {
+    let expected = exportable(image_fs(source));
+    let actual = image_fs(flat);
+    assert_same_fs(&expected, &actual, PLACEHOLDERS);
+    for path in PLACEHOLDERS {
+        match (expected.get(path), actual.get(path)) {
+            (None, Some(_)) => {
+                panic!("flattened image has placeholder /{path} that {source} lacks")
+            }
+            (Some(want), Some(got)) if *path != "etc" && *path != "dev" => {
+                assert_eq!(want.kind, got.kind, "/{path}");
+                if want.kind != NodeKind::Dir {
+                    assert_eq!(want, got, "/{path} differs from the source's");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn bits(v: u64) -> Vec<u8> {
+    v.to_le_bytes().to_vec()
+}
+
+/// Everything a filesystem can hold that an export can carry, across three layers.
+fn rich_layers() -> Vec<Vec<Entry>> {
+    let long = format!("deep/{}", "n".repeat(200));
+    let non_utf8 = b"odd/caf\xe9-\xff\xfe".to_vec();
+    // VFS capability v2: cap_net_raw effective+permitted; 0x0a byte on purpose.
+    let mut cap = vec![0x01, 0x00, 0x00, 0x02];
+    cap.extend(bits(0x0000_2000_0000_000a)[..4].iter());
+    cap.extend([0; 12]);
+    let base = vec![
+        Entry::dir("bin"),
+        Entry::dir("data"),
+        Entry::file("data/a", "original a\n"),
+        Entry::hardlink("data/a-link", "data/a"),
+        Entry::file("data/b", "b and its twin\n"),
+        Entry::hardlink("data/b-twin", "data/b"),
+        Entry::file("data/setuid", "x").mode(0o4755),
+        Entry::dir("data/setgid-dir").mode(0o2775).owner(1000, 1001),
+        Entry::dir("data/sticky").mode(0o1777),
+        Entry::file("data/owned", "owned\n")
+            .owner(4242, 4343)
+            .mode(0o640),
+        Entry::file("data/epoch", "old\n").mtime(0),
+        Entry::file("data/y2100", "future\n").mtime(4_102_444_800),
+        Entry::file("data/y2242", "far future\n").mtime(8_589_934_592),
+        Entry::file("data/ping", "pretend binary")
+            .mode(0o755)
+            .xattr("security.capability", &cap),
+        Entry::file("data/user-xattr", "u").xattr("user.note", "dropped by export"),
+        Entry::symlink("data/abs-link", "/data/a"),
+        Entry::symlink("data/rel-link", "../data/b"),
+        Entry::symlink("data/dangling", "/nowhere/at/all"),
+        Entry::dir("devices"),
+        Entry::char_dev("devices/null", 1, 3).mode(0o666),
+        Entry::block_dev("devices/loop9", 7, 9).mode(0o660),
+        Entry::fifo("devices/pipe").mode(0o600),
+        Entry::dir("deep"),
+        Entry::file(&long, "long name\n"),
+        Entry::dir("odd"),
+        Entry::file(&non_utf8, "latin-1 name\n"),
+        Entry::dir("opt"),
+        Entry::dir("opt/x"),
+        Entry::file("opt/x/old", "hidden by opaque\n"),
+        Entry::file("opt/x/removed", "whited out\n"),
+        Entry::file("was-file", "becomes a dir\n"),
+        Entry::dir("was-dir"),
+        Entry::file("was-dir/child", "gone with the dir\n"),
+        Entry::file("wasted", vec![7u8; 256 * 1024]),
+    ];
+    let middle = vec![
+        Entry::dir("data"),
+        Entry::file("data/a", "a rewritten: breaks the link\n"),
+        Entry::whiteout("data/b"),
+        Entry::dir("opt"),
+        Entry::dir("opt/x"),
+        Entry::opaque("opt/x"),
+        Entry::file("opt/x/new", "after opaque\n"),
+        // Replacing needs no whiteout: the new entry hides the old one.
+        Entry::dir("was-file"),
+        Entry::file("was-file/inside", "now a dir\n"),
+        Entry::file("was-dir", "now a file\n"),
+        Entry::whiteout("wasted"),
+    ];
+    let top = vec![
+        Entry::dir("data"),
+        Entry::file("data/c", "pair in the top layer\n"),
+        Entry::hardlink("data/c-link", "data/c"),
+        Entry::dir("empty-dir").mode(0o700),
+    ];
+    vec![base, middle, top]
+}
+
+#[test]
+fn filesystem_is_preserved_exactly() {
+    let cli = Cli::new();
+    let source = load_image(&ImageSpec::new(rich_layers()), &unique("rich"));
+    let flat = flatten(&cli, &source.reference, &unique("rich-flat"));
+    assert_faithful(&source.reference, &flat.reference);
+    // Spot checks that the independent view itself saw the interesting cases.
+    let view = image_fs(&flat.reference);
+    assert_eq!(
+        view.node("data/a-link").sha256,
+        Some(sha256_hex(b"original a\n"))
+    );
+    assert!(view
+        .hardlink_groups()
+        .iter()
+        .any(|g| g.contains(&b"data/c".to_vec())));
+    assert!(
+        !view.contains("wasted") && !view.contains("opt/x/old") && !view.contains("was-dir/child")
+    );
+    assert_eq!(view.node("data/y2242").mtime, 8_589_934_592);
+    assert_eq!(view.node("devices/loop9").dev, Some((7, 9)));
+    assert!(view
+        .node("data/ping")
+        .xattrs
+        .contains_key("security.capability"));
+    for placeholder in [".dockerenv", "etc", "etc/hosts", "proc", "sys", "dev"] {
+        assert!(
+            !view.contains(placeholder),
+            "/{placeholder} leaked into the flattened image"
+        );
+    }
+}
+
+#[test]
+fn placeholders_the_image_really_has_are_kept_or_left_out_never_faked() {
+    let cli = Cli::new();
+    let layers = vec![vec![
+        Entry::dir("etc"),
+        Entry::file("etc/hosts", "10.0.0.1 real-host\n"),
+        Entry::file("etc/hostname", "real\n"),
+        Entry::file("etc/resolv.conf", "nameserver 10.0.0.53\n"),
+        Entry::symlink("etc/mtab", "../proc/self/mounts"),
+        Entry::file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+        Entry::dir("dev"),
+        Entry::char_dev("dev/null", 1, 3).mode(0o666),
+        Entry::dir("dev/pts"),
+        Entry::dir("proc").mode(0o555),
+        Entry::dir("sys").mode(0o555),
+        Entry::file(".dockerenv", ""),
+    ]];
+    let source = load_image(&ImageSpec::new(layers), &unique("has-placeholders"));
+    let flat = flatten(&cli, &source.reference, &unique("has-placeholders-flat"));
+    assert_faithful(&source.reference, &flat.reference);
+    let view = image_fs(&flat.reference);
+    assert!(view.contains("etc/passwd") && view.contains("dev/null"));
+}
+
+#[test]
+fn image_without_cmd_or_entrypoint_flattens() {
+    let cli = Cli::new();
+    let layers = vec![vec![
+        Entry::dir("app"),
+        Entry::file("app/data", "no command\n"),
+    ]];
+    let source = load_image(&ImageSpec::new(layers), &unique("nocmd"));
+    let flat = flatten(&cli, &source.reference, &unique("nocmd-flat"));
+    assert_eq!(
+        inspect(&flat.reference)["Config"],
+        inspect(&source.reference)["Config"]
+    );
+    assert_faithful(&source.reference, &flat.reference);
+}
+
+fn hostile_config() -> Value {
+    json!({
+        "User": "1000:1000",
+        "Env": [
+            "PATH=/usr/local/bin:/bin",
+            "DOLLAR=$5 ${HOME} $$",
+            "QUOTES=\"double\" 'single'",
+            "BACKSLASH=a\\b\\\\c\\n",
+            "EQUALS=a=b==c",
+            "UNICODE=héllo wörld ✓ 日本",
+            "NEWLINE=line1\nline2",
+            "EMPTY=",
+        ],
+        "Cmd": ["-c", "echo \"$DOLLAR\"; exit 3"],
+        "Entrypoint": ["/bin/sh"],
+        "WorkingDir": "/work dir/$HOME",
+        "ExposedPorts": {"80/tcp": {}, "53/udp": {}, "9000-9002/tcp": {}},
+        "Volumes": {"/data": {}, "/var/lib/with space": {}},
+        "Labels": {
+            "com.example.empty": "",
+            "com.example.dollar": "$NOT_EXPANDED",
+            "com.example.multi": "a\nb",
+            "org.opencontainers.image.title": "héllo \"x\"",
+        },
+        "StopSignal": "SIGQUIT",
+        "Healthcheck": {
+            "Test": ["CMD-SHELL", "test -f /tmp/ok || exit 1"],
+            "Interval": 30_000_000_000u64,
+            "Timeout": 5_000_000_000u64,
+            "StartPeriod": 60_000_000_000u64,
+            "Retries": 7,
+        },
+        "OnBuild": ["RUN echo onbuild", "ENV X=$Y"],
+        "Shell": ["/bin/ash", "-eo", "pipefail", "-c"],
+    })
+}
+
+#[test]
+fn config_and_platform_round_trip_exactly() {
+    let cli = Cli::new();
+    let mut spec = ImageSpec::new(vec![busybox_layer(), vec![Entry::dir("data")]]);
+    spec.config = hostile_config();
+    let source = load_image(&spec, &unique("config"));
+    let flat = flatten(&cli, &source.reference, &unique("config-flat"));
+    let (src, out) = (inspect(&source.reference), inspect(&flat.reference));
+    assert_eq!(out["Config"], src["Config"], "config differs");
+    for field in ["Os", "Architecture", "Variant", "Author"] {
+        assert_eq!(out[field], src[field], "{field}");
+    }
+    let history = docker_ok(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}",
+        &flat.reference,
+    ]);
+    assert!(
+        history.contains(&source.reference) && history.contains(&source.id),
+        "{history}"
+    );
+}
+
+#[test]
+fn arm64_image_keeps_its_platform() {
+    let cli = Cli::new();
+    let mut spec = ImageSpec::new(vec![vec![
+        Entry::dir("etc"),
+        Entry::file("etc/os", "arm\n"),
+    ]]);
+    spec.architecture = "arm64".into();
+    spec.variant = Some("v8".into());
+    spec.config = json!({"Cmd": ["/bin/true"], "Env": ["A=1"]});
+    let source = load_image(&spec, &unique("arm64"));
+    let flat = flatten(&cli, &source.reference, &unique("arm64-flat"));
+    let out = inspect(&flat.reference);
+    assert_eq!(
+        (out["Os"].as_str(), out["Architecture"].as_str()),
+        (Some("linux"), Some("arm64"))
+    );
+    assert_eq!(out["Variant"], "v8");
+    assert_eq!(out["Config"], inspect(&source.reference)["Config"]);
+    assert_faithful(&source.reference, &flat.reference);
+}
+
+#[test]
+fn flattened_image_runs_like_its_source() {
+    let cli = Cli::new();
+    let mut spec = ImageSpec::new(vec![
+        busybox_layer(),
+        vec![
+            Entry::dir("srv"),
+            Entry::file("srv/greeting", "hello from layer 2\n").owner(1000, 1000),
+        ],
+        vec![
+            Entry::dir("srv"),
+            Entry::whiteout("srv/greeting"),
+            Entry::file("srv/final", "layer 3\n"),
+        ],
+    ]);
+    spec.config = json!({
+        "Env": ["PATH=/bin", "GREETING=hi $USER \"quoted\"", "MULTI=a\nb"],
+        "WorkingDir": "/srv",
+        "User": "1000:1000",
+        "Entrypoint": ["/bin/sh", "-c"],
+        "Cmd": ["pwd; id; env | sort | grep -v ^HOSTNAME=; ls -ln; cat final"],
+    });
+    let source = load_image(&spec, &unique("runs"));
+    let flat = flatten(&cli, &source.reference, &unique("runs-flat"));
+    let (a, b) = (
+        run_image(&source.reference, &[]),
+        run_image(&flat.reference, &[]),
+    );
+    assert!(
+        a.status.success(),
+        "source failed to run: {}",
+        text(&a.stderr)
+    );
+    assert_eq!(text(&b.stdout), text(&a.stdout));
+    assert_eq!(b.status.code(), a.status.code());
+    assert!(
+        text(&b.stdout).contains("GREETING=hi $USER \"quoted\""),
+        "{}",
+        text(&b.stdout)
+    );
+}
+
+#[test]
+fn flatten_in_place_and_by_id() {
+    let cli = Cli::new();
+    let layers = vec![
+        vec![Entry::dir("a"), Entry::file("a/1", "one")],
+        vec![Entry::dir("a"), Entry::file("a/2", "two")],
+    ];
+    let source = load_image(&ImageSpec::new(layers), &unique("inplace"));
+    // By full ID and by short ID, to a new name.
+    let short = source.id.trim_start_matches("sha256:")[..12].to_owned();
+    for image in [source.id.as_str(), short.as_str()] {
+        let flat = flatten(&cli, image, &unique("byid"));
+        assert_faithful(&source.reference, &flat.reference);
+    }
+    // In place: the tag moves to the flattened image; the old image stays, untagged.
+    let original = source.id.clone();
+    let flat = flatten(&cli, &source.reference, &source.reference);
+    assert_ne!(flat.id, original);
+    assert_eq!(image_layer_count(&source.reference), 1);
+    docker(&["rmi", &original]);
+}
+
+#[test]
+fn quiet_prints_only_the_id_and_plain_progress_otherwise() {
+    let cli = Cli::new();
+    let layers = vec![
+        vec![Entry::dir("q"), Entry::file("q/x", "x")],
+        vec![Entry::dir("q"), Entry::file("q/y", "y")],
+    ];
+    let source = load_image(&ImageSpec::new(layers), &unique("quiet"));
+    let tag = unique("quiet-flat");
+    let out = cli.docker(&["flatten", "-q", &source.reference, &tag]);
+    let flat = TestImage::track(&tag);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{}\n", flat.id));
+    assert_eq!(text(&out.stderr), "", "--quiet must keep stderr empty");
+
+    // stderr is a pipe here: one plain line per stage, no bar, then the summary.
+    let tag2 = unique("plain-flat");
+    let out = cli.docker(&["flatten", &source.reference, &tag2]);
+    let _flat2 = TestImage::track(&tag2);
+    let err = text(&out.stderr);
+    for line in [
+        "Inspecting",
+        "Creating a temporary container",
+        "Exporting",
+        "Applying the config",
+        "Tagging",
+    ] {
+        assert!(
+            err.lines().any(|l| l.starts_with(line)),
+            "no '{line}' line in:\n{err}"
+        );
+    }
+    assert!(err.contains("2 layers → 1 layer"), "{err}");
+    assert!(
+        !err.contains('\r') && !err.contains('\u{1b}'),
+        "terminal control codes in:\n{err}"
+    );
+}
+
+#[test]
+fn the_binary_works_when_run_directly() {
+    let layers = vec![vec![Entry::dir("d"), Entry::file("d/f", "direct")]];
+    let source = load_image(&ImageSpec::new(layers), &unique("direct"));
+    let tag = unique("direct-flat");
+    let out = plugin(&["flatten", &source.reference, &tag]);
+    let flat = TestImage::track(&tag);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{}\n", flat.id));
+}
