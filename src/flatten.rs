@@ -65,7 +65,7 @@ pub enum FlattenError {
 /// Why the export stream failed, as seen from the filter.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error("{0}")]
+    #[error("{}", detail(.0))]
     Engine(#[source] EngineError),
     #[error(transparent)]
     Filter(#[from] FilterError),
@@ -522,6 +522,12 @@ fn detail(e: &EngineError) -> String {
     match e {
         EngineError::DockerResponseServerError { message, .. } => message.trim().to_owned(),
         EngineError::DockerStreamError { error } => error.trim().to_owned(),
+        EngineError::HyperResponseError { .. }
+        | EngineError::HyperLegacyError { .. }
+        | EngineError::IOError { .. }
+        | EngineError::RequestTimeoutError => {
+            format!("the connection to the engine broke; check that it is still running ({e})")
+        }
         other => other.to_string(),
     }
 }
