@@ -22,6 +22,16 @@ use crate::image_config::{self, Provenance};
 use crate::reference::Tag;
 use crate::report::{Progress, Stage};
 use crate::tarfilter::{FilterError, FilterStats, TarFilter};
+use crate::upload::{Compression, Digests, Encoder};
+
+/// Where the engine keeps images; it decides how the config is installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// Layers in a graph driver: a config-only docker-archive links the layer by diff ID.
+    Graphdriver,
+    /// The containerd image store: an OCI manifest links the uploaded blob by digest.
+    Containerd,
+}
 
 /// Label on every object a run creates, valued with the run's ID, so that
 /// cleanup finds even objects whose creation was cut short by an interrupt.
@@ -55,11 +65,6 @@ pub enum FlattenError {
         endpoint: String,
         detail: String,
     },
-    #[error(
-        "the containerd image store of {endpoint} is not supported yet; \
-         use an engine with a graphdriver store (features.containerd-snapshotter: false)"
-    )]
-    ContainerdStore { endpoint: String },
 }
 
 /// Why the export stream failed, as seen from the filter.
@@ -69,6 +74,8 @@ pub enum ExportError {
     Engine(#[source] EngineError),
     #[error(transparent)]
     Filter(#[from] FilterError),
+    #[error("compressing the upload failed: {0}")]
+    Compress(#[source] std::io::Error),
 }
 
 /// What a finished flatten produced.
@@ -168,39 +175,49 @@ impl Flattener {
             .and_then(|r| r.layers.as_ref())
             .map_or(0, Vec::len);
         let size_before = source.size.unwrap_or(0).max(0) as u64;
-        self.check_store().await?;
+        let store = self.store().await?;
+        // The containerd store keeps an upload as it is, but gzips a plain
+        // tar itself, on one core, under a digest we could not predict.
+        let compression = match store {
+            Store::Graphdriver => Compression::None,
+            Store::Containerd => Compression::Gzip,
+        };
 
         progress.begin(Stage::Create, image);
         let container = self.create_container(&source_id, image).await?;
 
         progress.expect_bytes(size_before);
         progress.begin(Stage::Stream, image);
-        let (imported, filter) = self
-            .export_import(&container, &source, image, progress.clone())
+        let (imported, filter, layer) = self
+            .export_import(&container, &source, image, compression, progress.clone())
             .await?;
 
         progress.begin(Stage::Configure, image);
-        let imported_inspect = self
+        let imported_layers = self
             .docker
             .inspect_image(&imported)
             .await
-            .map_err(self.engine("inspecting the imported layer"))?;
-        let diff_id = match imported_inspect.root_fs.and_then(|r| r.layers).as_deref() {
-            Some([one]) => one.clone(),
-            other => {
-                return Err(FlattenError::Unexpected {
-                    step: "importing the filesystem".into(),
-                    endpoint: self.endpoint.clone(),
-                    detail: format!("expected one layer, got {other:?}"),
-                })
-            }
-        };
+            .map_err(self.engine("inspecting the imported layer"))?
+            .root_fs
+            .and_then(|r| r.layers)
+            .unwrap_or_default();
+        if imported_layers != [layer.diff_id.clone()] {
+            return Err(FlattenError::Unexpected {
+                step: format!("importing the filesystem of {image}"),
+                endpoint: self.endpoint.clone(),
+                detail: format!(
+                    "expected the one layer {}, the engine has {imported_layers:?}",
+                    layer.diff_id
+                ),
+            });
+        }
         let provenance = Provenance {
             reference: image,
             layers: layers_before,
         };
-        let config = image_config::flattened(&source, &provenance, &diff_id, SystemTime::now());
-        let id = self.install_config(&config, &diff_id).await?;
+        let config =
+            image_config::flattened(&source, &provenance, &layer.diff_id, SystemTime::now());
+        let id = self.install_config(store, &config, &layer).await?;
 
         progress.begin(Stage::Tag, &tag.to_string());
         let options = TagImageOptionsBuilder::default()
@@ -244,8 +261,7 @@ impl Flattener {
         }
     }
 
-    /// The containerd image store needs a different way to install the config.
-    async fn check_store(&self) -> Result<(), FlattenError> {
+    async fn store(&self) -> Result<Store, FlattenError> {
         let info = self
             .docker
             .info()
@@ -255,12 +271,11 @@ impl Flattener {
             pair.first().map(String::as_str) == Some("driver-type")
                 && pair.get(1).map(String::as_str) == Some("io.containerd.snapshotter.v1")
         });
-        if containerd {
-            return Err(FlattenError::ContainerdStore {
-                endpoint: self.endpoint.clone(),
-            });
-        }
-        Ok(())
+        Ok(if containerd {
+            Store::Containerd
+        } else {
+            Store::Graphdriver
+        })
     }
 
     async fn create_container(&self, source_id: &str, image: &str) -> Result<String, FlattenError> {
@@ -294,12 +309,19 @@ impl Flattener {
         container: &str,
         source: &ImageInspect,
         image: &str,
+        compression: Compression,
         progress: Arc<dyn Progress>,
-    ) -> Result<(String, FilterStats), FlattenError> {
+    ) -> Result<(String, FilterStats, Digests), FlattenError> {
         let failure: Arc<Mutex<Option<ExportError>>> = Arc::default();
-        let stats: Arc<Mutex<FilterStats>> = Arc::default();
+        let result: Arc<Mutex<(FilterStats, Digests)>> = Arc::default();
         let export = self.docker.export_container(container);
-        let body = filtered(export, progress, failure.clone(), stats.clone());
+        let body = filtered(
+            export,
+            Encoder::new(compression),
+            progress,
+            failure.clone(),
+            result.clone(),
+        );
         let platform = [
             source.os.as_deref(),
             source.architecture.as_deref(),
@@ -349,9 +371,9 @@ impl Flattener {
                 e,
             ));
         }
-        let stats = stats.lock().expect("stats lock").clone();
+        let (stats, digests) = result.lock().expect("result lock").clone();
         match imported {
-            Some(id) => Ok((id, stats)),
+            Some(id) => Ok((id, stats, digests)),
             None => Err(FlattenError::Unexpected {
                 step: format!("importing the filesystem of {image}"),
                 endpoint: self.endpoint.clone(),
@@ -361,20 +383,26 @@ impl Flattener {
     }
 
     /// Gives the imported layer the source's config through `docker load` of
-    /// a config-only archive: exact for every field, the platform included.
+    /// an archive that holds the config but not the layer, which the engine
+    /// already has: exact for every field, the platform included.
     async fn install_config(
         &self,
+        store: Store,
         config: &serde_json::Value,
-        diff_id: &str,
+        layer: &Digests,
     ) -> Result<String, FlattenError> {
         let bytes = serde_json::to_vec(config).expect("a JSON value serializes");
-        let id = image_config::image_id(&bytes);
-        let archive = image_config::config_only_archive(&bytes, diff_id).map_err(|e| {
-            FlattenError::Unexpected {
-                step: "writing the config archive".into(),
-                endpoint: self.endpoint.clone(),
-                detail: e.to_string(),
+        let archive = match store {
+            Store::Graphdriver => image_config::config_only_archive(&bytes, &layer.diff_id)
+                .map(|archive| (archive, image_config::image_id(&bytes))),
+            Store::Containerd => {
+                image_config::oci_archive(&bytes, layer, &image_config::platform(config))
             }
+        };
+        let (archive, id) = archive.map_err(|e| FlattenError::Unexpected {
+            step: "writing the config archive".into(),
+            endpoint: self.endpoint.clone(),
+            detail: e.to_string(),
         })?;
         let existed = self.docker.inspect_image(&id).await.is_ok();
         let options = ImportImageOptionsBuilder::default().quiet(true).build();
@@ -457,64 +485,97 @@ impl Flattener {
     }
 }
 
-/// The export stream, filtered, counted, and turned into an error the
-/// moment anything goes wrong so the import is aborted, never completed on a
-/// truncated archive.
+/// The export stream, filtered, encoded, counted, and turned into an error
+/// the moment anything goes wrong so the import is aborted, never completed
+/// on a truncated archive.
 fn filtered(
     export: impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static,
+    encoder: Encoder,
     progress: Arc<dyn Progress>,
     failure: Arc<Mutex<Option<ExportError>>>,
-    stats: Arc<Mutex<FilterStats>>,
+    result: Arc<Mutex<(FilterStats, Digests)>>,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     struct State<S> {
         export: std::pin::Pin<Box<S>>,
         filter: TarFilter,
+        encoder: Option<Encoder>,
+        /// Filtered tar still to encode; once the export ended, encoded bytes still to send.
         queue: VecDeque<Bytes>,
-        done: bool,
+        ended: bool,
     }
     let state = State {
         export: Box::pin(export),
         filter: TarFilter::default(),
+        encoder: Some(encoder),
         queue: VecDeque::new(),
-        done: false,
+        ended: false,
     };
     stream::unfold(state, move |mut s| {
         let progress = progress.clone();
         let failure = failure.clone();
-        let stats = stats.clone();
+        let result = result.clone();
         async move {
             loop {
-                if let Some(chunk) = s.queue.pop_front() {
-                    return Some((Ok(chunk), s));
-                }
-                if s.done {
-                    return None;
-                }
-                let step = match s.export.next().await {
-                    Some(Ok(chunk)) => {
-                        progress.bytes(chunk.len() as u64);
-                        s.filter
-                            .push(chunk, &mut s.queue)
-                            .map_err(ExportError::from)
+                let step = if let Some(chunk) = s.queue.pop_front() {
+                    match s.encoder.as_mut() {
+                        None => return Some((Ok(chunk), s)),
+                        Some(encoder) => match encoder.encode(chunk) {
+                            Ok(out) if out.is_empty() => continue,
+                            Ok(out) => return Some((Ok(out), s)),
+                            Err(e) => Err(ExportError::Compress(e)),
+                        },
                     }
-                    Some(Err(e)) => Err(ExportError::Engine(e)),
-                    None => {
-                        s.done = true;
-                        let end = s.filter.finish(&mut s.queue).map_err(ExportError::from);
-                        *stats.lock().expect("stats lock") = s.filter.stats().clone();
-                        end
+                } else if s.ended {
+                    return None;
+                } else {
+                    match s.export.next().await {
+                        Some(Ok(chunk)) => {
+                            progress.bytes(chunk.len() as u64);
+                            s.filter
+                                .push(chunk, &mut s.queue)
+                                .map_err(ExportError::from)
+                        }
+                        Some(Err(e)) => Err(ExportError::Engine(e)),
+                        None => {
+                            s.ended = true;
+                            let encoder =
+                                s.encoder.take().expect("the encoder lives until the end");
+                            end_of_export(&mut s.filter, encoder, &mut s.queue).map(|digests| {
+                                *result.lock().expect("result lock") =
+                                    (s.filter.stats().clone(), digests);
+                            })
+                        }
                     }
                 };
                 if let Err(e) = step {
                     let message = e.to_string();
                     *failure.lock().expect("failure lock") = Some(e);
-                    s.done = true;
+                    s.ended = true;
+                    s.encoder = None;
                     s.queue.clear();
                     return Some((Err(std::io::Error::other(message)), s));
                 }
             }
         }
     })
+}
+
+/// Closes the archive and the encoder; leaves the encoded rest in `queue`.
+fn end_of_export(
+    filter: &mut TarFilter,
+    mut encoder: Encoder,
+    queue: &mut VecDeque<Bytes>,
+) -> Result<Digests, ExportError> {
+    filter.finish(queue)?;
+    let mut encoded = VecDeque::new();
+    for chunk in queue.drain(..) {
+        encoded.push_back(encoder.encode(chunk).map_err(ExportError::Compress)?);
+    }
+    let (tail, digests) = encoder.finish().map_err(ExportError::Compress)?;
+    encoded.push_back(tail);
+    encoded.retain(|b| !b.is_empty());
+    *queue = encoded;
+    Ok(digests)
 }
 
 /// The engine's own words for a failure, without bollard's framing.

@@ -9,6 +9,8 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::upload::Digests;
+
 /// Where the flattened image came from, for its history.
 pub struct Provenance<'a> {
     /// What the user named, e.g. `myapp:1.4`.
@@ -98,6 +100,82 @@ pub fn config_only_archive(config_bytes: &[u8], diff_id: &str) -> std::io::Resul
     Ok(Bytes::from(builder.into_inner()?))
 }
 
+/// An OCI-layout archive for `docker load` on the containerd image store:
+/// index, manifest and config, but not the layer, which the import already
+/// put in the engine's content store under `layer.blob`. Returns the
+/// archive and the image ID the engine will give it (the manifest digest).
+pub fn oci_archive(
+    config_bytes: &[u8],
+    layer: &Digests,
+    platform: &Value,
+) -> std::io::Result<(Bytes, String)> {
+    let config_digest = image_id(config_bytes);
+    let layer_type = if layer.compressed {
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    } else {
+        "application/vnd.oci.image.layer.v1.tar"
+    };
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": config_bytes.len(),
+        },
+        "layers": [{"mediaType": layer_type, "digest": layer.blob, "size": layer.blob_size}],
+    }))?;
+    let manifest_digest = image_id(&manifest);
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": MANIFEST_TYPE,
+            "digest": manifest_digest,
+            "size": manifest.len(),
+            "platform": platform,
+        }],
+    }))?;
+    let blob = |digest: &str| format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+    let files = [
+        (
+            "oci-layout".to_owned(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        ),
+        (blob(&config_digest), config_bytes.to_vec()),
+        (blob(&manifest_digest), manifest),
+        ("index.json".to_owned(), index),
+    ];
+    Ok((tar_of(&files)?, manifest_digest))
+}
+
+const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// The OCI platform object of an image config.
+pub fn platform(config: &Value) -> Value {
+    let mut platform = json!({"architecture": config["architecture"], "os": config["os"]});
+    for key in ["variant", "os.version"] {
+        if let Some(v) = config.get(key) {
+            platform[key] = v.clone();
+        }
+    }
+    platform
+}
+
+fn tar_of<N: AsRef<str>, D: AsRef<[u8]>>(files: &[(N, D)]) -> std::io::Result<Bytes> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let data = data.as_ref();
+        let mut header = tar::Header::new_ustar();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder.append_data(&mut header, name.as_ref(), data)?;
+    }
+    Ok(Bytes::from(builder.into_inner()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +231,42 @@ mod tests {
             "docker flatten app:1 (sha256:abc)"
         );
         assert_eq!(v["created"], "1970-01-01T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn oci_archive_references_the_uploaded_blob() {
+        let layer = Digests {
+            diff_id: "sha256:d".into(),
+            blob: "sha256:b".into(),
+            blob_size: 42,
+            compressed: true,
+        };
+        let config = br#"{"architecture":"arm64","variant":"v8","os":"linux"}"#;
+        let value: Value = serde_json::from_slice(config).unwrap();
+        let (bytes, id) = oci_archive(config, &layer, &platform(&value)).unwrap();
+        let mut files = std::collections::BTreeMap::new();
+        for e in tar::Archive::new(&bytes[..]).entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().display().to_string();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            files.insert(name, data);
+        }
+        let manifest_name = format!("blobs/sha256/{}", id.trim_start_matches("sha256:"));
+        let manifest: Value = serde_json::from_slice(&files[&manifest_name]).unwrap();
+        assert_eq!(image_id(&files[&manifest_name]), id);
+        assert_eq!(manifest["layers"][0]["digest"], "sha256:b");
+        assert_eq!(manifest["layers"][0]["size"], 42);
+        assert_eq!(manifest["config"]["digest"], image_id(config));
+        let index: Value = serde_json::from_slice(&files["index.json"]).unwrap();
+        assert_eq!(
+            index["manifests"][0]["platform"],
+            json!({"architecture":"arm64","os":"linux","variant":"v8"})
+        );
+        assert!(
+            !files.keys().any(|k| k.ends_with("/b")),
+            "the layer is not in the archive"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod reference;
 mod report;
 mod run;
 mod tarfilter;
+mod upload;
 
 use std::process::ExitCode;
 use std::sync::Arc;
