@@ -18,8 +18,9 @@ bin=target/release/docker-flatten
 work=$(mktemp -d)
 tag="dflt-bench-rss-$$"
 cleanup() {
-  docker rmi -f "$tag:src" "$tag:flat" "$tag:manual" >/dev/null 2>&1 || true
+  # The container first: an image a container uses is only untagged.
   [[ -n "${cid:-}" ]] && docker rm -fv "$cid" >/dev/null 2>&1 || true
+  docker rmi -f "$tag:src" "$tag:flat" "$tag:manual" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT

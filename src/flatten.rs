@@ -93,7 +93,7 @@ pub struct Outcome {
 /// Temporary objects that a run has created so far.
 #[derive(Debug, Default, Clone)]
 struct Created {
-    container: Option<String>,
+    containers: Vec<String>,
     imported: Option<String>,
     /// The flattened image while it is not yet tagged.
     untagged: Option<String>,
@@ -184,7 +184,9 @@ impl Flattener {
         };
 
         progress.begin(Stage::Create, image);
-        let container = self.create_container(&source_id, image).await?;
+        let container = self
+            .create_container(&source_id, "", format!("creating a container from {image}"))
+            .await?;
 
         progress.expect_bytes(size_before);
         progress.begin(Stage::Stream, image);
@@ -218,6 +220,21 @@ impl Flattener {
         let config =
             image_config::flattened(&source, &provenance, &layer.diff_id, SystemTime::now());
         let id = self.install_config(store, &config, &layer).await?;
+        if store == Store::Containerd {
+            // The engine sees the imported image's snapshot and skips
+            // unpacking the loaded one, which then never claims it: once the
+            // import is removed, `docker history` fails and the first run
+            // unpacks. So remove the import first, then have the engine
+            // unpack the new image by creating a container from it.
+            let options = RemoveImageOptionsBuilder::default().build();
+            self.docker
+                .remove_image(&imported, Some(options), None)
+                .await
+                .map_err(self.engine("removing the intermediate import"))?;
+            self.record(|c| c.imported = None);
+            self.create_container(&id, "-unpack", "unpacking the flattened image".into())
+                .await?;
+        }
 
         progress.begin(Stage::Tag, &tag.to_string());
         let options = TagImageOptionsBuilder::default()
@@ -278,9 +295,15 @@ impl Flattener {
         })
     }
 
-    async fn create_container(&self, source_id: &str, image: &str) -> Result<String, FlattenError> {
+    /// Creates (never starts) a container of this run from `image_id`.
+    async fn create_container(
+        &self,
+        image_id: &str,
+        suffix: &str,
+        step: String,
+    ) -> Result<String, FlattenError> {
         let body = ContainerCreateBody {
-            image: Some(source_id.to_owned()),
+            image: Some(image_id.to_owned()),
             cmd: Some(vec![PLACEHOLDER_CMD.to_owned()]),
             // "/" always exists, so the engine creates no WORKDIR directory
             // that would then show up in the export.
@@ -293,14 +316,14 @@ impl Flattener {
             }),
             ..Default::default()
         };
-        let name = format!("docker-flatten-{}", self.run_id);
+        let name = format!("docker-flatten-{}{suffix}", self.run_id);
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
         let response = self
             .docker
             .create_container(Some(options), body)
             .await
-            .map_err(self.engine(format!("creating a container from {image}")))?;
-        self.record(|c| c.container = Some(response.id.clone()));
+            .map_err(self.engine(step))?;
+        self.record(|c| c.containers.push(response.id.clone()));
         Ok(response.id)
     }
 
@@ -428,7 +451,7 @@ impl Flattener {
         progress.begin(Stage::Cleanup, "");
         let created = self.created.lock().expect("created lock").clone();
         let mut left = Leftovers::default();
-        let mut containers: Vec<String> = created.container.into_iter().collect();
+        let mut containers = created.containers;
         let mut images: Vec<String> = created
             .untagged
             .into_iter()

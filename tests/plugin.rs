@@ -176,14 +176,16 @@ fn debug_shows_the_endpoint_and_cause_chain() {
 #[test]
 fn global_flags_in_every_spelling_are_accepted() {
     let cli = Cli::new();
-    let sock = "unix:///var/run/docker.sock";
+    let host = docker_host();
+    let sock = host.as_str();
+    let (attached, long) = (format!("-H{sock}"), format!("--host={sock}"));
     let image = unique("missing");
     let config = cli.config_dir().to_str().unwrap().to_owned();
     let config_eq = format!("--config={config}");
     let spellings: [&[&str]; 6] = [
         &["-H", sock],
-        &["-Hunix:///var/run/docker.sock"],
-        &["--host=unix:///var/run/docker.sock"],
+        &[&attached],
+        &[&long],
         &["--config", &config, "-l", "warn", "-D"],
         &[
             &config_eq,

@@ -589,3 +589,283 @@ fn helpers_fail_loudly_without_an_engine() {
         "unclear failure:\n{text}"
     );
 }
+
+/// A saved archive as the containerd image store writes it: an OCI layout
+/// whose layer blobs are gzip-compressed, plus a `manifest.json` pointing
+/// into `blobs/`. `manifest_json: false` leaves only the OCI layout, with
+/// the manifest listed twice in index.json as for an image with two names.
+fn oci_archive(layers: &[Vec<u8>], diff_ids: &[Vec<u8>], manifest_json: bool) -> Vec<u8> {
+    use std::io::Write;
+    let gz = |data: &[u8]| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    };
+    let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut add_blob = |data: Vec<u8>| {
+        let digest = format!("sha256:{}", sha256_hex(&data));
+        let size = data.len();
+        blobs.push((format!("blobs/sha256/{}", sha256_hex(&data)), data));
+        (digest, size)
+    };
+    let layer_descs: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|l| {
+            let (digest, size) = add_blob(gz(l));
+            json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": digest,
+                "size": size,
+            })
+        })
+        .collect();
+    let diff_ids: Vec<String> = diff_ids
+        .iter()
+        .map(|t| format!("sha256:{}", sha256_hex(t)))
+        .collect();
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .unwrap();
+    let (config_digest, config_size) = add_blob(config);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": config_size,
+        },
+        "layers": layer_descs,
+    }))
+    .unwrap();
+    let (manifest_digest, manifest_size) = add_blob(manifest);
+    let desc = json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": manifest_digest,
+        "size": manifest_size,
+    });
+    let mut files = blobs;
+    files.push((
+        "index.json".into(),
+        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [desc, desc]})).unwrap(),
+    ));
+    files.push((
+        "oci-layout".into(),
+        br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+    ));
+    if manifest_json {
+        let layer_paths: Vec<String> = layer_descs
+            .iter()
+            .map(|d| format!("blobs/sha256/{}", &d["digest"].as_str().unwrap()[7..]))
+            .collect();
+        files.push((
+            "manifest.json".into(),
+            serde_json::to_vec(&json!([{
+                "Config": format!("blobs/sha256/{}", &config_digest[7..]),
+                "RepoTags": ["c8d-shaped:latest"],
+                "Layers": layer_paths,
+            }]))
+            .unwrap(),
+        ));
+    }
+    let mut outer = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o444);
+        h.set_size(data.len() as u64);
+        outer.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    outer.into_inner().unwrap()
+}
+
+#[test]
+fn saves_with_gzip_layers_in_the_containerd_shape_are_read() {
+    let spec = exotic_spec();
+    let tars: Vec<Vec<u8>> = spec.layers.iter().map(|l| layer_tar(l)).collect();
+    for manifest_json in [true, false] {
+        let saved = parse_saved_archive(&oci_archive(&tars, &tars, manifest_json));
+        assert_eq!(saved.layers, tars, "manifest.json: {manifest_json}");
+        assert_eq!(saved.gzipped, vec![true; 3]);
+        assert_same_fs(&FsView::from_spec(&spec), &saved.fs(), &[]);
+    }
+}
+
+#[test]
+#[should_panic(expected = "does not match its diff_id once uncompressed")]
+fn gzip_layers_are_checked_against_their_diff_ids() {
+    let a = layer_tar(&[Entry::file("a", "a")]);
+    let b = layer_tar(&[Entry::file("b", "b")]);
+    parse_saved_archive(&oci_archive(&[a], &[b], true));
+}
+
+#[test]
+#[should_panic(expected = "zstd-compressed")]
+fn zstd_layers_are_refused_clearly() {
+    decompress_layer(vec![0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0], "blobs/sha256/x");
+}
+
+#[test]
+fn proxy_upstream_follows_docker_host() {
+    use support::proxy::Upstream;
+    let unix = |p: &str| Upstream::Unix(p.to_string());
+    assert_eq!(
+        Upstream::from_docker_host(None),
+        unix("/var/run/docker.sock")
+    );
+    assert_eq!(
+        Upstream::from_docker_host(Some("")),
+        unix("/var/run/docker.sock")
+    );
+    assert_eq!(
+        Upstream::from_docker_host(Some("unix:///run/dflt-c8d/docker.sock")),
+        unix("/run/dflt-c8d/docker.sock")
+    );
+    assert_eq!(
+        Upstream::from_docker_host(Some("tcp://127.0.0.1:2375")),
+        Upstream::Tcp("127.0.0.1:2375".into())
+    );
+    let ssh = std::panic::catch_unwind(|| Upstream::from_docker_host(Some("ssh://u@h")));
+    assert!(ssh.is_err(), "an ssh:// engine cannot be proxied");
+    assert_eq!(
+        Upstream::from_env(),
+        Upstream::from_docker_host(Some(&docker_host()))
+    );
+}
+
+/// The proxy reaches the very engine the other helpers use (so fault tests
+/// run against `DOCKER_HOST`'s engine too), and its faults fire.
+#[test]
+fn proxy_forwards_to_the_engine_the_helpers_use() {
+    let direct = docker_ok(&["info", "--format", "{{.ID}}"]);
+    let proxy = support::proxy::Proxy::start(None);
+    let via = docker_ok(&["-H", &proxy.host(), "info", "--format", "{{.ID}}"]);
+    assert_eq!(
+        via.trim(),
+        direct.trim(),
+        "the proxy reached another engine"
+    );
+    assert_eq!(proxy.fired(), 0);
+
+    let faulty = support::proxy::Proxy::start(Some(support::proxy::Fault::Respond {
+        // Every connection's first request: the proxy looks at no other,
+        // and this answer closes the connection, so every request fails.
+        matches: " HTTP/1.1",
+        status: 500,
+    }));
+    // `docker info` exits 0 on server errors; `docker version` does not.
+    let out = docker(&["-H", &faulty.host(), "version"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the fault did not fail docker version"
+    );
+    assert!(err.contains("fault injected by the test proxy"), "{err}");
+    assert!(faulty.fired() >= 1);
+}
+
+/// The image ID is the config digest on a graphdriver engine and not on
+/// the containerd store; either way `docker save` gives back the config
+/// that was loaded, byte for byte.
+#[test]
+fn image_ids_follow_the_image_store() {
+    let spec = ImageSpec::new(vec![vec![Entry::file("id", "id\n")]]);
+    let reference = unique("ids");
+    let image = load_image(&spec, &reference);
+    let config_digest = spec.config_digest(&reference);
+    let saved = save_image(&image.reference);
+    assert_eq!(saved.config_digest, config_digest);
+    match image_store() {
+        ImageStore::GraphDriver => assert_eq!(image.id, config_digest),
+        ImageStore::Containerd => assert_ne!(image.id, config_digest),
+    }
+    assert!(image_exists(&image.id));
+}
+
+/// An image made by `docker import`, as the plugin makes its output: the
+/// containerd store keeps (and saves) its layer gzip-compressed, which
+/// `docker save` parsing undoes; the layer comes back byte for byte.
+#[test]
+fn imported_images_save_back_their_layer() {
+    let layer = vec![
+        Entry::dir("srv").mode(0o750).owner(7, 8),
+        Entry::file("srv/data", vec![42u8; 100_000]).mtime(0),
+        Entry::symlink("srv/link", "data"),
+    ];
+    let image = import_image(&layer, &unique("imported"));
+    assert_eq!(image_layer_count(&image.reference), 1);
+    let saved = save_image(&image.reference);
+    assert_eq!(saved.layers, [layer_tar(&layer)]);
+    let gzipped = image_store() == ImageStore::Containerd;
+    assert_eq!(saved.gzipped, [gzipped], "{:?}", image_store());
+    assert_same_fs(
+        &FsView::from_layer_tars(&[layer_tar(&layer)]),
+        &saved.fs(),
+        &[],
+    );
+}
+
+/// A tag moved onto another image (as an in-place flatten does) leaves the
+/// old image dangling: it is listed so, saves by ID, and its guard still
+/// removes it and nothing else.
+#[test]
+fn a_moved_tag_leaves_a_dangling_image_the_guard_removes() {
+    let old_spec = ImageSpec::new(vec![vec![Entry::file("which", "old\n")]]);
+    let new_spec = ImageSpec::new(vec![vec![Entry::file("which", "new\n")]]);
+    let old = load_image(&old_spec, &unique("moved-old"));
+    let (old_id, new_id);
+    {
+        let new = load_image(&new_spec, &unique("moved-new"));
+        new_id = new.id.clone();
+        old_id = old.id.clone();
+        let before = engine_state();
+        docker_ok(&["tag", &new.reference, &old.reference]);
+        let appeared = engine_state().appeared_since(&before);
+        assert_eq!(
+            appeared.dangling_images,
+            BTreeSet::from([old_id.clone()]),
+            "{appeared:?}"
+        );
+        assert_eq!(inspect(&old_id)["RepoTags"], json!([]));
+        let saved = save_image(&old_id);
+        assert_eq!(saved.config_digest, old_spec.config_digest(&old.reference));
+        assert_same_fs(&FsView::from_spec(&old_spec), &saved.fs(), &[]);
+
+        // Dropping the old guard removes the moved tag and the dangling
+        // image, and leaves the new image under its own tag.
+        drop(old);
+        assert!(!image_exists(&old_id), "dangling image survived its guard");
+        assert!(!engine_state().dangling_images.contains(&old_id));
+        assert!(image_exists(&new.reference));
+        assert_eq!(inspect(&new.reference)["Id"], json!(new_id));
+    }
+    assert!(!image_exists(&new_id), "image survived the guard");
+}
+
+/// An image guard dropped while a container of the image still exists (on
+/// the containerd store that leaves a dangling image behind the tag) and the
+/// container guard after it: nothing of either remains.
+#[test]
+fn guards_clean_up_when_a_container_outlives_the_image_guard() {
+    let spec = ImageSpec::new(vec![vec![Entry::file("f", "outlived")]]);
+    let image = load_image(&spec, &unique("outlived"));
+    let id = image.id.clone();
+    let before = engine_state();
+    let ctr = TestContainer::create(&image.reference, &["/nothing"]);
+    drop(image);
+    drop(ctr);
+    assert!(!image_exists(&id), "image survived its guard");
+    let appeared = engine_state().appeared_since(&before);
+    assert!(appeared.is_empty(), "left behind: {appeared:?}");
+}
+
+#[test]
+fn tracking_a_missing_image_defers_the_failure_to_the_test() {
+    let reference = unique("never-made");
+    let tracked = TestImage::track(&reference);
+    assert_eq!(tracked.id, "");
+    drop(tracked);
+}

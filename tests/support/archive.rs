@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
-use super::engine::{docker_ok, require_engine, TestImage};
+use super::engine::{containerd_store, docker_ok, inspect, require_engine, TestImage};
 
 /// 2023-11-14T22:13:20Z: a plain, recognisable default that is neither the
 /// epoch nor "now", so a tool that resets mtimes is caught.
@@ -347,6 +347,16 @@ impl ImageSpec {
         }
         serde_json::to_vec(&config).expect("serialise image config")
     }
+
+    /// `sha256:` + digest of the config that [`load_image`] sends for
+    /// `reference`: the image ID on a graphdriver engine, and the
+    /// [`config_digest`](super::fsview::SavedImage::config_digest) that
+    /// `docker save` gives back on either store.
+    pub fn config_digest(&self, reference: &str) -> String {
+        let tars: Vec<Vec<u8>> = self.layers.iter().map(|l| layer_tar(l)).collect();
+        let config = self.config_json(&tars, &with_tag(reference));
+        format!("sha256:{}", sha256_hex(&config))
+    }
 }
 
 /// Adds `:latest` when the reference has no tag, as `docker load` insists
@@ -361,8 +371,15 @@ pub fn with_tag(reference: &str) -> String {
 }
 
 /// Writes `spec` as a docker-archive (legacy `docker save` layout) to `out`;
-/// returns the image ID the engine must assign (`sha256:` + config digest).
+/// returns the config digest (`sha256:...`), which is the image ID a
+/// graphdriver engine assigns. The containerd image store names the image
+/// by the digest of a manifest it writes itself instead (see [`load_image`]).
 pub fn write_docker_archive(spec: &ImageSpec, reference: &str, out: &Path) -> String {
+    write_archive(spec, reference, out).0
+}
+
+/// [`write_docker_archive`], also returning the layers' diff_ids.
+fn write_archive(spec: &ImageSpec, reference: &str, out: &Path) -> (String, Vec<String>) {
     let reference = with_tag(reference);
     let tars: Vec<Vec<u8>> = spec.layers.iter().map(|l| layer_tar(l)).collect();
     let config = spec.config_json(&tars, &reference);
@@ -382,13 +399,16 @@ pub fn write_docker_archive(spec: &ImageSpec, reference: &str, out: &Path) -> St
             .unwrap_or_else(|e| panic!("write {name} into docker-archive: {e}"));
     };
     let mut layer_paths = Vec::new();
+    let mut diff_ids = Vec::new();
     let mut written = std::collections::BTreeSet::new();
     for t in &tars {
-        let path = format!("{}/layer.tar", sha256_hex(t));
+        let hex = sha256_hex(t);
+        let path = format!("{hex}/layer.tar");
         if written.insert(path.clone()) {
             add(&path, t);
         }
         layer_paths.push(path);
+        diff_ids.push(format!("sha256:{hex}"));
     }
     let config_name = format!("{config_hex}.json");
     add(&config_name, &config);
@@ -402,11 +422,17 @@ pub fn write_docker_archive(spec: &ImageSpec, reference: &str, out: &Path) -> St
         &serde_json::to_vec(&manifest).expect("serialise manifest"),
     );
     outer.into_inner().expect("finish docker-archive");
-    format!("sha256:{config_hex}")
+    (format!("sha256:{config_hex}"), diff_ids)
 }
 
 /// Builds `spec`, `docker load`s it as `reference` and returns a guard that
-/// removes it. Panics unless the engine reports the ID the config implies.
+/// removes it, holding the ID the engine assigned.
+///
+/// A graphdriver engine must assign the config digest. The containerd image
+/// store assigns the digest of the manifest it writes on import (its layer
+/// digests depend on how it compressed them, so nobody can predict it);
+/// there the loaded image must instead carry this spec's layers, platform
+/// and history, whose comments name `reference` and so no other test's image.
 pub fn load_image(spec: &ImageSpec, reference: &str) -> TestImage {
     require_engine();
     let reference = with_tag(reference);
@@ -415,20 +441,83 @@ pub fn load_image(spec: &ImageSpec, reference: &str) -> TestImage {
         .tempdir()
         .expect("temp dir for docker-archive");
     let path = dir.path().join("image.tar");
-    let id = write_docker_archive(spec, &reference, &path);
+    let (config_id, diff_ids) = write_archive(spec, &reference, &path);
     let path_str = path.to_str().expect("temp path is UTF-8");
-    // Guard first, so a half-successful load is still cleaned up.
-    let image = TestImage {
+    // Guard first, so a half-successful load is still cleaned up (by tag:
+    // the ID is only known after the load on the containerd store).
+    let mut image = TestImage {
         reference: reference.clone(),
-        id: id.clone(),
+        id: config_id.clone(),
     };
     docker_ok(&["load", "-q", "-i", path_str]);
-    let actual = docker_ok(&["image", "inspect", "--format", "{{.Id}}", &reference]);
-    assert_eq!(
-        actual.trim(),
-        id,
-        "engine assigned an unexpected image ID to {reference}"
+    let info = inspect(&reference);
+    let actual = info["Id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no Id in `docker image inspect {reference}`: {info}"))
+        .to_string();
+    if actual == config_id {
+        return image;
+    }
+    assert!(
+        containerd_store(),
+        "engine assigned an unexpected image ID to {reference}: expected {config_id}, got {actual}"
     );
+    // From here on the guard removes the image the engine really made.
+    image.id = actual;
+    assert_eq!(
+        info["RootFS"]["Layers"],
+        json!(diff_ids),
+        "{reference} was loaded with other layers than its spec"
+    );
+    assert_eq!(info["Os"], json!(spec.os), "{reference}: Os");
+    assert_eq!(
+        info["Architecture"],
+        json!(spec.architecture),
+        "{reference}: Architecture"
+    );
+    let comments = docker_ok(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.Comment}}",
+        &image.id,
+    ]);
+    let comments: Vec<&str> = comments.lines().map(str::trim).collect();
+    assert_eq!(
+        comments,
+        vec![reference.as_str(); spec.layers.len()],
+        "{} is not the image loaded as {reference}",
+        image.id
+    );
+    image
+}
+
+/// `docker import`s one layer built from `entries` as `reference` (no
+/// config: no command, no environment), the way the plugin makes its
+/// output, and returns a guard that removes it. On the containerd store the
+/// engine keeps such a layer gzip-compressed.
+pub fn import_image(entries: &[Entry], reference: &str) -> TestImage {
+    require_engine();
+    let reference = with_tag(reference);
+    let dir = tempfile::Builder::new()
+        .prefix("dflt-import-")
+        .tempdir()
+        .expect("temp dir for the layer");
+    let path = dir.path().join("layer.tar");
+    std::fs::write(&path, layer_tar(entries))
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    let path_str = path.to_str().expect("temp path is UTF-8");
+    // Guard first: by tag until the ID is known.
+    let mut image = TestImage {
+        reference: reference.clone(),
+        id: String::new(),
+    };
+    let id = docker_ok(&["import", path_str, &reference])
+        .trim()
+        .to_string();
+    let actual = docker_ok(&["image", "inspect", "--format", "{{.Id}}", &reference]);
+    assert_eq!(actual.trim(), id, "docker import printed another ID");
+    image.id = id;
     image
 }
 

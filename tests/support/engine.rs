@@ -168,6 +168,53 @@ pub fn require_engine() {
     }
 }
 
+/// The engine the `docker` CLI (and the plugin) reach when no `-H` is
+/// given, as a `-H` value: `DOCKER_HOST` when set, else the default socket.
+/// Use it instead of spelling out `unix:///var/run/docker.sock`, so a test
+/// run against another engine stays on that engine.
+pub fn docker_host() -> String {
+    match std::env::var("DOCKER_HOST") {
+        Ok(host) if !host.trim().is_empty() => host.trim().to_string(),
+        _ => DEFAULT_DOCKER_HOST.to_string(),
+    }
+}
+
+/// Where the docker CLI looks for the engine when nothing says otherwise.
+pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+
+/// How the engine stores images, which decides what an image ID is and
+/// what `docker save` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageStore {
+    /// A graphdriver (overlay2, fuse-overlayfs, vfs, ...): the image ID is
+    /// the config digest and `docker save` writes uncompressed layer tars.
+    GraphDriver,
+    /// The containerd image store (`driver-type` is
+    /// `io.containerd.snapshotter.v1`): the image ID is the manifest
+    /// digest, and `docker save` writes an OCI layout whose layer blobs are
+    /// usually gzip-compressed.
+    Containerd,
+}
+
+/// The image store of the engine the `docker` CLI reaches (probed once per
+/// process).
+pub fn image_store() -> ImageStore {
+    static STORE: OnceLock<ImageStore> = OnceLock::new();
+    *STORE.get_or_init(|| {
+        let status = docker_ok(&["info", "--format", "{{json .DriverStatus}}"]);
+        if status.contains("io.containerd.snapshotter.v1") {
+            ImageStore::Containerd
+        } else {
+            ImageStore::GraphDriver
+        }
+    })
+}
+
+/// Whether the engine uses the containerd image store.
+pub fn containerd_store() -> bool {
+    image_store() == ImageStore::Containerd
+}
+
 /// `docker <args>` with a deadline; the caller interprets the exit status.
 pub fn docker<S: AsRef<OsStr>>(args: &[S]) -> Output {
     require_engine();
@@ -247,10 +294,18 @@ pub struct TestImage {
 impl TestImage {
     /// Takes ownership of an image that something else (usually the plugin)
     /// created, so it is removed with the test.
+    ///
+    /// When `reference` does not exist (the plugin failed before tagging),
+    /// `id` is empty and the guard only removes the tag should it appear;
+    /// this does not panic, so that the test's own check of the plugin's
+    /// outcome reports the real failure. Any use of the empty `id` fails.
     pub fn track(reference: &str) -> TestImage {
-        let id = docker_ok(&["image", "inspect", "--format", "{{.Id}}", reference])
-            .trim()
-            .to_string();
+        let out = docker(&["image", "inspect", "--format", "{{.Id}}", reference]);
+        let id = if out.status.success() {
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        } else {
+            String::new()
+        };
         TestImage {
             reference: reference.to_string(),
             id,
@@ -269,6 +324,12 @@ impl Drop for TestImage {
         // A forced removal by tag only untags when other tags exist, so it
         // cannot delete an image that another test has tagged too.
         docker_quiet(&["rmi", "-f", &self.reference]);
+        if self.id.is_empty() {
+            return;
+        }
+        // On the containerd store an image whose last tag goes while a
+        // container still uses it stays on as a dangling image: this
+        // removes it too.
         let format = "{{len .RepoTags}}";
         let tags = docker_quiet(&["image", "inspect", "--format", format, &self.id]);
         let untagged = tags.is_some_and(|t| {

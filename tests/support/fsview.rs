@@ -617,7 +617,14 @@ pub fn assert_same_fs(expected: &FsView, actual: &FsView, ignore: &[&str]) {
 #[derive(Debug, Clone)]
 pub struct SavedImage {
     pub config: Value,
+    /// `sha256:` + digest of the config exactly as saved: the image ID on a
+    /// graphdriver engine, and on the containerd store too when the engine
+    /// kept the loaded config byte for byte.
+    pub config_digest: String,
     pub layers: Vec<Vec<u8>>,
+    /// Per layer, whether the archive stored it gzip-compressed (as the
+    /// containerd image store does).
+    pub gzipped: Vec<bool>,
 }
 
 impl SavedImage {
@@ -691,11 +698,35 @@ fn blob_path(digest: &str) -> String {
     format!("blobs/{algo}/{hex}")
 }
 
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// A layer as stored in a saved archive, uncompressed: gzip (what the
+/// containerd image store saves) is recognised by its magic bytes and
+/// inflated; anything else is taken as a plain tar. zstd is refused with a
+/// clear message (no engine here saves it).
+pub fn decompress_layer(data: Vec<u8>, name: &str) -> Vec<u8> {
+    if data.starts_with(&GZIP_MAGIC) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(&data[..])
+            .read_to_end(&mut out)
+            .unwrap_or_else(|e| panic!("layer {name}: bad gzip: {e}"));
+        out
+    } else if data.starts_with(&ZSTD_MAGIC) {
+        panic!("layer {name} is zstd-compressed, which the test support cannot read");
+    } else {
+        data
+    }
+}
+
 /// Parses a `docker save` archive: the legacy docker-archive layout via
-/// `manifest.json` (engines up to 24, and newer ones too), else OCI layout.
+/// `manifest.json` (engines up to 24, and newer ones too, whose
+/// `manifest.json` then points into the OCI layout's `blobs/`), else the OCI
+/// layout alone. Compressed layers are decompressed (see
+/// [`decompress_layer`]); each must match its diff_id once uncompressed.
 pub fn parse_saved_archive(bytes: &[u8]) -> SavedImage {
     let files = read_outer(bytes);
-    let (config, layer_names) = if files.contains_key("manifest.json") {
+    let (config_name, layer_names) = if files.contains_key("manifest.json") {
         let manifest = json_member(&files, "manifest.json");
         let list = manifest.as_array().expect("manifest.json is an array");
         assert_eq!(
@@ -703,7 +734,7 @@ pub fn parse_saved_archive(bytes: &[u8]) -> SavedImage {
             1,
             "expected one image in the archive: {manifest}"
         );
-        let config = json_member(&files, list[0]["Config"].as_str().expect("Config"));
+        let config = list[0]["Config"].as_str().expect("Config").to_string();
         let layers: Vec<String> = list[0]["Layers"]
             .as_array()
             .expect("Layers")
@@ -714,22 +745,26 @@ pub fn parse_saved_archive(bytes: &[u8]) -> SavedImage {
     } else if files.contains_key("index.json") {
         let index = json_member(&files, "index.json");
         let manifests = index["manifests"].as_array().expect("index manifests");
-        assert_eq!(manifests.len(), 1, "expected one image in index.json");
-        let manifest = json_member(
-            &files,
-            &blob_path(manifests[0]["digest"].as_str().expect("digest")),
+        // One entry per name when an image is saved under several names.
+        let digests: BTreeSet<&str> = manifests
+            .iter()
+            .map(|m| m["digest"].as_str().expect("digest"))
+            .collect();
+        assert_eq!(
+            digests.len(),
+            1,
+            "expected one image in index.json: {index}"
         );
+        let digest = digests.into_iter().next().expect("one digest");
+        let manifest = json_member(&files, &blob_path(digest));
         assert!(
             manifest["layers"].is_array(),
             "index.json points at an index, not a manifest (multi-platform save?): {manifest}"
         );
-        let config = json_member(
-            &files,
-            &blob_path(
-                manifest["config"]["digest"]
-                    .as_str()
-                    .expect("config digest"),
-            ),
+        let config = blob_path(
+            manifest["config"]["digest"]
+                .as_str()
+                .expect("config digest"),
         );
         let layers = manifest["layers"]
             .as_array()
@@ -742,6 +777,11 @@ pub fn parse_saved_archive(bytes: &[u8]) -> SavedImage {
         panic!("saved archive has neither manifest.json nor index.json");
     };
 
+    let config_bytes = member(&files, &config_name);
+    let config_digest = format!("sha256:{}", sha256_hex(&config_bytes));
+    check_blob_digest(&config_name, &config_bytes);
+    let config: Value = serde_json::from_slice(&config_bytes)
+        .unwrap_or_else(|e| panic!("saved config {config_name} is not JSON: {e}"));
     let diff_ids = config["rootfs"]["diff_ids"]
         .as_array()
         .expect("config rootfs.diff_ids");
@@ -751,21 +791,37 @@ pub fn parse_saved_archive(bytes: &[u8]) -> SavedImage {
         "diff_ids and layers disagree"
     );
     let mut layers = Vec::new();
+    let mut gzipped = Vec::new();
     for (name, diff_id) in layer_names.iter().zip(diff_ids) {
-        let data = member(&files, name);
-        assert!(
-            !data.starts_with(&[0x1f, 0x8b]) && !data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
-            "layer {name} is compressed; only uncompressed saves are supported"
-        );
+        let stored = member(&files, name);
+        check_blob_digest(name, &stored);
+        gzipped.push(stored.starts_with(&GZIP_MAGIC));
+        let data = decompress_layer(stored, name);
         let actual = format!("sha256:{}", sha256_hex(&data));
         assert_eq!(
             diff_id.as_str(),
             Some(actual.as_str()),
-            "layer {name} does not match its diff_id"
+            "layer {name} does not match its diff_id once uncompressed"
         );
         layers.push(data);
     }
-    SavedImage { config, layers }
+    SavedImage {
+        config,
+        config_digest,
+        layers,
+        gzipped,
+    }
+}
+
+/// A member stored under `blobs/sha256/<hex>` must have that digest.
+fn check_blob_digest(name: &str, data: &[u8]) {
+    if let Some(hex) = name.trim_start_matches("./").strip_prefix("blobs/sha256/") {
+        assert_eq!(
+            sha256_hex(data),
+            hex,
+            "saved archive member {name} does not match its digest"
+        );
+    }
 }
 
 fn temp_file_output(args: &[&str], what: &str) -> Vec<u8> {

@@ -13,6 +13,13 @@
 //!
 //! Tests of many binaries share one engine, so every helper works only on
 //! names from [`unique`] and removes what it created, even on panic.
+//!
+//! The engine is the one the `docker` CLI reaches: `DOCKER_HOST` when set,
+//! else the default socket ([`docker_host`]); the fault proxy forwards to
+//! the same one. Both image stores are supported ([`image_store`]): with a
+//! graphdriver an image ID is its config digest, with the containerd store
+//! it is the digest of a manifest the engine writes, and `docker save` may
+//! hold gzip-compressed layers, which [`save_image`] decompresses.
 
 // Each test binary compiles this module on its own and uses only part of it.
 #![allow(dead_code, unused_imports)]

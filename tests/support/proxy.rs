@@ -1,16 +1,105 @@
 //! A fault-injecting proxy in front of the real engine: it listens on a
-//! loopback TCP port, forwards every connection to the engine's unix socket,
-//! and breaks the requests that match its rule. The engine stays real; only
-//! the wire between the plugin and the engine misbehaves.
+//! loopback TCP port, forwards every connection to the engine that the
+//! other helpers use (`DOCKER_HOST`, else the default socket), and breaks
+//! the requests that match its rule. The engine stays real; only the wire
+//! between the plugin and the engine misbehaves.
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-const ENGINE_SOCKET: &str = "/var/run/docker.sock";
+use super::engine::{docker_host, DEFAULT_DOCKER_HOST};
+
+/// Where the proxy forwards to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    Unix(String),
+    /// `host:port` of a plain-TCP engine.
+    Tcp(String),
+}
+
+impl Upstream {
+    /// The engine the `docker` CLI reaches with this `DOCKER_HOST` value:
+    /// `unix://PATH` or `tcp://HOST:PORT` (no TLS); unset or empty means
+    /// the default socket. Anything else panics, rather than letting the
+    /// proxy talk to a different engine than the rest of the test.
+    pub fn from_docker_host(host: Option<&str>) -> Upstream {
+        match host.map(str::trim).filter(|h| !h.is_empty()) {
+            None => Upstream::from_docker_host(Some(DEFAULT_DOCKER_HOST)),
+            Some(h) => {
+                if let Some(path) = h.strip_prefix("unix://") {
+                    Upstream::Unix(path.to_string())
+                } else if let Some(addr) = h.strip_prefix("tcp://") {
+                    Upstream::Tcp(addr.trim_end_matches('/').to_string())
+                } else {
+                    panic!("the test proxy can forward to unix:// or tcp:// engines, not DOCKER_HOST={h}")
+                }
+            }
+        }
+    }
+
+    /// The engine the other helpers use (see [`docker_host`]).
+    pub fn from_env() -> Upstream {
+        Upstream::from_docker_host(Some(&docker_host()))
+    }
+
+    fn connect(&self) -> io::Result<EngineStream> {
+        Ok(match self {
+            Upstream::Unix(path) => EngineStream::Unix(UnixStream::connect(path)?),
+            Upstream::Tcp(addr) => EngineStream::Tcp(TcpStream::connect(addr.as_str())?),
+        })
+    }
+}
+
+/// A connection to the engine, of either kind.
+enum EngineStream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl EngineStream {
+    fn try_clone(&self) -> io::Result<EngineStream> {
+        Ok(match self {
+            EngineStream::Unix(s) => EngineStream::Unix(s.try_clone()?),
+            EngineStream::Tcp(s) => EngineStream::Tcp(s.try_clone()?),
+        })
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            EngineStream::Unix(s) => s.shutdown(how),
+            EngineStream::Tcp(s) => s.shutdown(how),
+        }
+    }
+}
+
+impl Read for EngineStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            EngineStream::Unix(s) => s.read(buf),
+            EngineStream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for EngineStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            EngineStream::Unix(s) => s.write(buf),
+            EngineStream::Tcp(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            EngineStream::Unix(s) => s.flush(),
+            EngineStream::Tcp(s) => s.flush(),
+        }
+    }
+}
 
 /// What to break, on requests whose request line contains `matches`.
 #[derive(Debug, Clone, Copy)]
@@ -35,17 +124,25 @@ impl Fault {
 
 pub struct Proxy {
     addr: SocketAddr,
+    upstream: Upstream,
     fired: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
 impl Proxy {
+    /// A proxy in front of the engine named by `DOCKER_HOST` (see
+    /// [`Upstream::from_env`]), the one the other helpers talk to.
     pub fn start(fault: Option<Fault>) -> Proxy {
+        Proxy::start_to(Upstream::from_env(), fault)
+    }
+
+    /// A proxy in front of `upstream`.
+    pub fn start_to(upstream: Upstream, fault: Option<Fault>) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
         let fired = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (fired2, stop2) = (fired.clone(), stop.clone());
+        let (fired2, stop2, upstream2) = (fired.clone(), stop.clone(), upstream.clone());
         thread::spawn(move || {
             for client in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
@@ -53,10 +150,21 @@ impl Proxy {
                 }
                 let Ok(client) = client else { continue };
                 let fired = fired2.clone();
-                thread::spawn(move || serve(client, fault, &fired));
+                let upstream = upstream2.clone();
+                thread::spawn(move || serve(client, &upstream, fault, &fired));
             }
         });
-        Proxy { addr, fired, stop }
+        Proxy {
+            addr,
+            upstream,
+            fired,
+            stop,
+        }
+    }
+
+    /// The engine this proxy forwards to.
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
     }
 
     /// The `-H` value that reaches the engine through this proxy.
@@ -78,7 +186,7 @@ impl Drop for Proxy {
     }
 }
 
-fn serve(mut client: TcpStream, fault: Option<Fault>, fired: &AtomicUsize) {
+fn serve(mut client: TcpStream, upstream: &Upstream, fault: Option<Fault>, fired: &AtomicUsize) {
     // Read up to the end of the request line to decide what to do.
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -103,7 +211,7 @@ fn serve(mut client: TcpStream, fault: Option<Fault>, fired: &AtomicUsize) {
         let _ = client.shutdown(Shutdown::Both);
         return;
     }
-    let Ok(mut engine) = UnixStream::connect(ENGINE_SOCKET) else {
+    let Ok(mut engine) = upstream.connect() else {
         return;
     };
     if engine.write_all(&head).is_err() {
@@ -141,7 +249,7 @@ fn copy(from: &mut impl Read, to: &mut impl Write, limit: Option<u64>) -> bool {
     }
 }
 
-fn pump(mut from: TcpStream, mut to: UnixStream, limit: Option<u64>) {
+fn pump(mut from: TcpStream, mut to: EngineStream, limit: Option<u64>) {
     if copy(&mut from, &mut to, limit) {
         let _ = from.shutdown(Shutdown::Both);
         let _ = to.shutdown(Shutdown::Both);
@@ -150,7 +258,7 @@ fn pump(mut from: TcpStream, mut to: UnixStream, limit: Option<u64>) {
     }
 }
 
-fn pump_back(mut from: UnixStream, mut to: TcpStream, limit: Option<u64>) {
+fn pump_back(mut from: EngineStream, mut to: TcpStream, limit: Option<u64>) {
     copy(&mut from, &mut to, limit);
     let _ = to.shutdown(Shutdown::Both);
     let _ = from.shutdown(Shutdown::Both);
