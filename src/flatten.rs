@@ -469,19 +469,14 @@ impl Flattener {
         if let Ok(found) = self.docker.list_containers(Some(list)).await {
             containers.extend(found.into_iter().filter_map(|c| c.id));
         }
-        containers.sort();
-        containers.dedup();
+        dedup_in_order(&mut containers);
         for id in containers {
             let options = RemoveContainerOptionsBuilder::default()
                 .force(true)
                 .v(true)
                 .build();
-            match self.docker.remove_container(&id, Some(options)).await {
-                Ok(())
-                | Err(EngineError::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => {}
-                Err(_) => left.containers.push(id),
+            if !gone(self.docker.remove_container(&id, Some(options)).await) {
+                left.containers.push(id);
             }
         }
         let list = ListImagesOptionsBuilder::default()
@@ -491,16 +486,11 @@ impl Flattener {
         if let Ok(found) = self.docker.list_images(Some(list)).await {
             images.extend(found.into_iter().map(|i| i.id));
         }
-        let mut seen = std::collections::HashSet::new();
-        images.retain(|id| seen.insert(id.clone()));
+        dedup_in_order(&mut images);
         for id in images {
             let options = RemoveImageOptionsBuilder::default().build();
-            match self.docker.remove_image(&id, Some(options), None).await {
-                Ok(_)
-                | Err(EngineError::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => {}
-                Err(_) => left.images.push(id),
+            if !gone(self.docker.remove_image(&id, Some(options), None).await) {
+                left.images.push(id);
             }
         }
         progress.end();
@@ -599,6 +589,24 @@ fn end_of_export(
     encoded.retain(|b| !b.is_empty());
     *queue = encoded;
     Ok(digests)
+}
+
+/// Whether a removal left the object gone: removed now, or already absent.
+fn gone<T>(result: Result<T, EngineError>) -> bool {
+    matches!(
+        result,
+        Ok(_)
+            | Err(EngineError::DockerResponseServerError {
+                status_code: 404,
+                ..
+            })
+    )
+}
+
+/// Drops repeated IDs, keeping the first of each: the order is removal order.
+fn dedup_in_order(ids: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(id.clone()));
 }
 
 /// The engine's own words for a failure, without bollard's framing.

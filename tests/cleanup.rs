@@ -16,10 +16,6 @@ use support::*;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 /// An image that creates a volume and has a WORKDIR it lacks, with enough
 /// data (2 MiB) that a stream can be cut in the middle.
 fn source_image() -> TestImage {

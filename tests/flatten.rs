@@ -25,10 +25,6 @@ const PLACEHOLDERS: &[&str] = &[
     "etc",
 ];
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 /// Flattens through `docker flatten`, asserts success and the stdout
 /// contract, and returns a guard for the new image.
 fn flatten(cli: &Cli, image: &str, tag: &str) -> TestImage {

@@ -5,10 +5,6 @@ mod support;
 
 use support::*;
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 #[test]
 fn metadata_is_the_shipped_plugin_metadata_and_needs_no_engine() {
     // An unreachable engine must not matter: the handshake talks to none.

@@ -168,6 +168,11 @@ pub fn require_engine() {
     }
 }
 
+/// A command's output as text, for messages and matching.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 /// The engine the `docker` CLI (and the plugin) reach when no `-H` is
 /// given, as a `-H` value: `DOCKER_HOST` when set, else the default socket.
 /// Use it instead of spelling out `unix:///var/run/docker.sock`, so a test
