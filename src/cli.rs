@@ -86,6 +86,8 @@ pub enum Command {
     /// Creates (never starts) a container from IMAGE, streams its filesystem
     /// export into an image import, and gives the result IMAGE's whole config
     /// and platform. Prints the new image ID on stdout.
+    #[command(override_usage = "docker flatten [OPTIONS] IMAGE TAG\n       \
+                                docker flatten --dry-run [OPTIONS] IMAGE [TAG]")]
     Flatten(FlattenArgs),
 
     /// Print the Docker CLI plugin metadata (used by the docker CLI)
@@ -99,13 +101,36 @@ pub struct FlattenArgs {
     #[arg(value_name = "IMAGE")]
     pub image: String,
 
-    /// Name for the flattened image: name[:tag] (tag defaults to "latest"); may equal IMAGE
-    #[arg(value_name = "TAG", value_parser = Tag::parse)]
-    pub tag: Tag,
+    /// Name for the flattened image: name[:tag] (tag defaults to "latest"); may equal IMAGE.
+    /// Optional with --dry-run
+    #[arg(value_name = "TAG", value_parser = Tag::parse, required_unless_present = "dry_run")]
+    pub tag: Option<Tag>,
 
-    /// Only print the new image ID
+    /// Report what flattening would save, layer by layer, without changing anything
+    ///
+    /// Reads IMAGE's layers as the engine streams them (nothing is written to
+    /// disk or created on the engine) and reports each layer's size, the bytes
+    /// wasted by files that later layers delete or overwrite, and the largest
+    /// of those files.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Output format: "text" for people, "json" for one JSON object on stdout
+    #[arg(long, value_enum, default_value_t = Format::Text, value_name = "FORMAT")]
+    pub format: Format,
+
+    /// Only print the new image ID (with --dry-run: only the totals)
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// What stdout carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The image ID (or the dry-run report) as text
+    Text,
+    /// One JSON object describing the run; see the README for its fields
+    Json,
 }
 
 #[cfg(test)]
@@ -158,7 +183,9 @@ mod tests {
             panic!("not flatten")
         };
         assert_eq!(f.image, "img");
-        assert_eq!(f.tag.to_string(), "repo:tag");
+        assert_eq!(f.tag.unwrap().to_string(), "repo:tag");
+        assert_eq!(f.format, Format::Text);
+        assert!(!f.dry_run);
     }
 
     #[test]
@@ -169,11 +196,23 @@ mod tests {
     }
 
     #[test]
+    fn dry_run_makes_tag_optional() {
+        let cli = parse(&["flatten", "--dry-run", "img", "--format=json"]).unwrap();
+        let Command::Flatten(f) = cli.command else {
+            panic!("not flatten")
+        };
+        assert!(f.dry_run && f.tag.is_none());
+        assert_eq!(f.format, Format::Json);
+    }
+
+    #[test]
     fn rejects_bad_arguments_with_usage_error() {
         for args in [
             &["flatten", "a"][..],
             &["flatten", "a", "b", "c"],
             &["flatten", "a", "Bad"],
+            &["flatten", "--dry-run", "a", "Bad"],
+            &["flatten", "a", "b", "--format", "yaml"],
             &[],
         ] {
             let err = parse(args).unwrap_err();

@@ -18,14 +18,17 @@ use bollard::{body_try_stream, Docker};
 use bytes::Bytes;
 use futures_util::{stream, Stream, StreamExt};
 
+use crate::dryrun::{self, DryRunError};
 use crate::image_config::{self, Provenance};
 use crate::reference::Tag;
 use crate::report::{Progress, Stage};
+use crate::savings::Savings;
 use crate::tarfilter::{FilterError, FilterStats, TarFilter};
 use crate::upload::{Compression, Digests, Encoder};
 
 /// Where the engine keeps images; it decides how the config is installed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Store {
     /// Layers in a graph driver: a config-only docker-archive links the layer by diff ID.
     Graphdriver,
@@ -36,6 +39,9 @@ pub enum Store {
 /// Label on every object a run creates, valued with the run's ID, so that
 /// cleanup finds even objects whose creation was cut short by an interrupt.
 pub const RUN_LABEL: &str = "com.docker-flatten.run";
+/// Also on every temporary object, valued with IMAGE's ID: says where an
+/// object a run could not remove came from.
+pub const SOURCE_LABEL: &str = "com.docker-flatten.source";
 /// The container is never started, but the engine refuses to create one
 /// without a command.
 const PLACEHOLDER_CMD: &str = "/docker-flatten-never-runs";
@@ -88,11 +94,26 @@ pub struct Outcome {
     pub size_after: u64,
     pub elapsed: Duration,
     pub filter: FilterStats,
+    pub store: Store,
+    pub compression: Compression,
+}
+
+/// What a dry run found.
+#[derive(Debug)]
+pub struct DryRunOutcome {
+    pub source_id: String,
+    pub layers_before: usize,
+    pub size_before: u64,
+    pub savings: Savings,
+    pub elapsed: Duration,
+    pub store: Store,
 }
 
 /// Temporary objects that a run has created so far.
 #[derive(Debug, Default, Clone)]
 struct Created {
+    /// IMAGE's ID, once inspected.
+    source: Option<String>,
     containers: Vec<String>,
     imported: Option<String>,
     /// The flattened image while it is not yet tagged.
@@ -153,6 +174,14 @@ impl Flattener {
         }
     }
 
+    /// The labels that mark this run's temporary objects.
+    fn labels(&self) -> Vec<(String, String)> {
+        let source = self.created.lock().expect("created lock").source.clone();
+        std::iter::once((RUN_LABEL.to_owned(), self.run_id.clone()))
+            .chain(source.map(|id| (SOURCE_LABEL.to_owned(), id)))
+            .collect()
+    }
+
     fn record(&self, f: impl FnOnce(&mut Created)) {
         f(&mut self.created.lock().expect("created lock"));
     }
@@ -169,12 +198,8 @@ impl Flattener {
         progress.begin(Stage::Inspect, image);
         let source = self.inspect_source(image).await?;
         let source_id = source.id.clone().unwrap_or_default();
-        let layers_before = source
-            .root_fs
-            .as_ref()
-            .and_then(|r| r.layers.as_ref())
-            .map_or(0, Vec::len);
-        let size_before = source.size.unwrap_or(0).max(0) as u64;
+        self.record(|c| c.source = Some(source_id.clone()));
+        let (layers_before, size_before) = layers_and_size(&source);
         let store = self.store().await?;
         // The containerd store keeps an upload as it is, but gzips a plain
         // tar itself, on one core, under a digest we could not predict.
@@ -263,6 +288,45 @@ impl Flattener {
             size_after,
             elapsed: started.elapsed(),
             filter,
+            store,
+            compression,
+        })
+    }
+
+    /// Reads IMAGE's layers as `docker save` would and works out what
+    /// flattening would gain. Creates nothing on the engine.
+    pub async fn dry_run(
+        &self,
+        image: &str,
+        progress: Arc<dyn Progress>,
+    ) -> Result<DryRunOutcome, FlattenError> {
+        let started = Instant::now();
+        progress.begin(Stage::Inspect, image);
+        let source = self.inspect_source(image).await?;
+        let source_id = source.id.clone().unwrap_or_default();
+        let (layers_before, size_before) = layers_and_size(&source);
+        let store = self.store().await?;
+        progress.expect_bytes(size_before);
+        progress.begin(Stage::Read, image);
+        let step = format!("reading the layers of {image}");
+        let savings = dryrun::analyze(self.docker.export_image(&source_id), progress.as_ref())
+            .await
+            .map_err(|e| match e {
+                DryRunError::Engine(e) => self.engine(step.clone())(e),
+                DryRunError::Savings(e) => FlattenError::Unexpected {
+                    step: step.clone(),
+                    endpoint: self.endpoint.clone(),
+                    detail: e.to_string(),
+                },
+            })?;
+        progress.end();
+        Ok(DryRunOutcome {
+            source_id,
+            layers_before,
+            size_before,
+            savings,
+            elapsed: started.elapsed(),
+            store,
         })
     }
 
@@ -309,7 +373,7 @@ impl Flattener {
             // that would then show up in the export.
             working_dir: Some("/".to_owned()),
             network_disabled: Some(true),
-            labels: Some(HashMap::from([(RUN_LABEL.to_owned(), self.run_id.clone())])),
+            labels: Some(self.labels().into_iter().collect()),
             host_config: Some(HostConfig {
                 network_mode: Some("none".to_owned()),
                 ..Default::default()
@@ -358,7 +422,14 @@ impl Flattener {
         let options = CreateImageOptionsBuilder::default()
             .from_src("-")
             .platform(&platform)
-            .changes(vec![format!("LABEL {RUN_LABEL}={}", self.run_id)])
+            .changes(vec![format!(
+                "LABEL {}",
+                self.labels()
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )])
             .build();
         let mut responses =
             self.docker
@@ -589,6 +660,16 @@ fn end_of_export(
     encoded.retain(|b| !b.is_empty());
     *queue = encoded;
     Ok(digests)
+}
+
+/// IMAGE's layer count and the engine's idea of its size.
+fn layers_and_size(image: &ImageInspect) -> (usize, u64) {
+    let layers = image
+        .root_fs
+        .as_ref()
+        .and_then(|r| r.layers.as_ref())
+        .map_or(0, Vec::len);
+    (layers, image.size.unwrap_or(0).max(0) as u64)
 }
 
 /// Whether a removal left the object gone: removed now, or already absent.

@@ -1,6 +1,8 @@
 //! `docker-flatten`: a Docker CLI plugin that flattens an image into one layer.
 
 mod cli;
+mod complete;
+mod dryrun;
 mod endpoint;
 mod flatten;
 mod image_config;
@@ -9,6 +11,8 @@ mod metadata;
 mod reference;
 mod report;
 mod run;
+mod savings;
+mod summary;
 mod tarfilter;
 mod upload;
 
@@ -21,6 +25,16 @@ use crate::cli::{Cli, Command};
 use crate::report::Reporter;
 
 fn main() -> ExitCode {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(request @ (complete::REQUEST | complete::REQUEST_NO_DESC)) =
+        argv.get(1).and_then(|a| a.to_str())
+    {
+        let words: Vec<String> = argv[2..]
+            .iter()
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect();
+        return complete(&words, request == complete::REQUEST);
+    }
     let cli = Cli::parse();
     let args = match cli.command {
         Command::Metadata => {
@@ -53,4 +67,18 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The docker CLI asks for shell completions; stdout goes to the shell.
+fn complete(words: &[String], descriptions: bool) -> ExitCode {
+    let completion = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run::complete(words)),
+        Err(_) => complete::failed(),
+    };
+    print!("{}", completion.render(descriptions));
+    eprintln!("{}", completion.note());
+    ExitCode::SUCCESS
 }

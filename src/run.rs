@@ -5,12 +5,15 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use bollard::query_parameters::ListImagesOptions;
 
-use crate::cli::{FlattenArgs, GlobalArgs};
-use crate::endpoint::{self, Env};
+use crate::cli::{FlattenArgs, Format, GlobalArgs};
+use crate::complete::{self, Completion, Want};
+use crate::endpoint::{self, Endpoint, Env};
 use crate::flatten::{FlattenError, Flattener};
 use crate::interrupt::{Interrupt, Interrupts};
 use crate::report::{Reporter, Summary};
+use crate::summary::{self, Document, DryRunFacts, Engine, Image, Layout};
 
 /// A flatten that failed; TAG was not touched.
 #[derive(Debug, thiserror::Error)]
@@ -44,18 +47,25 @@ pub async fn flatten(
         }
     };
     let flattener = Flattener::new(docker, endpoint.to_string());
+    let tag = match (&args.tag, args.dry_run) {
+        (_, true) => return dry_run(&flattener, &endpoint, args, &reporter, &mut interrupts).await,
+        (Some(tag), false) => tag,
+        (None, false) => unreachable!("clap requires TAG without --dry-run"),
+    };
 
     let result = tokio::select! {
-        result = flattener.flatten(&args.image, &args.tag, reporter.clone()) => Ok(result),
+        result = flattener.flatten(&args.image, tag, reporter.clone()) => Ok(result),
         interrupt = interrupts.next() => Err(interrupt),
     };
+    if !matches!(result, Ok(Ok(_))) {
+        reporter.stage_failed();
+    }
 
     // A second interrupt during cleanup skips it, saying what is left.
     let leftovers = tokio::select! {
         left = flattener.cleanup(reporter.as_ref()) => Some(left),
         _ = interrupts.next() => None,
     };
-    let tag = &args.tag;
     match &leftovers {
         None => reporter.warn(&format!(
             "cleanup skipped; remove this run's objects with: docker rm -fv $(docker ps -aq --filter label={}); \
@@ -69,36 +79,154 @@ pub async fn flatten(
         Some(_) => {}
     }
 
-    match result {
-        Err(interrupt) => Err(Interrupted {
-            interrupt,
-            what: format!("{tag} is unchanged"),
+    let outcome = match result {
+        Err(interrupt) => {
+            return Err(Interrupted {
+                interrupt,
+                what: format!("{tag} is unchanged"),
+            }
+            .into())
         }
-        .into()),
-        Ok(Err(source)) => Err(Failed {
-            tag: tag.to_string(),
-            source,
+        Ok(Err(source)) => {
+            return Err(Failed {
+                tag: tag.to_string(),
+                source,
+            }
+            .into())
         }
-        .into()),
-        Ok(Ok(outcome)) => {
-            reporter.debug(
-                globals.debug,
-                &format!(
-                    "source {}; removed from the export: {}",
-                    outcome.source_id,
-                    outcome.filter.dropped.join(", ")
-                ),
-            );
-            reporter.result(&outcome.id);
-            reporter.summary(&Summary {
-                source: &args.image,
-                target: &tag.to_string(),
-                layers_before: outcome.layers_before,
-                size_before: outcome.size_before,
-                size_after: outcome.size_after,
-                elapsed: outcome.elapsed,
-            });
-            Ok(())
+        Ok(Ok(outcome)) => outcome,
+    };
+    reporter.debug(
+        globals.debug,
+        &format!(
+            "source {}; removed from the export: {}",
+            outcome.source_id,
+            outcome.filter.dropped.join(", ")
+        ),
+    );
+    let target = tag.to_string();
+    match args.format {
+        Format::Text => reporter.result(&outcome.id),
+        Format::Json => reporter.json(&Document {
+            dry_run: false,
+            source: Image::source(
+                &args.image,
+                &outcome.source_id,
+                outcome.layers_before,
+                outcome.size_before,
+            ),
+            result: Image {
+                reference: Some(&target),
+                id: Some(&outcome.id),
+                layers: 1,
+                size: Some(outcome.size_after),
+            },
+            wasted_bytes: None,
+            duration_seconds: summary::seconds(outcome.elapsed),
+            compression: Some(outcome.compression),
+            engine: Engine {
+                endpoint: &endpoint.host,
+                context: &endpoint.context,
+                store: outcome.store,
+            },
+            analysis: None,
+        }),
+    }
+    reporter.summary(&Summary {
+        source: &args.image,
+        target: &target,
+        layers_before: outcome.layers_before,
+        size_before: outcome.size_before,
+        size_after: outcome.size_after,
+        elapsed: outcome.elapsed,
+    });
+    Ok(())
+}
+
+async fn dry_run(
+    flattener: &Flattener,
+    endpoint: &Endpoint,
+    args: &FlattenArgs,
+    reporter: &Arc<Reporter>,
+    interrupts: &mut Interrupts,
+) -> anyhow::Result<()> {
+    let outcome = tokio::select! {
+        outcome = flattener.dry_run(&args.image, reporter.clone()) => outcome,
+        interrupt = interrupts.next() => {
+            reporter.stage_failed();
+            return Err(Interrupted { interrupt, what: "nothing was changed".into() }.into())
+        }
+    };
+    let outcome = outcome.inspect_err(|_| reporter.stage_failed())?;
+    let tag = args.tag.as_ref().map(ToString::to_string);
+    match args.format {
+        Format::Json => reporter.json(&Document {
+            dry_run: true,
+            source: Image::source(
+                &args.image,
+                &outcome.source_id,
+                outcome.layers_before,
+                outcome.size_before,
+            ),
+            result: Image {
+                reference: tag.as_deref(),
+                id: None,
+                layers: 1,
+                size: None,
+            },
+            wasted_bytes: Some(outcome.savings.wasted_bytes),
+            duration_seconds: summary::seconds(outcome.elapsed),
+            compression: None,
+            engine: Engine {
+                endpoint: &endpoint.host,
+                context: &endpoint.context,
+                store: outcome.store,
+            },
+            analysis: Some(&outcome.savings),
+        }),
+        Format::Text => {
+            let facts = DryRunFacts {
+                image: &args.image,
+                id: &outcome.source_id,
+                tag: tag.as_deref(),
+                endpoint: &endpoint.to_string(),
+                store: outcome.store,
+            };
+            let layout = if args.quiet {
+                Layout::Totals
+            } else {
+                match reporter.stdout_width() {
+                    Some(width) => Layout::Table { width },
+                    None => Layout::Plain,
+                }
+            };
+            reporter.text(&summary::dry_run_text(&facts, &outcome.savings, layout));
         }
     }
+    Ok(())
 }
+
+/// Answers a completion request. The CLI passes no global flags with it, so
+/// the engine is the one the environment and config select.
+pub async fn complete(words: &[String]) -> Completion {
+    let prefix = match complete::want(words) {
+        Want::Done(completion) => return completion,
+        Want::Images { prefix } => prefix,
+    };
+    let list = async {
+        let endpoint = endpoint::resolve(&GlobalArgs::default(), &Env::from_process()).ok()?;
+        let docker = endpoint::connect(&endpoint).await.ok()?;
+        docker.list_images(None::<ListImagesOptions>).await.ok()
+    };
+    // A shell waiting on a dead engine is worse than no candidates.
+    match tokio::time::timeout(COMPLETION_TIMEOUT, list).await {
+        Ok(Some(images)) => {
+            let images: Vec<(Vec<String>, String)> =
+                images.into_iter().map(|i| (i.repo_tags, i.id)).collect();
+            complete::images(&prefix, &images)
+        }
+        _ => complete::failed(),
+    }
+}
+
+const COMPLETION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -9,7 +9,8 @@ use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
 /// How the layer travels to the engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Compression {
     None,
     Gzip,

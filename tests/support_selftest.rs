@@ -824,11 +824,7 @@ fn a_moved_tag_leaves_a_dangling_image_the_guard_removes() {
         let before = engine_state();
         docker_ok(&["tag", &new.reference, &old.reference]);
         let appeared = engine_state().appeared_since(&before);
-        assert_eq!(
-            appeared.dangling_images,
-            BTreeSet::from([old_id.clone()]),
-            "{appeared:?}"
-        );
+        assert!(appeared.dangling_images.contains(&old_id), "{appeared:?}");
         assert_eq!(inspect(&old_id)["RepoTags"], json!([]));
         let saved = save_image(&old_id);
         assert_eq!(saved.config_digest, old_spec.config_digest(&old.reference));
@@ -853,13 +849,18 @@ fn guards_clean_up_when_a_container_outlives_the_image_guard() {
     let spec = ImageSpec::new(vec![vec![Entry::file("f", "outlived")]]);
     let image = load_image(&spec, &unique("outlived"));
     let id = image.id.clone();
-    let before = engine_state();
     let ctr = TestContainer::create(&image.reference, &["/nothing"]);
+    let ctr_id = ctr.id.clone();
     drop(image);
     drop(ctr);
     assert!(!image_exists(&id), "image survived its guard");
-    let appeared = engine_state().appeared_since(&before);
-    assert!(appeared.is_empty(), "left behind: {appeared:?}");
+    // Only what this test made is looked at: other tests share the engine.
+    let state = engine_state();
+    assert!(!state.containers.contains(&ctr_id), "container left behind");
+    assert!(
+        !state.dangling_images.contains(&id),
+        "dangling image left behind"
+    );
 }
 
 #[test]

@@ -126,6 +126,7 @@ pub struct Proxy {
     addr: SocketAddr,
     upstream: Upstream,
     fired: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -141,14 +142,17 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
         let fired = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (fired2, stop2, upstream2) = (fired.clone(), stop.clone(), upstream.clone());
+        let connections2 = connections.clone();
         thread::spawn(move || {
             for client in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(client) = client else { continue };
+                connections2.fetch_add(1, Ordering::SeqCst);
                 let fired = fired2.clone();
                 let upstream = upstream2.clone();
                 thread::spawn(move || serve(client, &upstream, fault, &fired));
@@ -158,6 +162,7 @@ impl Proxy {
             addr,
             upstream,
             fired,
+            connections,
             stop,
         }
     }
@@ -170,6 +175,11 @@ impl Proxy {
     /// The `-H` value that reaches the engine through this proxy.
     pub fn host(&self) -> String {
         format!("tcp://{}", self.addr)
+    }
+
+    /// How many connections clients have opened through the proxy.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// How many requests the fault has hit.

@@ -1,0 +1,342 @@
+//! What a run leaves on stdout besides the bare image ID: the JSON document
+//! of `--format json` (its field names are an interface, documented in the
+//! README: add fields, never rename them) and the dry-run report as text.
+//! Pure functions from facts to text; the reporter prints them.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use indicatif::HumanBytes;
+use serde::Serialize;
+
+use crate::flatten::Store;
+use crate::savings::Savings;
+use crate::upload::Compression;
+
+/// The `--format json` document, for a flatten and for a dry run alike.
+#[derive(Debug, Serialize)]
+pub struct Document<'a> {
+    pub dry_run: bool,
+    pub source: Image<'a>,
+    pub result: Image<'a>,
+    /// Bytes that later layers delete or overwrite; known after a dry run only.
+    pub wasted_bytes: Option<u64>,
+    pub duration_seconds: f64,
+    /// How the layer was uploaded to the import; null in a dry run.
+    pub compression: Option<Compression>,
+    pub engine: Engine<'a>,
+    /// The dry run's layer-by-layer findings; null for a flatten.
+    pub analysis: Option<&'a Savings>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Image<'a> {
+    /// As the user wrote it (IMAGE, or TAG normalized to name:tag).
+    pub reference: Option<&'a str>,
+    pub id: Option<&'a str>,
+    pub layers: usize,
+    /// The engine's figure for the image's size, in bytes.
+    pub size: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Engine<'a> {
+    /// The engine's address, e.g. `unix:///var/run/docker.sock`.
+    pub endpoint: &'a str,
+    /// The docker context it came from (`default` when none was used).
+    pub context: &'a str,
+    pub store: Store,
+}
+
+impl<'a> Image<'a> {
+    /// IMAGE, as the run found it.
+    pub fn source(reference: &'a str, id: &'a str, layers: usize, size: u64) -> Image<'a> {
+        Image {
+            reference: Some(reference),
+            id: Some(id),
+            layers,
+            size: Some(size),
+        }
+    }
+}
+
+pub fn seconds(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// Facts the dry-run report names besides the analysis.
+pub struct DryRunFacts<'a> {
+    pub image: &'a str,
+    pub id: &'a str,
+    pub tag: Option<&'a str>,
+    pub endpoint: &'a str,
+    pub store: Store,
+}
+
+/// How the text report is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Aligned columns cut to the terminal's width.
+    Table { width: usize },
+    /// One fact per line, nothing cut: for logs and pipes.
+    Plain,
+    /// The totals alone (`--quiet`).
+    Totals,
+}
+
+/// The dry-run report as text.
+pub fn dry_run_text(facts: &DryRunFacts<'_>, s: &Savings, layout: Layout) -> String {
+    let mut out = String::new();
+    let short = short_id(facts.id);
+    let store = match facts.store {
+        Store::Graphdriver => "graphdriver",
+        Store::Containerd => "containerd",
+    };
+    if layout != Layout::Totals {
+        let _ = writeln!(
+            out,
+            "Dry run of {} ({short}) on {} ({store} store); nothing was changed.",
+            facts.image, facts.endpoint
+        );
+        out.push('\n');
+    }
+    match layout {
+        Layout::Table { width } => layer_table(&mut out, s, width),
+        Layout::Plain => {
+            for l in &s.layers {
+                let _ = writeln!(
+                    out,
+                    "layer {}: {}, {} files, {} deletes, {} wasted; created by: {}",
+                    l.index,
+                    HumanBytes(l.size),
+                    l.files,
+                    l.deletes,
+                    HumanBytes(l.wasted),
+                    l.created_by.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        Layout::Totals => {}
+    }
+    if layout != Layout::Totals {
+        out.push('\n');
+    }
+    let into = facts.tag.map(|t| format!(" as {t}")).unwrap_or_default();
+    let _ = writeln!(out, "Layers:  {} → 1{into}", s.layers.len());
+    let _ = writeln!(
+        out,
+        "Content: {} now → {} after flattening",
+        HumanBytes(s.bytes_now),
+        HumanBytes(s.bytes_after)
+    );
+    let _ = writeln!(
+        out,
+        "Wasted:  {} ({:.1}%) in files that later layers delete or overwrite",
+        HumanBytes(s.wasted_bytes),
+        s.wasted_percent
+    );
+    let _ = writeln!(out, "Files:   {} after flattening", s.files_after);
+    if layout != Layout::Totals && !s.largest_wasted.is_empty() {
+        let _ = writeln!(out, "\nLargest wasted files:");
+        for w in &s.largest_wasted {
+            let _ = writeln!(
+                out,
+                "  {:>10}  {}  (added by layer {}, removed by layer {})",
+                HumanBytes(w.size).to_string(),
+                w.path,
+                w.layer,
+                w.removed_by
+            );
+        }
+    }
+    out
+}
+
+fn layer_table(out: &mut String, s: &Savings, width: usize) {
+    let rows: Vec<[String; 5]> = s
+        .layers
+        .iter()
+        .map(|l| {
+            [
+                l.index.to_string(),
+                HumanBytes(l.size).to_string(),
+                l.files.to_string(),
+                l.deletes.to_string(),
+                HumanBytes(l.wasted).to_string(),
+            ]
+        })
+        .collect();
+    let head = ["LAYER", "SIZE", "FILES", "DELETES", "WASTED"];
+    let widths: Vec<usize> = (0..head.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([head[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: [&str; 5], last: &str| {
+        let mut l = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let _ = write!(l, "{cell:>w$}  ", w = widths[i]);
+        }
+        // The last column stays free: writing into it makes some terminals wrap.
+        let room = width.saturating_sub(1 + l.chars().count()).max(10);
+        l.push_str(&cut(last, room));
+        l.trim_end().to_owned()
+    };
+    let _ = writeln!(out, "{}", line(head, "CREATED BY"));
+    for (row, layer) in rows.iter().zip(&s.layers) {
+        let step = layer.created_by.as_deref().unwrap_or("-");
+        let cells = [&*row[0], &*row[1], &*row[2], &*row[3], &*row[4]];
+        let _ = writeln!(out, "{}", line(cells, &one_line(step)));
+    }
+}
+
+/// Build steps often carry newlines and runs of spaces.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn cut(s: &str, room: usize) -> String {
+    if s.chars().count() <= room {
+        return s.to_owned();
+    }
+    let mut t: String = s.chars().take(room.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::savings::{Layer, Wasted};
+
+    fn savings() -> Savings {
+        let layer = |index, size, wasted, step: &str| Layer {
+            index,
+            diff_id: None,
+            created_by: Some(step.to_owned()),
+            size,
+            files: 3,
+            deletes: 0,
+            wasted,
+        };
+        Savings {
+            layers: vec![
+                layer(1, 4096, 1024, "ADD rootfs.tar /"),
+                layer(
+                    2,
+                    10,
+                    0,
+                    "RUN   rm -rf /var/cache/apt/archives/partial   && apt-get clean\n  && true",
+                ),
+            ],
+            bytes_now: 4106,
+            bytes_after: 3082,
+            wasted_bytes: 1024,
+            wasted_percent: 24.9,
+            files_after: 5,
+            largest_wasted: vec![Wasted {
+                path: "/big".into(),
+                size: 1024,
+                layer: 1,
+                removed_by: 2,
+            }],
+        }
+    }
+
+    fn facts() -> DryRunFacts<'static> {
+        DryRunFacts {
+            image: "app:1",
+            id: "sha256:0123456789abcdef",
+            tag: None,
+            endpoint: "unix:///var/run/docker.sock",
+            store: Store::Graphdriver,
+        }
+    }
+
+    #[test]
+    fn table_fits_the_terminal_and_keeps_every_layer() {
+        let text = dry_run_text(&facts(), &savings(), Layout::Table { width: 60 });
+        let table: Vec<&str> = text.lines().skip(2).take(3).collect();
+        assert!(
+            table[0].starts_with("LAYER") && table[0].ends_with("CREATED BY"),
+            "{text}"
+        );
+        assert!(table.iter().all(|l| l.chars().count() < 60), "{text}");
+        assert!(
+            table[2].ends_with('…') && !table[2].contains('\n'),
+            "{text}"
+        );
+        assert!(text.contains("Wasted:  1.00 KiB (24.9%)"), "{text}");
+        assert!(
+            text.contains("/big  (added by layer 1, removed by layer 2)"),
+            "{text}"
+        );
+        assert!(text.contains("0123456789ab"), "{text}");
+    }
+
+    #[test]
+    fn plain_keeps_whole_steps_and_totals_stand_alone() {
+        let plain = dry_run_text(&facts(), &savings(), Layout::Plain);
+        assert!(plain.contains("layer 2: 10 B, 3 files, 0 deletes, 0 B wasted; created by: RUN"));
+        let totals = dry_run_text(&facts(), &savings(), Layout::Totals);
+        assert_eq!(totals.lines().count(), 4, "{totals}");
+        assert!(totals.starts_with("Layers:  2 → 1\n"), "{totals}");
+    }
+
+    #[test]
+    fn json_field_names_are_stable() {
+        let s = savings();
+        let doc = Document {
+            dry_run: true,
+            source: Image {
+                reference: Some("app:1"),
+                id: Some("sha256:01"),
+                layers: 2,
+                size: Some(9),
+            },
+            result: Image {
+                reference: None,
+                id: None,
+                layers: 1,
+                size: None,
+            },
+            wasted_bytes: Some(s.wasted_bytes),
+            duration_seconds: seconds(Duration::from_millis(1234)),
+            compression: None,
+            engine: Engine {
+                endpoint: "unix:///x",
+                context: "default",
+                store: Store::Containerd,
+            },
+            analysis: Some(&s),
+        };
+        let v = serde_json::to_value(&doc).unwrap();
+        assert_eq!(v["engine"]["store"], "containerd");
+        assert_eq!(v["duration_seconds"], 1.234);
+        assert_eq!(v["analysis"]["largest_wasted"][0]["removed_by"], 2);
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "analysis",
+                "compression",
+                "dry_run",
+                "duration_seconds",
+                "engine",
+                "result",
+                "source",
+                "wasted_bytes"
+            ]
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! What people and scripts see: `--format json` for a flatten, shell
+//! completion through the docker CLI, and the progress display on a real
+//! terminal (tmux), checked as a person would see its final state.
+
+mod support;
+
+use serde_json::Value;
+use support::*;
+
+fn two_layer_image(name: &str) -> TestImage {
+    let layers = vec![
+        vec![Entry::dir("data"), Entry::file("data/a", vec![1u8; 70_000])],
+        vec![Entry::dir("data"), Entry::file("data/b", b"b")],
+    ];
+    load_image(&ImageSpec::new(layers), &unique(name))
+}
+
+#[test]
+fn flatten_json_describes_source_result_and_engine() {
+    let image = two_layer_image("json");
+    let cli = Cli::new();
+    let tag = format!("{}:flat", unique("json-flat"));
+    let out = cli.docker(&["flatten", "--format=json", &image.reference, &tag]);
+    let flat = TestImage::track(&tag);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", text(&out.stdout)));
+    assert_eq!(doc["dry_run"], false);
+    assert_eq!(doc["source"]["reference"], image.reference.as_str());
+    assert_eq!(doc["source"]["id"], image.id.as_str());
+    assert_eq!(doc["source"]["layers"], 2);
+    assert_eq!(doc["result"]["reference"], tag.as_str());
+    assert_eq!(doc["result"]["id"], flat.id.as_str());
+    assert_eq!(doc["result"]["layers"], 1);
+    assert_eq!(doc["result"]["size"], inspect(&tag)["Size"]);
+    assert_eq!(doc["source"]["size"], inspect(&image.reference)["Size"]);
+    assert!(doc["wasted_bytes"].is_null() && doc["analysis"].is_null());
+    assert!(doc["duration_seconds"].as_f64().unwrap() > 0.0);
+    let (store, compression) = if containerd_store() {
+        ("containerd", "gzip")
+    } else {
+        ("graphdriver", "none")
+    };
+    assert_eq!(doc["engine"]["store"], store);
+    assert_eq!(doc["compression"], compression);
+    assert_eq!(doc["engine"]["endpoint"], docker_host());
+}
+
+fn complete(cli: &Cli, words: &[&str]) -> (Vec<String>, String) {
+    let mut argv = vec!["__complete", "flatten"];
+    argv.extend_from_slice(words);
+    let out = cli.docker(&argv);
+    assert!(out.status.success(), "{argv:?}: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let mut lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
+    let directive = lines.pop().unwrap_or_default();
+    (lines, directive)
+}
+
+#[test]
+fn completion_through_the_cli_offers_images_flags_and_values() {
+    let image = two_layer_image("complete");
+    let cli = Cli::new();
+    let short = image.id.trim_start_matches("sha256:")[..12].to_owned();
+
+    // IMAGE: the local image's name, with its ID as the description.
+    let (lines, directive) = complete(&cli, &[&image.reference[..image.reference.len() - 3]]);
+    assert_eq!(lines, [format!("{}\timage {short}", image.reference)]);
+    assert_eq!(directive, ":4", "no file names for an image");
+    // TAG may name an existing image too; after TAG nothing more.
+    let (lines, _) = complete(&cli, &[&image.reference, &image.reference]);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let (lines, directive) = complete(&cli, &[&image.reference, "x:y", ""]);
+    assert!(
+        lines.is_empty() && directive == ":4",
+        "{lines:?} {directive}"
+    );
+
+    let (lines, _) = complete(&cli, &["--"]);
+    let names: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    for flag in ["--dry-run", "--format", "--quiet", "--help"] {
+        assert!(names.contains(&flag), "{flag} missing from {names:?}");
+    }
+    let (lines, directive) = complete(&cli, &["--format", ""]);
+    let values: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert_eq!((values, directive.as_str()), (vec!["text", "json"], ":4"));
+}
+
+#[test]
+fn completion_without_an_engine_says_error_not_files() {
+    let cli = Cli::new();
+    let mut cmd = std::process::Command::new("docker");
+    cmd.args(["__complete", "flatten", ""])
+        .env("DOCKER_CONFIG", cli.config_dir())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    let out = run_with_timeout(cmd, std::time::Duration::from_secs(60));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), ":1\n");
+}
+
+const STAGES: [&str; 6] = [
+    "✓ Inspecting",
+    "✓ Creating a temporary",
+    "✓ Exporting the container",
+    "✓ Applying the config",
+    "✓ Tagging",
+    "✓ Removing temporary objects",
+];
+
+/// Braille spinner frames, bar fill and the byte counter's tilde must all
+/// be gone from a finished screen.
+fn assert_no_live_progress(screen: &Screen) {
+    for line in &screen.lines {
+        assert!(
+            !line.chars().any(|c| ('\u{2800}'..='\u{28ff}').contains(&c)),
+            "spinner left on screen: {line:?}\n{}",
+            screen.text()
+        );
+        assert!(
+            !line.contains("=>") && !line.contains("/~"),
+            "bar left: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn progress_on_a_narrow_terminal_ends_clean_with_every_stage_ticked() {
+    let image = two_layer_image("tty");
+    let cli = Cli::new();
+    let tag = format!("{}:flat", unique("tty-flat-with-a-rather-long-name"));
+    let screen = run_in_terminal(
+        cli.config_dir(),
+        &["docker", "flatten", &image.reference, &tag],
+        50,
+        40,
+    );
+    let flat = TestImage::track(&tag);
+    assert_eq!(screen.status, 0, "{}", screen.text());
+    assert_no_live_progress(&screen);
+    let ticked: Vec<&String> = screen.lines.iter().filter(|l| l.starts_with('✓')).collect();
+    assert_eq!(
+        ticked.len(),
+        STAGES.len(),
+        "one line per stage:\n{}",
+        screen.text()
+    );
+    for (line, stage) in ticked.iter().zip(STAGES) {
+        assert!(
+            line.starts_with(stage),
+            "{line:?} should be {stage:?}\n{}",
+            screen.text()
+        );
+        assert!(
+            line.ends_with("s)"),
+            "a stage ends with its duration: {line:?}"
+        );
+        assert!(
+            line.chars().count() < screen.width,
+            "stage line wrapped: {line:?}"
+        );
+    }
+    // The ID and the summary follow the stages (the terminal may wrap them).
+    let after: Vec<&String> = screen
+        .lines
+        .iter()
+        .skip_while(|l| !l.starts_with("✓ Removing"))
+        .skip(1)
+        .collect();
+    assert_eq!(after.len(), 2, "{}", screen.text());
+    assert_eq!(after[0], &flat.id);
+    assert!(after[1].starts_with(&format!(
+        "Flattened {} → {tag}: 2 layers → 1 layer",
+        image.reference
+    )));
+}
+
+#[test]
+fn a_failure_on_a_terminal_leaves_the_error_and_no_progress() {
+    let cli = Cli::new();
+    let missing = unique("tty-missing");
+    let screen = run_in_terminal(
+        cli.config_dir(),
+        &["docker", "flatten", &missing, "x:y"],
+        60,
+        20,
+    );
+    assert_eq!(screen.status, 1, "{}", screen.text());
+    assert_no_live_progress(&screen);
+    let last = screen.lines.last().expect("something on screen");
+    assert!(
+        last.starts_with("docker flatten: no such image") && last.contains(&missing),
+        "{}",
+        screen.text()
+    );
+    assert!(
+        !screen.text().contains("✓ Inspecting"),
+        "the failed stage is not ticked:\n{}",
+        screen.text()
+    );
+    assert!(
+        screen.lines[0].starts_with("✗ Inspecting"),
+        "the failed stage is marked:\n{}",
+        screen.text()
+    );
+}
