@@ -106,13 +106,13 @@ pub fn dry_run_text(facts: &DryRunFacts<'_>, s: &Savings, layout: Layout) -> Str
             for l in &s.layers {
                 let _ = writeln!(
                     out,
-                    "layer {}: {}, {} files, {} deletes, {} wasted; created by: {}",
+                    "layer {}: {} in {}, {} deleted, {} wasted; created by: {}",
                     l.index,
                     HumanBytes(l.size),
-                    l.files,
+                    count(l.files, "file"),
                     l.deletes,
                     HumanBytes(l.wasted),
-                    l.created_by.as_deref().unwrap_or("-")
+                    step(l.created_by.as_deref())
                 );
             }
         }
@@ -188,15 +188,28 @@ fn layer_table(out: &mut String, s: &Savings, width: usize) {
     };
     let _ = writeln!(out, "{}", line(head, "CREATED BY"));
     for (row, layer) in rows.iter().zip(&s.layers) {
-        let step = layer.created_by.as_deref().unwrap_or("-");
         let cells = [&*row[0], &*row[1], &*row[2], &*row[3], &*row[4]];
-        let _ = writeln!(out, "{}", line(cells, &one_line(step)));
+        let _ = writeln!(out, "{}", line(cells, &step(layer.created_by.as_deref())));
     }
 }
 
-/// Build steps often carry newlines and runs of spaces.
-fn one_line(s: &str) -> String {
+/// A build step on one line, without the legacy builder's shell wrapper
+/// around instructions that ran nothing (`/bin/sh -c #(nop) COPY …`).
+fn step(created_by: Option<&str>) -> String {
+    let s = created_by.unwrap_or("-");
+    let s = s
+        .trim_start()
+        .strip_prefix("/bin/sh -c #(nop) ")
+        .unwrap_or(s);
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn count(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 fn cut(s: &str, room: usize) -> String {
@@ -230,7 +243,7 @@ mod tests {
         };
         Savings {
             layers: vec![
-                layer(1, 4096, 1024, "ADD rootfs.tar /"),
+                layer(1, 4096, 1024, "/bin/sh -c #(nop) ADD rootfs.tar /"),
                 layer(
                     2,
                     10,
@@ -276,6 +289,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Wasted:  1.00 KiB (24.9%)"), "{text}");
+        assert!(table[1].ends_with("  ADD rootfs.tar /"), "{text}");
         assert!(
             text.contains("/big  (added by layer 1, removed by layer 2)"),
             "{text}"
@@ -286,7 +300,9 @@ mod tests {
     #[test]
     fn plain_keeps_whole_steps_and_totals_stand_alone() {
         let plain = dry_run_text(&facts(), &savings(), Layout::Plain);
-        assert!(plain.contains("layer 2: 10 B, 3 files, 0 deletes, 0 B wasted; created by: RUN"));
+        assert!(
+            plain.contains("layer 2: 10 B in 3 files, 0 deleted, 0 B wasted; created by: RUN rm")
+        );
         let totals = dry_run_text(&facts(), &savings(), Layout::Totals);
         assert_eq!(totals.lines().count(), 4, "{totals}");
         assert!(totals.starts_with("Layers:  2 → 1\n"), "{totals}");
