@@ -516,6 +516,25 @@ impl Flattener {
         Ok(id)
     }
 
+    /// What this run has made so far, for the user to remove when cleanup
+    /// is skipped; objects whose creation was cut short carry [`RUN_LABEL`].
+    pub fn made_so_far(&self) -> Leftovers {
+        let created = self.created.lock().expect("created lock").clone();
+        Leftovers {
+            containers: created.containers,
+            images: created
+                .untagged
+                .into_iter()
+                .chain(created.imported)
+                .collect(),
+        }
+    }
+
+    /// This run's value of [`RUN_LABEL`].
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
     /// Removes every temporary object of this run, and the flattened image
     /// too if it never got its tag. Returns what could not be removed.
     pub async fn cleanup(&self, progress: &dyn Progress) -> Leftovers {

@@ -5,6 +5,7 @@
 //! treat end-of-file as an interrupt.
 
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -81,6 +82,28 @@ impl Interrupts {
         }
     }
 }
+
+impl Interrupts {
+    /// Resolves at the next SIGINT or SIGTERM that is not the echo of an
+    /// interrupt at `first`. One Ctrl-C reaches the plugin twice when the
+    /// CLI's stdout is not a terminal: as SIGINT to the whole process group,
+    /// and as the CLI closing its socket. Only a signal counts here, and only
+    /// one that comes later than a person could press Ctrl-C twice.
+    pub async fn next_signal_after(&mut self, first: Instant) -> Interrupt {
+        loop {
+            let interrupt = tokio::select! {
+                _ = self.sigint.recv() => Interrupt::Sigint,
+                _ = self.sigterm.recv() => Interrupt::Sigterm,
+            };
+            if first.elapsed() >= ECHO {
+                return interrupt;
+            }
+        }
+    }
+}
+
+/// Events closer than this to the first interrupt belong to the same one.
+const ECHO: Duration = Duration::from_millis(500);
 
 /// The CLI names an abstract socket as `@name`; a plain path otherwise.
 fn connect(name: &str) -> Option<tokio::net::UnixStream> {

@@ -3,6 +3,7 @@
 //! reporter.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context;
 use bollard::query_parameters::ListImagesOptions;
@@ -57,6 +58,7 @@ pub async fn flatten(
         result = flattener.flatten(&args.image, tag, reporter.clone()) => Ok(result),
         interrupt = interrupts.next() => Err(interrupt),
     };
+    let stopped = Instant::now();
     if !matches!(result, Ok(Ok(_))) {
         reporter.stage_failed();
     }
@@ -64,18 +66,26 @@ pub async fn flatten(
     // A second interrupt during cleanup skips it, saying what is left.
     let leftovers = tokio::select! {
         left = flattener.cleanup(reporter.as_ref()) => Some(left),
-        _ = interrupts.next() => None,
+        _ = interrupts.next_signal_after(stopped) => None,
     };
     match &leftovers {
-        None => reporter.warn(&format!(
-            "cleanup skipped; remove this run's objects with: docker rm -fv $(docker ps -aq --filter label={}); \
-             docker rmi $(docker images -q --filter label={})",
-            crate::flatten::RUN_LABEL,
-            crate::flatten::RUN_LABEL
-        )),
-        Some(left) if !left.is_empty() => {
-            reporter.warn(&format!("could not remove every temporary object; remove them with: {left}"))
+        None => {
+            let made = flattener.made_so_far();
+            let label = format!("{}={}", crate::flatten::RUN_LABEL, flattener.run_id());
+            let known = if made.is_empty() {
+                String::new()
+            } else {
+                format!("{made}; ")
+            };
+            reporter.warn(&format!(
+                "cleanup skipped; remove what this run made with: {known}\
+                 docker rm -fv $(docker ps -aq --filter label={label}); \
+                 docker rmi $(docker images -q --filter label={label})"
+            ))
         }
+        Some(left) if !left.is_empty() => reporter.warn(&format!(
+            "could not remove every temporary object; remove them with: {left}"
+        )),
         Some(_) => {}
     }
 

@@ -10,98 +10,8 @@
 
 mod support;
 
-use std::collections::BTreeSet;
-
 use support::proxy::{Fault, Proxy};
 use support::*;
-
-/// The source image and the label value only it (and its flattenings) carry.
-struct Source {
-    image: TestImage,
-    marker: String,
-}
-
-/// An image that creates a volume and has a WORKDIR it lacks, with enough
-/// data (2 MiB) that a stream can be cut in the middle.
-fn source_image() -> Source {
-    // Pseudo-random, so that a gzipped upload stays 2 MiB too.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let data: Vec<u8> = (0..2 * 1024 * 1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
-    let mut spec = ImageSpec::new(vec![
-        vec![Entry::dir("srv"), Entry::file("srv/blob", data)],
-        vec![Entry::dir("srv"), Entry::file("srv/small", "x")],
-    ]);
-    let marker = unique("cleanup-marker");
-    spec.config = serde_json::json!({
-        "Volumes": {"/var/lib/data": {}},
-        "WorkingDir": "/does/not/exist",
-        "Cmd": ["/srv/small"],
-        "Labels": {MARKER: marker},
-    });
-    let image = load_image(&spec, &unique("cleanup-src"));
-    Source { image, marker }
-}
-
-const MARKER: &str = "dflt.test.marker";
-
-fn ids(args: &[&str]) -> BTreeSet<String> {
-    docker_ok(args)
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-fn dangling_volumes() -> BTreeSet<String> {
-    ids(&["volume", "ls", "-q", "--filter", "dangling=true"])
-}
-
-/// A TAG that already points at another image, to prove failures leave it alone.
-fn existing_tag() -> TestImage {
-    let spec = ImageSpec::new(vec![vec![
-        Entry::dir("old"),
-        Entry::file("old/f", "previous target"),
-    ]]);
-    load_image(&spec, &unique("cleanup-tag"))
-}
-
-/// Asserts that no run from `source` left anything but the images in `keep`.
-fn assert_nothing_left(
-    source: &Source,
-    volumes_before: &BTreeSet<String>,
-    keep: &[&str],
-    what: &str,
-) {
-    let id = source.image.id.as_str();
-    let by_plugin = format!("label=com.docker-flatten.source={id}");
-    let mut left: Vec<String> = Vec::new();
-    for filter in [by_plugin.clone(), format!("ancestor={id}")] {
-        let found = ids(&["ps", "-aq", "--no-trunc", "--filter", &filter]);
-        left.extend(found.into_iter().map(|c| format!("container {c}")));
-    }
-    for filter in [by_plugin, format!("label={MARKER}={}", source.marker)] {
-        let found = ids(&["images", "-aq", "--no-trunc", "--filter", &filter]);
-        let stray = found
-            .into_iter()
-            .filter(|i| i != id && !keep.contains(&i.as_str()));
-        left.extend(stray.map(|i| format!("image {i}")));
-    }
-    let volumes = dangling_volumes();
-    left.extend(
-        volumes
-            .difference(volumes_before)
-            .map(|v| format!("volume {v}")),
-    );
-    assert!(left.is_empty(), "{what} left objects behind: {left:?}");
-}
 
 #[test]
 fn success_leaves_only_the_tagged_image() {
@@ -207,4 +117,35 @@ fn a_missing_image_changes_nothing() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(!image_exists(&never));
     assert_eq!(dangling_volumes().difference(&before).count(), 0);
+}
+
+#[test]
+fn four_flattens_of_one_image_at_once_all_succeed_and_leave_nothing() {
+    let cli = Cli::new();
+    let source = source_image();
+    let before = dangling_volumes();
+    let tags: Vec<String> = (0..4).map(|i| unique(&format!("concurrent-{i}"))).collect();
+    let children: Vec<_> = tags
+        .iter()
+        .map(|tag| {
+            cli.command(&["flatten", &source.image.reference, tag])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start a flatten")
+        })
+        .collect();
+    let outputs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait"))
+        .collect();
+    let flats: Vec<TestImage> = tags.iter().map(|t| TestImage::track(t)).collect();
+    for ((out, tag), flat) in outputs.iter().zip(&tags).zip(&flats) {
+        assert!(out.status.success(), "{tag}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), flat.id, "{tag}");
+        assert_eq!(image_layer_count(tag), 1, "{tag}");
+    }
+    let keep: Vec<&str> = flats.iter().map(|f| f.id.as_str()).collect();
+    assert_nothing_left(&source, &before, &keep, "four concurrent flattens");
 }

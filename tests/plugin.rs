@@ -133,7 +133,11 @@ fn missing_image_fails_with_a_pull_hint() {
 #[test]
 fn unreachable_engine_names_the_endpoint() {
     let cli = Cli::new();
-    for host in ["unix:///nonexistent/dflt.sock", "tcp://127.0.0.1:1"] {
+    for host in [
+        "unix:///nonexistent/dflt.sock",
+        "tcp://127.0.0.1:1",
+        "tcp://no-such-host.invalid:2375",
+    ] {
         let started = std::time::Instant::now();
         let out = cli.docker(&["-H", host, "flatten", "img", "tag"]);
         let err = text(&out.stderr);

@@ -378,11 +378,17 @@ pub fn plugin_path() -> PathBuf {
 
 /// Runs the plugin binary directly (not through the docker CLI).
 pub fn plugin<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    run_with_timeout(plugin_command(args), PLUGIN_TIMEOUT)
+}
+
+/// The plugin binary as a command not yet started, for tests that must
+/// act on the running process.
+pub fn plugin_command<S: AsRef<OsStr>>(args: &[S]) -> Command {
     require_engine();
     let mut cmd = Command::new(plugin_path());
     cmd.args(args);
     scrub_env(&mut cmd);
-    run_with_timeout(cmd, PLUGIN_TIMEOUT)
+    cmd
 }
 
 /// The real `docker` CLI with the plugin installed in a private
@@ -416,10 +422,15 @@ impl Cli {
 
     /// `docker <args>` through the real CLI, with only our plugin installed.
     pub fn docker<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
+        run_with_timeout(self.command(args), PLUGIN_TIMEOUT)
+    }
+
+    /// The same, as a command not yet started.
+    pub fn command<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
         require_engine();
         let mut cmd = docker_command(args);
         cmd.env("DOCKER_CONFIG", self.config_dir.path());
-        run_with_timeout(cmd, PLUGIN_TIMEOUT)
+        cmd
     }
 }
 

@@ -5,6 +5,8 @@
 //!   and `docker load` them (nothing can be pulled on the test machines);
 //! - [`fsview`]: an independent model of an image's merged filesystem, read
 //!   from `docker save` / `docker export`, plus a differ for comparing them;
+//! - [`leftovers`]: a source image whose flattenings' leftovers can be traced
+//!   to it, and the check that there are none;
 //! - [`terminal`]: a real terminal (tmux) whose final screen a test reads;
 //! - [`engine`]: thin wrappers around the real `docker` CLI, cleanup guards,
 //!   the plugin wiring, and engine-state snapshots for leftover checks.
@@ -28,10 +30,12 @@
 pub mod archive;
 pub mod engine;
 pub mod fsview;
+pub mod leftovers;
 pub mod proxy;
 pub mod terminal;
 
 pub use archive::*;
 pub use engine::*;
 pub use fsview::*;
+pub use leftovers::*;
 pub use terminal::*;

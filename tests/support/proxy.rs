@@ -110,6 +110,13 @@ pub enum Fault {
     CutRequest { matches: &'static str, after: u64 },
     /// Answer with this HTTP status instead of asking the engine.
     Respond { matches: &'static str, status: u16 },
+    /// Forward this many bytes of the engine's response, then forward
+    /// nothing more, holding both connections open until the client goes:
+    /// a run frozen mid-stream, for interrupting it. Counts as fired once
+    /// the bytes have gone through.
+    StallResponse { matches: &'static str, after: u64 },
+    /// Never pass the request on and never answer, until the client goes.
+    Hang { matches: &'static str },
 }
 
 impl Fault {
@@ -117,7 +124,9 @@ impl Fault {
         match *self {
             Fault::CutResponse { matches, .. }
             | Fault::CutRequest { matches, .. }
-            | Fault::Respond { matches, .. } => matches,
+            | Fault::Respond { matches, .. }
+            | Fault::StallResponse { matches, .. }
+            | Fault::Hang { matches } => matches,
         }
     }
 }
@@ -127,6 +136,7 @@ pub struct Proxy {
     upstream: Upstream,
     fired: Arc<AtomicUsize>,
     connections: Arc<AtomicUsize>,
+    requests: Arc<std::sync::Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -137,8 +147,19 @@ impl Proxy {
         Proxy::start_to(Upstream::from_env(), fault)
     }
 
+    /// A proxy in front of the `DOCKER_HOST` engine with several faults;
+    /// a request meets the first one it matches.
+    pub fn start_with(faults: Vec<Fault>) -> Proxy {
+        Proxy::serving(Upstream::from_env(), faults)
+    }
+
     /// A proxy in front of `upstream`.
     pub fn start_to(upstream: Upstream, fault: Option<Fault>) -> Proxy {
+        Proxy::serving(upstream, fault.into_iter().collect())
+    }
+
+    fn serving(upstream: Upstream, faults: Vec<Fault>) -> Proxy {
+        let faults = Arc::new(faults);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
         let fired = Arc::new(AtomicUsize::new(0));
@@ -146,6 +167,8 @@ impl Proxy {
         let stop = Arc::new(AtomicBool::new(false));
         let (fired2, stop2, upstream2) = (fired.clone(), stop.clone(), upstream.clone());
         let connections2 = connections.clone();
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let requests2 = requests.clone();
         thread::spawn(move || {
             for client in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
@@ -155,7 +178,9 @@ impl Proxy {
                 connections2.fetch_add(1, Ordering::SeqCst);
                 let fired = fired2.clone();
                 let upstream = upstream2.clone();
-                thread::spawn(move || serve(client, &upstream, fault, &fired));
+                let faults = faults.clone();
+                let requests = requests2.clone();
+                thread::spawn(move || serve(client, &upstream, &faults, &fired, &requests));
             }
         });
         Proxy {
@@ -163,6 +188,7 @@ impl Proxy {
             upstream,
             fired,
             connections,
+            requests,
             stop,
         }
     }
@@ -182,6 +208,11 @@ impl Proxy {
         self.connections.load(Ordering::SeqCst)
     }
 
+    /// The first request line of every connection, e.g. `GET /v1.41/info HTTP/1.1`.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("requests lock").clone()
+    }
+
     /// How many requests the fault has hit.
     pub fn fired(&self) -> usize {
         self.fired.load(Ordering::SeqCst)
@@ -196,7 +227,13 @@ impl Drop for Proxy {
     }
 }
 
-fn serve(mut client: TcpStream, upstream: &Upstream, fault: Option<Fault>, fired: &AtomicUsize) {
+fn serve(
+    mut client: TcpStream,
+    upstream: &Upstream,
+    faults: &[Fault],
+    fired: &AtomicUsize,
+    requests: &std::sync::Mutex<Vec<String>>,
+) {
     // Read up to the end of the request line to decide what to do.
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -207,9 +244,18 @@ fn serve(mut client: TcpStream, upstream: &Upstream, fault: Option<Fault>, fired
         }
     }
     let line = String::from_utf8_lossy(&head).into_owned();
-    let fault = fault.filter(|f| line.contains(f.matches()));
-    if fault.is_some() {
+    requests
+        .lock()
+        .expect("requests lock")
+        .push(line.trim_end().to_owned());
+    let fault = faults.iter().copied().find(|f| line.contains(f.matches()));
+    if fault.is_some() && !matches!(fault, Some(Fault::StallResponse { .. })) {
         fired.fetch_add(1, Ordering::SeqCst);
+    }
+    if let Some(Fault::Hang { .. }) = fault {
+        let mut sink = [0u8; 4096];
+        while matches!(client.read(&mut sink), Ok(n) if n > 0) {}
+        return;
     }
     if let Some(Fault::Respond { status, .. }) = fault {
         let body = format!("{{\"message\":\"fault injected by the test proxy ({status})\"}}");
@@ -238,6 +284,17 @@ fn serve(mut client: TcpStream, upstream: &Upstream, fault: Option<Fault>, fired
         return;
     };
     let up = thread::spawn(move || pump(client2, engine2, up_limit));
+    if let Some(Fault::StallResponse { after, .. }) = fault {
+        let (mut from, mut to) = (engine, client);
+        if copy(&mut from, &mut to, Some(after)) {
+            fired.fetch_add(1, Ordering::SeqCst);
+            // Hold on until the client gives up on the request.
+            let _ = up.join();
+        }
+        let _ = to.shutdown(Shutdown::Both);
+        let _ = from.shutdown(Shutdown::Both);
+        return;
+    }
     pump_back(engine, client, down_limit);
     let _ = up.join();
 }

@@ -1,0 +1,259 @@
+//! Interrupts in the middle of the stream: SIGINT and SIGTERM sent to the
+//! plugin run directly, to the `docker` CLI running it (which, its stdout
+//! not being a terminal, closes the plugin's socket instead of passing the
+//! signal on), and to the plugin under the CLI. Each must stop the run,
+//! remove what it made, leave TAG alone, and exit 130 or 143.
+//!
+//! A proxy in front of the real engine forwards the first 300 KiB of the
+//! export and then holds the stream, so the run is reliably mid-stream when
+//! the signal arrives.
+
+mod support;
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::proxy::{Fault, Proxy};
+use support::*;
+
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// `docker-flatten flatten …`, signalled itself.
+    Plugin,
+    /// `docker flatten …`, the CLI process signalled.
+    Cli,
+    /// `docker flatten …`, the plugin process under the CLI signalled.
+    PluginUnderCli,
+    /// `docker flatten …` in its own process group, the whole group
+    /// signalled, as Ctrl-C in a terminal does: the plugin gets the signal
+    /// and the CLI closes its socket, one interrupt arriving twice.
+    Group,
+}
+
+/// The child process of `parent` (the plugin the CLI started).
+fn child_of(parent: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // "pid (comm) state ppid ...": comm may hold spaces, so split after ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(parent) && stat.contains("(docker-flatten)") {
+                return pid;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the CLI started no plugin process"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends signal `name` to `pid` (a process group if it starts with `-`).
+fn signal(pid: &str, name: &str) {
+    let status = Command::new("kill")
+        .args(["-s", name, "--", pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -s {name} {pid}");
+}
+
+fn start(cmd: &mut Command) -> Child {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the flatten")
+}
+
+/// Waits until the proxy's faults have fired `n` times in all.
+fn until_fired(proxy: &Proxy, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while proxy.fired() < n {
+        assert!(Instant::now() < deadline, "fault {n} never fired");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait(mut child: Child, timeout: Duration) -> std::process::Output {
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "did not stop within {timeout:?} of the signal:\n{}",
+                text(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn interrupt_mid_stream(target: Target, sig: &str, code: i32) {
+    let source = source_image();
+    let tag = existing_tag();
+    let cli = Cli::new();
+    let proxy = Proxy::start(Some(Fault::StallResponse {
+        matches: "/export",
+        after: 300 * 1024,
+    }));
+    let before = dangling_volumes();
+    let host = proxy.host();
+    let args = [
+        "-H",
+        &host,
+        "flatten",
+        &source.image.reference,
+        &tag.reference,
+    ];
+    let mut cmd = match target {
+        Target::Plugin => plugin_command(&args),
+        Target::Cli | Target::PluginUnderCli => cli.command(&args),
+        Target::Group => {
+            let mut cmd = cli.command(&args);
+            cmd.process_group(0);
+            cmd
+        }
+    };
+    let child = start(&mut cmd);
+    until_fired(&proxy, 1);
+    match target {
+        Target::Plugin | Target::Cli => signal(&child.id().to_string(), sig),
+        Target::PluginUnderCli => signal(&child_of(child.id()).to_string(), sig),
+        Target::Group => {
+            child_of(child.id());
+            signal(&format!("-{}", child.id()), sig)
+        }
+    }
+    let out = wait(child, Duration::from_secs(60));
+    let what = format!("{sig} to {target:?}");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{what}: {err}");
+    assert!(err.contains("interrupted by"), "{what}: {err}");
+    assert!(
+        err.contains(&format!("{} is unchanged", tag.reference)),
+        "{what}: {err}"
+    );
+    assert!(out.stdout.is_empty(), "{what}: printed an ID");
+    assert_eq!(
+        inspect(&tag.reference)["Id"],
+        tag.id.as_str(),
+        "{what}: TAG moved"
+    );
+    assert_nothing_left(&source, &before, &[], &what);
+}
+
+#[test]
+fn sigint_to_the_plugin() {
+    interrupt_mid_stream(Target::Plugin, "INT", 130);
+}
+
+#[test]
+fn sigterm_to_the_plugin() {
+    interrupt_mid_stream(Target::Plugin, "TERM", 143);
+}
+
+#[test]
+fn sigint_to_the_cli() {
+    interrupt_mid_stream(Target::Cli, "INT", 130);
+}
+
+#[test]
+fn sigterm_to_the_cli() {
+    interrupt_mid_stream(Target::Cli, "TERM", 130);
+}
+
+#[test]
+fn sigint_to_the_plugin_under_the_cli() {
+    interrupt_mid_stream(Target::PluginUnderCli, "INT", 130);
+}
+
+#[test]
+fn ctrl_c_to_the_whole_process_group_cleans_up_once() {
+    interrupt_mid_stream(Target::Group, "INT", 130);
+}
+
+#[test]
+fn sigterm_to_the_plugin_under_the_cli() {
+    interrupt_mid_stream(Target::PluginUnderCli, "TERM", 143);
+}
+
+/// A second Ctrl-C while cleanup hangs skips it, and says exactly what is
+/// left: the container it names exists, and removing what it lists (plus the
+/// label filter) leaves nothing behind.
+#[test]
+fn a_second_interrupt_skips_cleanup_and_says_what_is_left() {
+    let source = source_image();
+    let tag = existing_tag();
+    let proxy = Proxy::start_with(vec![
+        Fault::StallResponse {
+            matches: "/export",
+            after: 300 * 1024,
+        },
+        // Cleanup's first removal never reaches the engine.
+        Fault::Hang { matches: "DELETE " },
+    ]);
+    let before = dangling_volumes();
+    let host = proxy.host();
+    let args = [
+        "-H",
+        &host,
+        "flatten",
+        &source.image.reference,
+        &tag.reference,
+    ];
+    let child = start(&mut plugin_command(&args));
+    until_fired(&proxy, 1);
+    signal(&child.id().to_string(), "INT");
+    // Cleanup is now stuck on removing the container.
+    until_fired(&proxy, 2);
+    let hung = docker_ok(&[
+        "ps",
+        "-aq",
+        "--no-trunc",
+        "--filter",
+        &format!("ancestor={}", source.image.id),
+    ]);
+    let hung = hung.trim().to_owned();
+    assert!(
+        !hung.is_empty() && !hung.contains('\n'),
+        "one container: {hung:?}"
+    );
+    // Later than the window in which a second event counts as the same Ctrl-C.
+    std::thread::sleep(Duration::from_secs(1));
+    signal(&child.id().to_string(), "INT");
+    let out = wait(child, Duration::from_secs(60));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("cleanup skipped"), "{err}");
+    assert!(
+        err.contains(&format!("docker rm -fv {hung}")),
+        "names the container:\n{err}"
+    );
+    assert!(err.contains("label=com.docker-flatten.run="), "{err}");
+    assert_eq!(inspect(&tag.reference)["Id"], tag.id.as_str(), "TAG moved");
+    // Do what the message says, then nothing may be left.
+    docker_ok(&["rm", "-fv", &hung]);
+    let labelled = docker_ok(&[
+        "images",
+        "-q",
+        "--filter",
+        &format!("label=com.docker-flatten.source={}", source.image.id),
+    ]);
+    for image in labelled.split_whitespace() {
+        docker_ok(&["rmi", image]);
+    }
+    assert_nothing_left(&source, &before, &[], "a skipped cleanup, finished by hand");
+}
