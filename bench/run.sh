@@ -112,6 +112,19 @@ cleanup() {
     grep -E "^dflt-bench-run-$run_id-" || true)
   # shellcheck disable=SC2086
   [[ -z $ids ]] || docker rmi -f $ids >/dev/null 2>&1 || true
+  if ((rc != 0)); then
+    # What an interrupted docker flatten of our images may leave: its
+    # container, and its new image before it was tagged (which inherits
+    # the recipe label).
+    for src_id in $(docker images -q --filter "label=$recipe_label" 2>/dev/null || true); do
+      ids=$(docker ps -aq --filter label=com.docker-flatten.run --filter "ancestor=$src_id" 2>/dev/null || true)
+      # shellcheck disable=SC2086
+      [[ -z $ids ]] || docker rm -fv $ids >/dev/null 2>&1 || true
+    done
+    ids=$(docker images -q --filter dangling=true --filter "label=$recipe_label" 2>/dev/null || true)
+    # shellcheck disable=SC2086
+    [[ -z $ids ]] || docker rmi $ids >/dev/null 2>&1 || true
+  fi
   if $clean; then remove_cached || true; fi
   rm -rf -- "$work"
   exit "$rc"
@@ -251,6 +264,7 @@ for size in "${size_list[@]}"; do
     names+=(zstd)
     cmd[zstd]="docker flatten -q --compression zstd $(q "$src") $(q "$repo:zstd")"
   fi
+  for name in "${names[@]}"; do echo "command $size $name: ${cmd[$name]}"; done >>"$out/env.txt"
   declare -A failed=()
   for ((r = 1; r <= runs; r++)); do
     # Alternate the commands, starting each round one further along, so that
@@ -262,9 +276,15 @@ for size in "${size_list[@]}"; do
       tag=$repo:$name
       json=$out/json/$size-$name-$r.json
       logf=$out/logs/$size-$name-$r.log
-      if hyperfine --runs 1 --style none --shell bash -n "$name" \
+      status=0
+      hyperfine --runs 1 --style none --shell bash -n "$name" \
         --prepare "docker rmi -f $(q "$tag") >/dev/null 2>&1 || true" \
-        --output "$logf" --export-json "$json" "${cmd[$name]}" >>"$logf.hyperfine" 2>&1; then
+        --output "$logf" --export-json "$json" "${cmd[$name]} 2>&1" >>"$logf.hyperfine" 2>&1 || status=$?
+      # Bash runs no INT trap when its child exits normally after Ctrl-C.
+      if ((status > 128)) || grep -qE 'exit code: (130|143)\.' "$logf.hyperfine"; then
+        log "interrupted"
+        exit 130
+      elif ((status == 0)); then
         t=$(python3 -c 'import json,sys; print("%.2f" % json.load(open(sys.argv[1]))["results"][0]["median"])' "$json")
         log "$size MiB, round $r/$runs: $name ${t}s"
       else
@@ -277,8 +297,13 @@ for size in "${size_list[@]}"; do
     done
   done
   # Peak memory of the plugin: the binary itself, without the docker CLI.
-  if /usr/bin/time -v -o "$out/logs/$size-rss.time" "$plugin_bin" flatten -q "$src" "$repo:rss" \
-    >"$out/logs/$size-rss.log" 2>&1; then
+  status=0
+  /usr/bin/time -v -o "$out/logs/$size-rss.time" "$plugin_bin" flatten -q "$src" "$repo:rss" \
+    >"$out/logs/$size-rss.log" 2>&1 || status=$?
+  if ((status == 130 || status == 143)); then
+    log "interrupted"
+    exit 130
+  elif ((status == 0)); then
     rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$out/logs/$size-rss.time")
     echo "$rss" >"$out/json/$size-rss.kb"
     log "$size MiB: flatten peak RSS $((rss / 1024)) MiB"
