@@ -1,0 +1,376 @@
+#!/usr/bin/env bash
+# Benchmark docker flatten against the bare `docker export | docker import`
+# pipeline (and docker-squash when it is there) on the engine the docker CLI
+# talks to. Run bench/run.sh --help for the options; bench/README.md explains.
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: bench/run.sh [OPTIONS]
+
+Builds multi-layer benchmark images offline (cached as dflt-bench-<MiB>:src),
+then, per size, times in alternating rounds with hyperfine:
+  flatten   docker flatten IMAGE TAG (this checkout's release build)
+  bare      docker create + docker export | docker import + docker rm
+  squash    docker-squash -t TAG IMAGE (if installed, see --with-squash)
+  zstd      docker flatten --compression zstd (containerd store, if supported)
+and one run of the plugin under /usr/bin/time -v for its peak RSS.
+Prints a markdown table; hyperfine JSON and logs go to the results dir.
+Honours DOCKER_HOST (e.g. DOCKER_HOST=unix:///run/dflt-c8d/docker.sock).
+
+Options:
+  --sizes LIST     image sizes in MiB, comma-separated (default 100,1024,4096)
+  --runs N         timed runs of each command per size (default 3)
+  --with-squash    install docker-squash (pip) into bench/.venv if missing
+  --no-squash      do not time docker-squash even if it is installed
+  --installed      time the docker-flatten plugin the docker CLI already has,
+                   instead of building this checkout (./install.sh into a
+                   private DOCKER_CONFIG; ~/.docker is left alone)
+  --out DIR        results dir (default bench/results/<UTC time>-<store>)
+  --build-only     only build (or find cached) the source images
+  --clean          also remove the cached source images at the end
+  --clean-only     only remove the cached source images, then exit
+  -h, --help       show this help
+EOF
+}
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+bench_dir=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+repo_dir=$(dirname -- "$bench_dir")
+
+sizes=100,1024,4096 runs=3 with_squash=false no_squash=false installed=false
+out='' build_only=false clean=false clean_only=false
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --sizes) [[ $# -ge 2 ]] || die "--sizes needs a value"; sizes=$2; shift ;;
+    --sizes=*) sizes=${1#*=} ;;
+    --runs) [[ $# -ge 2 ]] || die "--runs needs a value"; runs=$2; shift ;;
+    --runs=*) runs=${1#*=} ;;
+    --out) [[ $# -ge 2 ]] || die "--out needs a value"; out=$2; shift ;;
+    --out=*) out=${1#*=} ;;
+    --with-squash) with_squash=true ;;
+    --no-squash) no_squash=true ;;
+    --installed) installed=true ;;
+    --build-only) build_only=true ;;
+    --clean) clean=true ;;
+    --clean-only) clean_only=true ;;
+    -h | --help) usage; exit 0 ;;
+    *) log "unknown option: $1"; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ $sizes =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--sizes must be MiB numbers separated by commas, got '$sizes'"
+[[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive number, got '$runs'"
+IFS=, read -ra size_list <<<"$sizes"
+for s in "${size_list[@]}"; do ((s >= 10)) || die "sizes must be at least 10 MiB, got $s"; done
+
+# Labels: the recipe on cached source images, the run on everything else.
+recipe_label=dflt.bench.recipe
+run_id="$$-$(date +%s)"
+run_label=dflt.bench.run=$run_id
+src_tag() { printf 'dflt-bench-%s:src' "$1"; }
+out_repo() { printf 'dflt-bench-run-%s-%s' "$run_id" "$1"; }
+
+for cmd in docker python3; do
+  command -v "$cmd" >/dev/null || die "$cmd not found: install it or put it on PATH"
+done
+docker version --format '{{.Server.Version}}' >/dev/null 2>&1 ||
+  die "cannot reach the docker engine (${DOCKER_HOST:-default context}): $(docker version 2>&1 | tail -n 1)"
+
+# Only images this script tagged and labelled, so a foreign dflt-bench-* is kept.
+remove_cached() {
+  local ids
+  ids=$(docker images --filter "label=$recipe_label" --format '{{.Repository}}:{{.Tag}}' |
+    grep -E '^dflt-bench-[0-9]+:src$' || true)
+  if [[ -n $ids ]]; then
+    # shellcheck disable=SC2086 # one tag a word
+    docker rmi $ids >/dev/null && log "removed cached images: ${ids//$'\n'/ }"
+  else
+    log "no cached images to remove"
+  fi
+}
+if $clean_only; then remove_cached; exit 0; fi
+
+need_timing=true
+if $build_only; then need_timing=false; fi
+if $need_timing; then
+  command -v hyperfine >/dev/null || die "hyperfine not found (Debian package: hyperfine)"
+  [[ -x /usr/bin/time ]] || die "/usr/bin/time not found (Debian package: time)"
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/dflt-bench.XXXXXX")
+cleanup() {
+  local rc=$? ids
+  trap - EXIT INT TERM
+  # Containers first: an image a container uses is only untagged.
+  ids=$(docker ps -aq --filter "label=$run_label" 2>/dev/null || true)
+  # shellcheck disable=SC2086
+  [[ -z $ids ]] || docker rm -fv $ids >/dev/null 2>&1 || true
+  ids=$(docker images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null |
+    grep -E "^dflt-bench-run-$run_id-" || true)
+  # shellcheck disable=SC2086
+  [[ -z $ids ]] || docker rmi -f $ids >/dev/null 2>&1 || true
+  if ((rc != 0)); then
+    # What an interrupted docker flatten of our images may leave: its
+    # container, and its new image before it was tagged (which inherits
+    # the recipe label).
+    for src_id in $(docker images -q --filter "label=$recipe_label" 2>/dev/null || true); do
+      ids=$(docker ps -aq --filter label=com.docker-flatten.run --filter "ancestor=$src_id" 2>/dev/null || true)
+      # shellcheck disable=SC2086
+      [[ -z $ids ]] || docker rm -fv $ids >/dev/null 2>&1 || true
+    done
+    ids=$(docker images -q --filter dangling=true --filter "label=$recipe_label" 2>/dev/null || true)
+    # shellcheck disable=SC2086
+    [[ -z $ids ]] || docker rmi $ids >/dev/null 2>&1 || true
+  fi
+  if $clean; then remove_cached || true; fi
+  rm -rf -- "$work"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- the engine and the machine ---------------------------------------------
+server=$(docker version --format '{{.Server.Version}}')
+driver=$(docker info --format '{{.Driver}}')
+driver_type=$(docker info --format '{{range .DriverStatus}}{{if eq (index . 0) "driver-type"}}{{index . 1}}{{end}}{{end}}')
+if [[ $driver_type == io.containerd.snapshotter.v1 ]]; then store=containerd; else store=graphdriver; fi
+endpoint=${DOCKER_HOST:-$(docker context inspect --format '{{.Endpoints.docker.Host}}' 2>/dev/null || echo default)}
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+engine_line="Docker Engine $server, $store image store ($driver), $endpoint"
+machine_line="$(nproc) CPUs (${cpu:-unknown}), $mem RAM, $(uname -sr)"
+log "engine: $engine_line"
+log "machine: $machine_line"
+
+# --- source images ------------------------------------------------------------
+recipe() { { cat "$bench_dir/mkimage.py"; echo "size=$1"; } | sha256sum | cut -c1-16; }
+
+ensure_image() {
+  local size=$1 tag want have old free need
+  tag=$(src_tag "$size")
+  want=$(recipe "$size")
+  have=$(docker image inspect --format "{{index .Config.Labels \"$recipe_label\"}}" "$tag" 2>/dev/null || true)
+  if [[ $have == "$want" ]]; then
+    log "$tag: cached (recipe $want)"
+  else
+    old=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
+    [[ -z $old || -n $have ]] ||
+      die "$tag exists but bench/run.sh did not build it (no $recipe_label label): remove or retag it"
+    # Layer tars in $work, then the engine's copy: about size + 64 MiB each.
+    need=$((size + 128))
+    free=$(df -Pm -- "$work" | awk 'NR == 2 { print $4 }')
+    ((free > need)) || die "building $tag needs ~$need MiB in $work, $free MiB free (set TMPDIR)"
+    log "$tag: building ($size MiB, recipe $want)"
+    python3 "$bench_dir/mkimage.py" --size-mib "$size" --tag "$tag" --work "$work/layers-$size" \
+      --label "$recipe_label=$want" | docker load >/dev/null ||
+      die "building $tag failed"
+    rm -rf -- "$work/layers-$size"
+    have=$(docker image inspect --format "{{index .Config.Labels \"$recipe_label\"}}" "$tag")
+    [[ $have == "$want" ]] || die "$tag was loaded but has recipe '$have', not $want"
+    # Our older build, now untagged.
+    if [[ -n $old && $old != "$(docker image inspect --format '{{.Id}}' "$tag")" ]]; then
+      docker rmi "$old" >/dev/null 2>&1 || true
+    fi
+  fi
+  # One container created and removed, so that the engine has the image
+  # unpacked before the first timed run (the containerd store unpacks lazily).
+  docker rm -v "$(docker create --label "$run_label" "$tag" /none)" >/dev/null
+}
+
+for size in "${size_list[@]}"; do ensure_image "$size"; done
+if $build_only; then
+  docker images --filter "label=$recipe_label" --format 'table {{.Repository}}:{{.Tag}}\t{{.ID}}\t{{.Size}}' >&2
+  exit 0
+fi
+
+# --- the contenders -----------------------------------------------------------
+plugin_bin=''
+if $installed; then
+  plugin_bin=$(docker info --format '{{range .ClientInfo.Plugins}}{{if eq .Name "flatten"}}{{.Path}}{{end}}{{end}}' 2>/dev/null || true)
+  [[ -x $plugin_bin ]] || die "--installed: the docker CLI has no flatten plugin (run ./install.sh)"
+else
+  # A private DOCKER_CONFIG that shares the user's config.json and contexts
+  # (so contexts still resolve) but has its own cli-plugins: the benchmark
+  # times this checkout, and the user's installed plugin stays as it is.
+  user_cfg=${DOCKER_CONFIG:-$HOME/.docker}
+  mkdir -p "$work/docker-config/cli-plugins"
+  for f in config.json contexts; do
+    [[ ! -e $user_cfg/$f ]] || ln -s "$user_cfg/$f" "$work/docker-config/$f"
+  done
+  export DOCKER_CONFIG=$work/docker-config
+  log "building the release binary: ./install.sh (DOCKER_CONFIG=$DOCKER_CONFIG)"
+  "$repo_dir/install.sh" >"$work/install.log" 2>&1 || {
+    tail -n 20 "$work/install.log" >&2
+    die "./install.sh failed"
+  }
+  plugin_bin=$DOCKER_CONFIG/cli-plugins/docker-flatten
+fi
+log "plugin: $plugin_bin ($("$plugin_bin" docker-cli-plugin-metadata 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("Version", "?"))' 2>/dev/null || echo '?'))"
+
+squash=''
+venv=$bench_dir/.venv
+if ! $no_squash; then
+  if [[ -x $venv/bin/docker-squash ]]; then
+    squash=$venv/bin/docker-squash
+  elif command -v docker-squash >/dev/null; then
+    squash=$(command -v docker-squash)
+  elif $with_squash; then
+    log "installing docker-squash into $venv"
+    { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet docker-squash; } >"$work/pip.log" 2>&1 || {
+      tail -n 20 "$work/pip.log" >&2
+      die "pip install docker-squash failed"
+    }
+    squash=$venv/bin/docker-squash
+  else
+    log "docker-squash not installed: not timed (--with-squash installs it)"
+  fi
+fi
+[[ -z $squash ]] || log "docker-squash: $squash ($("$squash" --version 2>&1 | tail -n 1))"
+
+zstd=false
+if [[ $store == containerd ]] && docker flatten --help 2>/dev/null | grep -q -- '--compression'; then
+  zstd=true
+fi
+
+# --- timing -------------------------------------------------------------------
+[[ -n $out ]] || out=$bench_dir/results/$(date -u +%Y%m%d-%H%M%S)-$store
+mkdir -p "$out/json" "$out/logs"
+out=$(cd -- "$out" && pwd)
+{
+  echo "engine: $engine_line"
+  echo "machine: $machine_line"
+  echo "sizes: $sizes; runs: $runs"
+} >"$out/env.txt"
+
+q() { printf '%q' "$1"; }
+
+for size in "${size_list[@]}"; do
+  src=$(src_tag "$size")
+  repo=$(out_repo "$size")
+  names=(flatten bare)
+  declare -A cmd=(
+    [flatten]="docker flatten -q $(q "$src") $(q "$repo:flatten")"
+    [bare]="$(q "$bench_dir/bare-pipeline.sh") $(q "$src") $(q "$repo:bare") $(q "$run_label")"
+  )
+  if [[ -n $squash ]]; then
+    names+=(squash)
+    cmd[squash]="$(q "$squash") -t $(q "$repo:squash") $(q "$src")"
+  fi
+  if $zstd; then
+    names+=(zstd)
+    cmd[zstd]="docker flatten -q --compression zstd $(q "$src") $(q "$repo:zstd")"
+  fi
+  for name in "${names[@]}"; do echo "command $size $name: ${cmd[$name]}"; done >>"$out/env.txt"
+  declare -A failed=()
+  for ((r = 1; r <= runs; r++)); do
+    # Alternate the commands, starting each round one further along, so that
+    # none of them is always first after the previous one's cleanup.
+    n=${#names[@]}
+    for ((i = 0; i < n; i++)); do
+      name=${names[$(((i + r - 1) % n))]}
+      [[ -z ${failed[$name]:-} ]] || continue
+      tag=$repo:$name
+      json=$out/json/$size-$name-$r.json
+      logf=$out/logs/$size-$name-$r.log
+      status=0
+      hyperfine --runs 1 --style none --shell bash -n "$name" \
+        --prepare "docker rmi -f $(q "$tag") >/dev/null 2>&1 || true" \
+        --output "$logf" --export-json "$json" "${cmd[$name]} 2>&1" >>"$logf.hyperfine" 2>&1 || status=$?
+      # Bash runs no INT trap when its child exits normally after Ctrl-C.
+      if ((status > 128)) || grep -qE 'exit code: (130|143)\.' "$logf.hyperfine"; then
+        log "interrupted"
+        exit 130
+      elif ((status == 0)); then
+        t=$(python3 -c 'import json,sys; print("%.2f" % json.load(open(sys.argv[1]))["results"][0]["median"])' "$json")
+        log "$size MiB, round $r/$runs: $name ${t}s"
+      else
+        failed[$name]=1
+        rm -f -- "$json"
+        log "$size MiB, round $r/$runs: $name FAILED, not timed further; its output:"
+        tail -n 15 "$logf" "$logf.hyperfine" >&2 || true
+      fi
+      docker rmi -f "$tag" >/dev/null 2>&1 || true
+    done
+  done
+  # Peak memory of the plugin: the binary itself, without the docker CLI.
+  status=0
+  /usr/bin/time -v -o "$out/logs/$size-rss.time" "$plugin_bin" flatten -q "$src" "$repo:rss" \
+    >"$out/logs/$size-rss.log" 2>&1 || status=$?
+  if ((status == 130 || status == 143)); then
+    log "interrupted"
+    exit 130
+  elif ((status == 0)); then
+    rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$out/logs/$size-rss.time")
+    echo "$rss" >"$out/json/$size-rss.kb"
+    log "$size MiB: flatten peak RSS $((rss / 1024)) MiB"
+  else
+    log "$size MiB: the peak-RSS run failed:"
+    tail -n 15 "$out/logs/$size-rss.log" >&2 || true
+  fi
+  docker rmi -f "$repo:rss" >/dev/null 2>&1 || true
+  unset cmd failed
+done
+
+# --- the table ----------------------------------------------------------------
+layers() { docker image inspect --format '{{len .RootFS.Layers}}' "$(src_tag "$1")"; }
+size_info=$(for s in "${size_list[@]}"; do printf '%s:%s ' "$s" "$(layers "$s")"; done)
+python3 - "$out" "$engine_line" "$machine_line" "$runs" "$size_info" >"$out/results.md" <<'EOF'
+import glob, json, os, statistics, sys
+
+out, engine, machine, runs, size_info = sys.argv[1:]
+sizes = [tuple(x.split(":")) for x in size_info.split()]
+names = ["flatten", "bare", "squash", "zstd"]
+titles = {"flatten": "docker flatten", "bare": "export \\| import",
+          "squash": "docker-squash", "zstd": "flatten zstd"}
+
+def times(size, name):
+    ts = []
+    for f in glob.glob(f"{out}/json/{size}-{name}-*.json"):
+        ts += json.load(open(f))["results"][0]["times"]
+    return ts
+
+med = {(s, n): statistics.median(t) for s, _ in sizes for n in names if (t := times(s, n))}
+shown = [n for n in names if any((s, n) in med for s, _ in sizes)]
+
+def cell(s, n):
+    if (s, n) not in med:
+        return "–"
+    t = times(s, n)
+    spread = f" ({min(t):.1f}–{max(t):.1f})" if len(t) > 1 else ""
+    return f"{med[s, n]:.2f} s{spread}"
+
+def ratio(s, a, b):
+    return f"{med[s, a] / med[s, b]:.2f}" if (s, a) in med and (s, b) in med else "–"
+
+print(f"Engine: {engine}  ")
+print(f"Machine: {machine}  ")
+print(f"Median of {runs} run(s) each, runs alternating (min–max in brackets).")
+print()
+head = ["image", "layers"] + [titles[n] for n in shown] + ["flatten / bare"]
+if "squash" in shown:
+    head.append("squash / flatten")
+if "zstd" in shown:
+    head.append("zstd / flatten")
+head.append("flatten peak RSS")
+print("| " + " | ".join(head) + " |")
+print("|" + "|".join(" --- " for _ in head) + "|")
+for s, nlayers in sizes:
+    mib = int(s)
+    label = f"{mib / 1024:g} GiB" if mib >= 1024 else f"{mib} MiB"
+    row = [label, nlayers] + [cell(s, n) for n in shown] + [ratio(s, "flatten", "bare")]
+    if "squash" in shown:
+        row.append(ratio(s, "squash", "flatten"))
+    if "zstd" in shown:
+        row.append(ratio(s, "zstd", "flatten"))
+    rss = f"{out}/json/{s}-rss.kb"
+    row.append(f"{int(open(rss).read()) / 1024:.1f} MiB" if os.path.exists(rss) else "–")
+    print("| " + " | ".join(row) + " |")
+EOF
+echo
+cat "$out/results.md"
+echo
+log "results: $out"
