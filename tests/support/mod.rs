@@ -7,6 +7,7 @@
 //!   from `docker save` / `docker export`, plus a differ for comparing them;
 //! - [`leftovers`]: a source image whose flattenings' leftovers can be traced
 //!   to it, and the check that there are none;
+//! - [`small_engine`]: a private engine on a small tmpfs, for disk-full runs;
 //! - [`terminal`]: a real terminal (tmux) whose final screen a test reads;
 //! - [`engine`]: thin wrappers around the real `docker` CLI, cleanup guards,
 //!   the plugin wiring, and engine-state snapshots for leftover checks.
@@ -32,6 +33,7 @@ pub mod engine;
 pub mod fsview;
 pub mod leftovers;
 pub mod proxy;
+pub mod small_engine;
 pub mod terminal;
 
 pub use archive::*;
