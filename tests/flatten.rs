@@ -352,7 +352,7 @@ fn flattened_image_runs_like_its_source() {
 }
 
 #[test]
-fn flatten_in_place_and_by_id() {
+fn flatten_in_place_by_id_and_by_digest() {
     let cli = Cli::new();
     let layers = vec![
         vec![Entry::dir("a"), Entry::file("a/1", "one")],
@@ -364,6 +364,39 @@ fn flatten_in_place_and_by_id() {
     for image in [source.id.as_str(), short.as_str()] {
         let flat = flatten(&cli, image, &unique("byid"));
         assert_faithful(&source.reference, &flat.reference);
+    }
+    // By digest: the containerd store records a repository digest even for
+    // an image loaded offline; a graphdriver engine only has them for pulled
+    // images, and then refuses an unknown digest as a missing image.
+    let digests = inspect(&source.reference)["RepoDigests"].clone();
+    match digests
+        .as_array()
+        .and_then(|d| d.first())
+        .and_then(|d| d.as_str())
+    {
+        Some(by_digest) => {
+            assert!(
+                containerd_store(),
+                "graphdriver engines record no digest on load"
+            );
+            let flat = flatten(&cli, by_digest, &unique("bydigest"));
+            assert_faithful(&source.reference, &flat.reference);
+        }
+        None => {
+            assert!(
+                !containerd_store(),
+                "the containerd store records a digest on load"
+            );
+            let name = source.reference.split(':').next().unwrap_or_default();
+            let by_digest = format!("{name}@sha256:{}", "0".repeat(64));
+            let out = cli.docker(&["flatten", &by_digest, &unique("bydigest")]);
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{err}");
+            assert!(
+                err.contains(&format!("no such image \"{by_digest}\"")),
+                "{err}"
+            );
+        }
     }
     // In place: the tag moves to the flattened image; the old image stays, untagged.
     let original = source.id.clone();
