@@ -114,7 +114,7 @@ pub fn client_config(tls: &Tls) -> Result<Arc<ClientConfig>, TlsError> {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(SkipServerVerification(provider)))
     };
-    let config = match (&tls.cert, &tls.key) {
+    let mut config = match (&tls.cert, &tls.key) {
         (None, None) => builder.with_no_client_auth(),
         (Some(_), None) => return Err(TlsError::HalfClientAuth { missing: "the key" }),
         (None, Some(_)) => {
@@ -137,6 +137,10 @@ pub fn client_config(tls: &Tls) -> Result<Arc<ClientConfig>, TlsError> {
                 .map_err(|source| TlsError::ClientAuth { source })?
         }
     };
+    // Every connection makes a full handshake, as the docker CLI's do (Go
+    // keeps no session cache unless asked): some TLS fronts refuse resumed
+    // sessions of clients that present a certificate.
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
 
