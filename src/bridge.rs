@@ -122,6 +122,8 @@ async fn accept_loop(listener: UnixListener, upstream: Arc<Upstream>, failures: 
     loop {
         while connections.try_join_next().is_some() {}
         let Ok((client, _)) = listener.accept().await else {
+            // Out of file descriptors, say: let running connections finish.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let (upstream, failures) = (upstream.clone(), failures.clone());
