@@ -5,6 +5,12 @@
 //! So we repeat its resolution: `--context`, else `-H`/`DOCKER_HOST` (the
 //! `default` context), else `DOCKER_CONTEXT`, else `currentContext` from the
 //! config file, else `default`.
+//!
+//! A `unix://` or plain `tcp://` engine is reached directly. An engine
+//! behind TLS (`tcp://` with `--tls`/`--tlsverify`/`DOCKER_TLS_VERIFY` or a
+//! context's TLS material) or ssh (`ssh://[user@]host[:port]`) is reached
+//! through a [`Bridge`]: a private local socket whose connections are
+//! carried over TLS, or through `ssh … docker system dial-stdio`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,7 +18,9 @@ use std::time::Duration;
 use bollard::{ClientVersion, Docker, API_DEFAULT_VERSION};
 use sha2::{Digest, Sha256};
 
+use crate::bridge::{Bridge, DialError, Upstream};
 use crate::cli::GlobalArgs;
+use crate::tls::{self, TlsError};
 
 /// The socket every engine listens on by default.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
@@ -23,6 +31,10 @@ const DEFAULT_CONTEXT: &str = "default";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long to wait for the first answer before calling the engine unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// The engine's port for TLS when a `tcp://` host names none.
+const TLS_PORT: u16 = 2376;
+/// The engine's port for plain TCP when a `tcp://` host names none.
+const TCP_PORT: u16 = 2375;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
@@ -46,10 +58,21 @@ pub enum EndpointError {
     ContextWithoutDocker { name: String, path: PathBuf },
     #[error("invalid DOCKER_API_VERSION \"{0}\": expected MAJOR.MINOR, e.g. 1.41")]
     ApiVersion(String),
-    #[error("{scheme} endpoints are not supported yet: {host}")]
-    Unsupported { scheme: &'static str, host: String },
-    #[error("invalid engine address \"{0}\": expected unix://PATH or tcp://HOST:PORT")]
+    #[error(
+        "invalid engine address \"{0}\": expected unix://PATH, tcp://HOST:PORT or ssh://[USER@]HOST[:PORT]"
+    )]
     BadHost(String),
+    #[error("invalid ssh endpoint \"{host}\": {why}; expected ssh://[USER@]HOST[:PORT]")]
+    BadSsh { host: String, why: &'static str },
+    #[error("cannot set up TLS for the Docker engine at {endpoint}: {source}")]
+    Tls { endpoint: String, source: TlsError },
+    #[error("cannot open a local socket to reach the Docker engine at {endpoint}: {source}")]
+    Bridge {
+        endpoint: String,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to the Docker engine at {endpoint}: {source}")]
+    Dial { endpoint: String, source: DialError },
     #[error("cannot connect to the Docker engine at {endpoint}: is the daemon running, and may you use it?")]
     Unreachable {
         endpoint: String,
@@ -111,6 +134,16 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
+/// Where `--tlsverify` finds `ca.pem`, `cert.pem` and `key.pem`:
+/// `DOCKER_CERT_PATH`, else the config directory as the CLI knows it before
+/// it parses flags (`DOCKER_CONFIG`, else `~/.docker`; not `--config`).
+fn cert_dir(env: &Env) -> PathBuf {
+    env.docker_cert_path
+        .clone()
+        .or_else(|| env.docker_config.clone())
+        .unwrap_or_else(|| env.home.clone().unwrap_or_default().join(".docker"))
+}
+
 /// The config directory: `--config`, else `DOCKER_CONFIG`, else `~/.docker`.
 pub fn config_dir(globals: &GlobalArgs, env: &Env) -> PathBuf {
     globals
@@ -147,18 +180,21 @@ pub fn resolve(globals: &GlobalArgs, env: &Env) -> Result<Endpoint, EndpointErro
             .or_else(|| env.docker_host.clone())
             .unwrap_or_else(|| DEFAULT_HOST.to_owned());
         let verify = globals.tlsverify.unwrap_or(env.docker_tls_verify.is_some());
-        let tls = (globals.tls || verify).then(|| {
-            let cert_dir = env
-                .docker_cert_path
-                .clone()
-                .unwrap_or_else(|| config_dir.clone());
+        // Like the CLI: giving --tlsverify at all, even =false, turns TLS on.
+        let tls = (globals.tls || globals.tlsverify.is_some() || verify).then(|| {
+            let cert_dir = cert_dir(env);
             let pick = |flag: &Option<PathBuf>, file: &str| {
                 flag.clone()
                     .or_else(|| Some(cert_dir.join(file)).filter(|p| p.exists()))
             };
             Tls {
                 verify,
-                ca: pick(&globals.tlscacert, "ca.pem"),
+                // Verifying needs the CA: a missing default ca.pem is an
+                // error then (as in the CLI), not a silent fallback.
+                ca: match verify {
+                    true => Some(globals.tlscacert.clone().unwrap_or(cert_dir.join("ca.pem"))),
+                    false => pick(&globals.tlscacert, "ca.pem"),
+                },
                 cert: pick(&globals.tlscert, "cert.pem"),
                 key: pick(&globals.tlskey, "key.pem"),
             }
@@ -252,9 +288,112 @@ fn client_version(endpoint: &Endpoint) -> Result<Option<ClientVersion>, Endpoint
     }))
 }
 
+/// A client for the engine, and the bridge it goes through if any (the
+/// bridge stops when this is dropped).
+pub struct Connection {
+    pub docker: Docker,
+    _bridge: Option<Bridge>,
+}
+
+/// `HOST` and `PORT` of `HOST[:PORT][/]`, `HOST` possibly a bracketed IPv6
+/// address (brackets kept).
+fn host_and_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+        return None;
+    }
+    let (host, port) = if authority.starts_with('[') {
+        let close = authority.find(']')?;
+        match &authority[close + 1..] {
+            "" => (&authority[..=close], None),
+            rest => (&authority[..=close], Some(rest.strip_prefix(':')?)),
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        Some(port) => port.parse().ok().filter(|p| *p != 0)?,
+        None => default_port,
+    };
+    (!host.is_empty()).then(|| (host.to_owned(), port))
+}
+
+/// The arguments of `ssh` that open a `docker system dial-stdio` stream to
+/// an `ssh://[user@]host[:port]` endpoint, as the docker CLI runs it: the
+/// user's ssh config, keys and agent apply.
+pub fn ssh_args(host: &str) -> Result<Vec<String>, EndpointError> {
+    let bad = |why| EndpointError::BadSsh {
+        host: host.to_owned(),
+        why,
+    };
+    let rest = host
+        .strip_prefix("ssh://")
+        .ok_or_else(|| bad("not ssh://"))?;
+    let (user, authority) = match rest.rsplit_once('@') {
+        Some((user, authority)) => (Some(user), authority),
+        None => (None, rest),
+    };
+    if user.is_some_and(|u| u.is_empty() || u.contains(':')) {
+        return Err(bad("a user must be a plain name (no password)"));
+    }
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    if authority.contains(['/', '?', '#']) {
+        return Err(bad("a path, query or fragment is not allowed"));
+    }
+    // Port 0 stands for "none given": ssh then takes it from its config.
+    let (name, port) = host_and_port(authority, 0).ok_or_else(|| bad("no host, or a bad port"))?;
+    let mut args = vec![
+        "-o".to_owned(),
+        format!("ConnectTimeout={}", CONNECT_TIMEOUT.as_secs()),
+        "-T".to_owned(),
+    ];
+    if let Some(user) = user {
+        args.extend(["-l".to_owned(), user.to_owned()]);
+    }
+    if port != 0 {
+        args.extend(["-p".to_owned(), port.to_string()]);
+    }
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    args.extend(
+        ["--", name, "docker", "system", "dial-stdio"]
+            .iter()
+            .map(|a| a.to_string()),
+    );
+    Ok(args)
+}
+
+/// Where the bridge for this endpoint carries connections, if it needs one.
+fn upstream(endpoint: &Endpoint) -> Result<Option<Upstream>, EndpointError> {
+    let host = endpoint.host.as_str();
+    if host.starts_with("ssh://") {
+        return Ok(Some(Upstream::Ssh {
+            args: ssh_args(host)?,
+        }));
+    }
+    let (Some(tls), Some(authority)) = (&endpoint.tls, host.strip_prefix("tcp://")) else {
+        return Ok(None);
+    };
+    let bad = || EndpointError::BadHost(host.to_owned());
+    let (name, port) = host_and_port(authority, TLS_PORT).ok_or_else(bad)?;
+    let server_name = tls::server_name(&name).ok_or_else(bad)?;
+    let config = tls::client_config(tls).map_err(|source| EndpointError::Tls {
+        endpoint: endpoint.to_string(),
+        source,
+    })?;
+    Ok(Some(Upstream::Tls {
+        host: name,
+        port,
+        name: server_name,
+        config,
+    }))
+}
+
 /// Opens a client for the endpoint and checks that the engine answers,
 /// agreeing on an API version unless `DOCKER_API_VERSION` fixes one.
-pub async fn connect(endpoint: &Endpoint) -> Result<Docker, EndpointError> {
+pub async fn connect(endpoint: &Endpoint) -> Result<Connection, EndpointError> {
     let pinned = client_version(endpoint)?;
     let version = pinned.as_ref().unwrap_or(API_DEFAULT_VERSION);
     let secs = REQUEST_TIMEOUT.as_secs();
@@ -263,21 +402,25 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Docker, EndpointError> {
         endpoint: endpoint.to_string(),
         source,
     };
-    let docker = if let Some(path) = host.strip_prefix("unix://") {
+    let mut bridge = None;
+    let docker = if let Some(upstream) = upstream(endpoint)? {
+        let started = Bridge::start(upstream).map_err(|source| EndpointError::Bridge {
+            endpoint: endpoint.to_string(),
+            source,
+        })?;
+        let socket = started.socket().to_string_lossy().into_owned();
+        bridge = Some(started);
+        Docker::connect_with_unix(&socket, secs, version).map_err(unreachable)?
+    } else if let Some(path) = host.strip_prefix("unix://") {
         Docker::connect_with_unix(path, secs, version).map_err(unreachable)?
-    } else if host.starts_with("tcp://") || host.starts_with("http://") {
-        if endpoint.tls.is_some() {
-            return Err(EndpointError::Unsupported {
-                scheme: "TLS",
-                host: host.to_owned(),
-            });
-        }
-        Docker::connect_with_http(host, secs, version).map_err(unreachable)?
-    } else if host.starts_with("ssh://") {
-        return Err(EndpointError::Unsupported {
-            scheme: "ssh",
-            host: host.to_owned(),
-        });
+    } else if let Some(authority) = host
+        .strip_prefix("tcp://")
+        .or_else(|| host.strip_prefix("http://"))
+    {
+        let (name, port) = host_and_port(authority, TCP_PORT)
+            .ok_or_else(|| EndpointError::BadHost(host.to_owned()))?;
+        let address = format!("tcp://{name}:{port}");
+        Docker::connect_with_http(&address, secs, version).map_err(unreachable)?
     } else {
         return Err(EndpointError::BadHost(host.to_owned()));
     };
@@ -289,7 +432,17 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Docker, EndpointError> {
         }
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
-        Ok(result) => result.map_err(unreachable),
+        Ok(Ok(docker)) => Ok(Connection {
+            docker,
+            _bridge: bridge,
+        }),
+        Ok(Err(source)) => match bridge.as_ref().and_then(Bridge::failure) {
+            Some(source) => Err(EndpointError::Dial {
+                endpoint: endpoint.to_string(),
+                source,
+            }),
+            None => Err(unreachable(source)),
+        },
         Err(_) => Err(EndpointError::TimedOut {
             endpoint: endpoint.to_string(),
         }),
@@ -413,6 +566,88 @@ mod tests {
             ..Env::default()
         };
         assert!(resolve(&globals(), &env).unwrap().tls.unwrap().verify);
+    }
+
+    #[test]
+    fn tls_defaults_come_from_the_cert_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cert.pem"), "").unwrap();
+        let env = Env {
+            docker_tls_verify: Some("1".into()),
+            docker_cert_path: Some(dir.path().to_owned()),
+            ..Env::default()
+        };
+        let tls = resolve(&globals(), &env).unwrap().tls.unwrap();
+        // The CA is required when verifying; client files only when present.
+        assert_eq!(tls.ca, Some(dir.path().join("ca.pem")));
+        assert_eq!(tls.cert, Some(dir.path().join("cert.pem")));
+        assert_eq!(tls.key, None);
+        // --tlsverify=false still turns TLS on, without verification.
+        let mut g = globals();
+        g.tlsverify = Some(false);
+        let tls = resolve(&g, &env).unwrap().tls.unwrap();
+        assert!(!tls.verify);
+    }
+
+    #[test]
+    fn context_tls_material_and_skip_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        write_context(dir.path(), "secure", "tcp://h:2376", false);
+        write_context(dir.path(), "skip", "tcp://h:2376", true);
+        let id = format!("{:x}", Sha256::digest(b"secure"));
+        let tls_dir = dir.path().join("contexts/tls").join(id).join("docker");
+        std::fs::create_dir_all(&tls_dir).unwrap();
+        for f in ["ca.pem", "cert.pem", "key.pem"] {
+            std::fs::write(tls_dir.join(f), "").unwrap();
+        }
+        let mut g = globals();
+        g.config = Some(dir.path().to_owned());
+        g.context = Some("secure".into());
+        let tls = resolve(&g, &Env::default()).unwrap().tls.unwrap();
+        assert!(tls.verify);
+        assert_eq!(tls.key, Some(tls_dir.join("key.pem")));
+        g.context = Some("skip".into());
+        let tls = resolve(&g, &Env::default()).unwrap().tls.unwrap();
+        assert!(!tls.verify && tls.ca.is_none());
+    }
+
+    #[test]
+    fn ssh_endpoints_become_ssh_arguments() {
+        let tail = ["--", "h", "docker", "system", "dial-stdio"];
+        let args = ssh_args("ssh://h").unwrap();
+        assert_eq!(args[args.len() - 5..], tail);
+        assert!(!args.contains(&"-l".to_owned()) && !args.contains(&"-p".to_owned()));
+        let args = ssh_args("ssh://me@h:2222/").unwrap();
+        let joined = args.join(" ");
+        assert!(joined.contains("-l me -p 2222 -- h docker"), "{joined}");
+        let args = ssh_args("ssh://[::1]:22").unwrap();
+        assert!(args.join(" ").contains("-p 22 -- ::1 docker"));
+        for bad in [
+            "ssh://",
+            "ssh://me:pw@h",
+            "ssh://h/var/run/docker.sock",
+            "ssh://h:x",
+            "ssh://h:0",
+            "ssh://@h",
+        ] {
+            assert!(
+                matches!(ssh_args(bad), Err(EndpointError::BadSsh { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn tcp_hosts_get_default_ports() {
+        assert_eq!(
+            host_and_port("h", TLS_PORT),
+            Some(("h".to_owned(), TLS_PORT))
+        );
+        assert_eq!(host_and_port("h:1/", 9), Some(("h".to_owned(), 1)));
+        assert_eq!(host_and_port("[::1]:5", 9), Some(("[::1]".to_owned(), 5)));
+        assert_eq!(host_and_port("[::1]", 9), Some(("[::1]".to_owned(), 9)));
+        assert_eq!(host_and_port("h:99999", 9), None);
+        assert_eq!(host_and_port(":1", 9), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `docker-flatten`: a Docker CLI plugin that flattens an image into one layer.
 
+mod bridge;
 mod cli;
 mod complete;
 mod dryrun;
@@ -14,6 +15,7 @@ mod run;
 mod savings;
 mod summary;
 mod tarfilter;
+mod tls;
 mod upload;
 
 use std::process::ExitCode;

@@ -41,13 +41,14 @@ pub async fn flatten(
     let endpoint = endpoint::resolve(globals, &Env::from_process())
         .context("cannot choose the Docker engine")?;
     reporter.debug(globals.debug, &format!("engine endpoint: {endpoint}"));
-    let docker = tokio::select! {
-        docker = endpoint::connect(&endpoint) => docker?,
+    // Kept to the end: a TLS or ssh endpoint is reached through its bridge.
+    let connection = tokio::select! {
+        connection = endpoint::connect(&endpoint) => connection?,
         interrupt = interrupts.next() => {
             return Err(Interrupted { interrupt, what: "nothing was changed".into() }.into())
         }
     };
-    let flattener = Flattener::new(docker, endpoint.to_string());
+    let flattener = Flattener::new(connection.docker.clone(), endpoint.to_string());
     let tag = match (&args.tag, args.dry_run) {
         (_, true) => return dry_run(&flattener, &endpoint, args, &reporter, &mut interrupts).await,
         (Some(tag), false) => tag,
@@ -225,8 +226,12 @@ pub async fn complete(words: &[String]) -> Completion {
     };
     let list = async {
         let endpoint = endpoint::resolve(&GlobalArgs::default(), &Env::from_process()).ok()?;
-        let docker = endpoint::connect(&endpoint).await.ok()?;
-        docker.list_images(None::<ListImagesOptions>).await.ok()
+        let connection = endpoint::connect(&endpoint).await.ok()?;
+        connection
+            .docker
+            .list_images(None::<ListImagesOptions>)
+            .await
+            .ok()
     };
     // A shell waiting on a dead engine is worse than no candidates.
     match tokio::time::timeout(COMPLETION_TIMEOUT, list).await {

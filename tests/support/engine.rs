@@ -432,6 +432,18 @@ impl Cli {
         cmd.env("DOCKER_CONFIG", self.config_dir.path());
         cmd
     }
+
+    /// Like [`Cli::docker`], with extra environment variables (set after the
+    /// private `DOCKER_CONFIG`, so they may replace it too).
+    pub fn docker_env<S: AsRef<OsStr>>(&self, args: &[S], env: &[(&str, &OsStr)]) -> Output {
+        require_engine();
+        let mut cmd = docker_command(args);
+        cmd.env("DOCKER_CONFIG", self.config_dir.path());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run_with_timeout(cmd, PLUGIN_TIMEOUT)
+    }
 }
 
 impl Default for Cli {
