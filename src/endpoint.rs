@@ -13,9 +13,10 @@
 //! carried over TLS, or through `ssh … docker system dial-stdio`.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use bollard::{ClientVersion, Docker, API_DEFAULT_VERSION};
+use bollard::{BollardRequest, ClientVersion, Docker, API_DEFAULT_VERSION};
 use sha2::{Digest, Sha256};
 
 use crate::bridge::{Bridge, DialError, Upstream};
@@ -295,6 +296,31 @@ pub struct Connection {
     _bridge: Option<Bridge>,
 }
 
+/// Puts the API version in the request's path, `/v1.41/images/…`, as the
+/// docker CLI does. The client library builds its URLs without it (its
+/// version prefix is lost when the path is joined), and an engine then
+/// answers in its own newest API version, whatever was agreed or pinned.
+fn with_version(request: BollardRequest, version: Option<(usize, usize)>) -> BollardRequest {
+    let Some((major, minor)) = version else {
+        return request; // still negotiating: /_ping and /version need none
+    };
+    let (mut parts, body) = request.into_parts();
+    let mut uri = parts.uri.clone().into_parts();
+    let rewritten = uri.path_and_query.as_ref().and_then(|pq| {
+        if pq.path().starts_with("/v1.") {
+            return None;
+        }
+        format!("/v{major}.{minor}{}", pq.as_str()).parse().ok()
+    });
+    if let Some(pq) = rewritten {
+        uri.path_and_query = Some(pq);
+        if let Ok(uri) = http::Uri::from_parts(uri) {
+            parts.uri = uri;
+        }
+    }
+    BollardRequest::from_parts(parts, body)
+}
+
 /// `HOST` and `PORT` of `HOST[:PORT][/]`, `HOST` possibly a bracketed IPv6
 /// address (brackets kept).
 fn host_and_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
@@ -424,12 +450,23 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Connection, EndpointError> {
     } else {
         return Err(EndpointError::BadHost(host.to_owned()));
     };
+    let version_in_paths = Arc::new(RwLock::new(
+        pinned.as_ref().map(|v| (v.major_version, v.minor_version)),
+    ));
+    let docker = docker.with_request_modifier({
+        let version = version_in_paths.clone();
+        move |request| with_version(request, *version.read().expect("version lock"))
+    });
     let handshake = async {
-        if pinned.is_some() {
-            docker.ping().await.map(|_| docker)
+        let docker = if pinned.is_some() {
+            docker.ping().await.map(|_| docker)?
         } else {
-            docker.negotiate_version().await
-        }
+            docker.negotiate_version().await?
+        };
+        let agreed = docker.client_version();
+        *version_in_paths.write().expect("version lock") =
+            Some((agreed.major_version, agreed.minor_version));
+        Ok::<_, bollard::errors::Error>(docker)
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
         Ok(Ok(docker)) => Ok(Connection {

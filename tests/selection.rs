@@ -184,6 +184,32 @@ fn context_and_host_together_are_refused_before_any_contact() {
 }
 
 #[test]
+fn docker_api_version_pins_every_request() {
+    let source = image("select-api");
+    let proxy = Proxy::start(None);
+    let cli = Cli::new();
+    flatten_through(
+        &cli,
+        &proxy,
+        &[("DOCKER_API_VERSION", "1.41")],
+        &["-H", &proxy.host()],
+        &source,
+        "api",
+    );
+    let requests = proxy.requests();
+    assert!(
+        requests.iter().all(|r| r.contains(" /v1.41/")),
+        "a request without the pinned version: {requests:#?}"
+    );
+    let out = cli.docker(&["-H", &proxy.host(), "flatten", "a", "b"]);
+    assert!(
+        out.status.code() == Some(1) || out.status.code() == Some(0),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn the_endpoint_in_use_is_in_debug_output_and_errors() {
     let proxy = Proxy::start(None);
     let cli = Cli::new();
