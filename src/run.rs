@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use crate::cli::{FlattenArgs, GlobalArgs};
 use crate::endpoint::{self, Env};
-use crate::flatten::{FlattenError, Flattener};
+use crate::flatten::{FlattenError, Flattener, Options};
 use crate::interrupt::{Interrupt, Interrupts};
 use crate::report::{Reporter, Summary};
 
@@ -44,9 +44,13 @@ pub async fn flatten(
         }
     };
     let flattener = Flattener::new(docker, endpoint.to_string());
+    let options = Options {
+        compression: args.compression.chosen(),
+        force: args.force,
+    };
 
     let result = tokio::select! {
-        result = flattener.flatten(&args.image, &args.tag, reporter.clone()) => Ok(result),
+        result = flattener.flatten(&args.image, &args.tag, options, reporter.clone()) => Ok(result),
         interrupt = interrupts.next() => Err(interrupt),
     };
 
@@ -84,8 +88,9 @@ pub async fn flatten(
             reporter.debug(
                 globals.debug,
                 &format!(
-                    "source {}; removed from the export: {}",
+                    "source {}; upload compression: {}; removed from the export: {}",
                     outcome.source_id,
+                    outcome.compression,
                     outcome.filter.dropped.join(", ")
                 ),
             );
@@ -97,6 +102,7 @@ pub async fn flatten(
                 size_before: outcome.size_before,
                 size_after: outcome.size_after,
                 elapsed: outcome.elapsed,
+                already_flat: outcome.already_flat,
             });
             Ok(())
         }
