@@ -154,6 +154,8 @@ impl Encoder {
         }
         let mut rest = &chunk[..];
         while !rest.is_empty() {
+            // One allocation of exactly a block each time, never a growing one.
+            self.block.reserve(BLOCK_SIZE - self.block.len());
             let take = rest.len().min(BLOCK_SIZE - self.block.len());
             self.block.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
@@ -246,8 +248,10 @@ impl Encoder {
 
 /// One block as a complete gzip member.
 fn gzip_member(block: &[u8]) -> std::io::Result<Bytes> {
+    // Room for incompressible data too (deflate adds ~5 bytes per 64 KiB
+    // stored), so the output never grows by reallocation.
     let mut gz = GzEncoder::new(
-        Vec::with_capacity(block.len() / 2),
+        Vec::with_capacity(block.len() + block.len() / 1024 + 64),
         flate2::Compression::new(GZIP_LEVEL),
     );
     gz.write_all(block)?;
