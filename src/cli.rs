@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use crate::reference::Tag;
 
@@ -85,7 +85,8 @@ pub enum Command {
     ///
     /// Creates (never starts) a container from IMAGE, streams its filesystem
     /// export into an image import, and gives the result IMAGE's whole config
-    /// and platform. Prints the new image ID on stdout.
+    /// and platform. Prints the new image ID on stdout. An IMAGE that already
+    /// has one layer is not rebuilt unless --force: TAG just points at it.
     #[command(override_usage = "docker flatten [OPTIONS] IMAGE TAG\n       \
                                 docker flatten --dry-run [OPTIONS] IMAGE [TAG]")]
     Flatten(FlattenArgs),
@@ -119,6 +120,14 @@ pub struct FlattenArgs {
     #[arg(long, value_enum, default_value_t = Format::Text, value_name = "FORMAT")]
     pub format: Format,
 
+    /// How the layer travels to the engine
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = CompressionArg::Auto)]
+    pub compression: CompressionArg,
+
+    /// Rebuild IMAGE even when it already has one layer (otherwise TAG just points at IMAGE)
+    #[arg(long)]
+    pub force: bool,
+
     /// Only print the new image ID (with --dry-run: only the totals)
     #[arg(short, long)]
     pub quiet: bool,
@@ -131,6 +140,32 @@ pub enum Format {
     Text,
     /// One JSON object describing the run; see the README for its fields
     Json,
+}
+
+/// Values of `--compression`; the doc comments are their help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    /// none on a graphdriver engine, gzip on the containerd image store
+    Auto,
+    /// a plain tar (graphdriver engines only: the containerd store would compress it itself)
+    None,
+    /// parallel gzip on every core: readable by every engine and registry
+    Gzip,
+    /// multithreaded zstd, level 1: every engine that pulls the image needs Engine 23+ (containerd 1.5+)
+    Zstd,
+}
+
+impl CompressionArg {
+    /// `None` for auto: the engine's image store decides.
+    pub fn chosen(self) -> Option<crate::upload::Compression> {
+        use crate::upload::Compression;
+        match self {
+            CompressionArg::Auto => None,
+            CompressionArg::None => Some(Compression::None),
+            CompressionArg::Gzip => Some(Compression::Gzip),
+            CompressionArg::Zstd => Some(Compression::Zstd),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -186,6 +221,31 @@ mod tests {
         assert_eq!(f.tag.unwrap().to_string(), "repo:tag");
         assert_eq!(f.format, Format::Text);
         assert!(!f.dry_run);
+    }
+
+    #[test]
+    fn compression_defaults_to_auto_and_takes_every_mode() {
+        let Command::Flatten(f) = parse(&["flatten", "a", "b"]).unwrap().command else {
+            panic!("not flatten")
+        };
+        assert_eq!((f.compression, f.force), (CompressionArg::Auto, false));
+        for (word, mode) in [
+            ("none", CompressionArg::None),
+            ("gzip", CompressionArg::Gzip),
+            ("zstd", CompressionArg::Zstd),
+        ] {
+            let cli = parse(&["flatten", "--compression", word, "--force", "a", "b"]).unwrap();
+            let Command::Flatten(f) = cli.command else {
+                panic!("not flatten")
+            };
+            assert_eq!((f.compression, f.force), (mode, true));
+        }
+        assert_eq!(
+            parse(&["flatten", "--compression=xz", "a", "b"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::reference::Tag;
 use crate::report::{Progress, Stage};
 use crate::savings::Savings;
 use crate::tarfilter::{FilterError, FilterStats, TarFilter};
-use crate::upload::{Compression, Digests, Encoder};
+use crate::upload::{self, Compression, Digests, Encoder};
 
 /// Where the engine keeps images; it decides how the config is installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -65,6 +65,16 @@ pub enum FlattenError {
         endpoint: String,
         source: ExportError,
     },
+    #[error(
+        "--compression {mode} cannot be used with {engine} at {endpoint}: {why}; use {instead}"
+    )]
+    Unsupported {
+        mode: Compression,
+        endpoint: String,
+        engine: String,
+        why: &'static str,
+        instead: &'static str,
+    },
     #[error("{step} on {endpoint} gave an unexpected answer: {detail}")]
     Unexpected {
         step: String,
@@ -84,6 +94,15 @@ pub enum ExportError {
     Compress(#[source] std::io::Error),
 }
 
+/// What the user asked for besides IMAGE and TAG.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// `None`: pick what suits the engine's image store.
+    pub compression: Option<Compression>,
+    /// Rebuild an image that already has one layer instead of only tagging it.
+    pub force: bool,
+}
+
 /// What a finished flatten produced.
 #[derive(Debug)]
 pub struct Outcome {
@@ -95,7 +114,10 @@ pub struct Outcome {
     pub elapsed: Duration,
     pub filter: FilterStats,
     pub store: Store,
+    /// How the layer was uploaded (meaningless when `already_flat`).
     pub compression: Compression,
+    /// IMAGE had one layer already: TAG now points at it and nothing was built.
+    pub already_flat: bool,
 }
 
 /// What a dry run found.
@@ -107,6 +129,74 @@ pub struct DryRunOutcome {
     pub savings: Savings,
     pub elapsed: Duration,
     pub store: Store,
+}
+
+/// The engine as far as the choice of compression cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineVersion {
+    /// As the engine reports it, e.g. `20.10.24+dfsg1`.
+    pub version: String,
+    /// API version, e.g. (1, 41); `None` when unreadable.
+    pub api: Option<(u32, u32)>,
+}
+
+/// The first API version that imports zstd layers on a graphdriver
+/// engine: Engine 23 taught the classic archive code zstd.
+const ZSTD_GRAPHDRIVER_API: (u32, u32) = (1, 42);
+
+/// Why a requested compression cannot work on an engine, and what to use instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Refusal {
+    mode: Compression,
+    engine: EngineVersion,
+    why: &'static str,
+    instead: &'static str,
+}
+
+/// The compression to upload with on this engine, or why the requested one
+/// cannot work there. Decided before any object is created.
+fn choose_compression(
+    requested: Option<Compression>,
+    store: Store,
+    engine: impl FnOnce() -> Option<EngineVersion>,
+) -> Result<Compression, Refusal> {
+    match (requested, store) {
+        // A graphdriver store keeps layers uncompressed: compressing would only cost CPU.
+        (None, Store::Graphdriver) => Ok(Compression::None),
+        // The containerd store keeps a compressed upload as it is, but gzips a
+        // plain tar itself, on one core, under a digest we could not predict.
+        (None, Store::Containerd) => Ok(Compression::Gzip),
+        (Some(Compression::None), Store::Containerd) => Err(Refusal {
+            mode: Compression::None,
+            engine: engine().unwrap_or_else(unknown_engine),
+            why: "the containerd image store compresses an uncompressed upload itself, \
+                  under a digest docker-flatten cannot know",
+            instead: "--compression gzip (the default there) or zstd",
+        }),
+        (Some(Compression::Zstd), Store::Graphdriver) => match engine() {
+            Some(e) if e.api.is_some_and(|api| api < ZSTD_GRAPHDRIVER_API) => Err(Refusal {
+                mode: Compression::Zstd,
+                engine: e,
+                why: "graphdriver engines before Engine 23 cannot import a zstd layer",
+                instead: "--compression gzip or none (the default there)",
+            }),
+            _ => Ok(Compression::Zstd),
+        },
+        (Some(mode), _) => Ok(mode),
+    }
+}
+
+fn unknown_engine() -> EngineVersion {
+    EngineVersion {
+        version: "unknown version".into(),
+        api: None,
+    }
+}
+
+/// `1.41` → (1, 41).
+fn parse_api(version: &str) -> Option<(u32, u32)> {
+    let (major, minor) = version.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
 /// Temporary objects that a run has created so far.
@@ -192,21 +282,36 @@ impl Flattener {
         &self,
         image: &str,
         tag: &Tag,
+        options: Options,
         progress: Arc<dyn Progress>,
     ) -> Result<Outcome, FlattenError> {
         let started = Instant::now();
+        let store = self.store().await?;
+        let compression = self.compression(options.compression, store).await?;
         progress.begin(Stage::Inspect, image);
         let source = self.inspect_source(image).await?;
         let source_id = source.id.clone().unwrap_or_default();
         self.record(|c| c.source = Some(source_id.clone()));
         let (layers_before, size_before) = layers_and_size(&source);
-        let store = self.store().await?;
-        // The containerd store keeps an upload as it is, but gzips a plain
-        // tar itself, on one core, under a digest we could not predict.
-        let compression = match store {
-            Store::Graphdriver => Compression::None,
-            Store::Containerd => Compression::Gzip,
-        };
+
+        if layers_before == 1 && !options.force {
+            // Already the shape asked for: a rebuild would give the same
+            // files under a new ID, minus the xattrs an export cannot carry.
+            self.tag(&source_id, tag, progress.as_ref()).await?;
+            progress.end();
+            return Ok(Outcome {
+                id: source_id.clone(),
+                source_id,
+                layers_before,
+                size_before,
+                size_after: size_before,
+                elapsed: started.elapsed(),
+                filter: FilterStats::default(),
+                store,
+                compression,
+                already_flat: true,
+            });
+        }
 
         progress.begin(Stage::Create, image);
         let container = self
@@ -261,15 +366,7 @@ impl Flattener {
                 .await?;
         }
 
-        progress.begin(Stage::Tag, &tag.to_string());
-        let options = TagImageOptionsBuilder::default()
-            .repo(&tag.repo)
-            .tag(&tag.tag)
-            .build();
-        self.docker
-            .tag_image(&id, Some(options))
-            .await
-            .map_err(self.engine(format!("tagging {tag}")))?;
+        self.tag(&id, tag, progress.as_ref()).await?;
         self.record(|c| c.untagged = None);
         let size_after = self
             .docker
@@ -290,6 +387,7 @@ impl Flattener {
             filter,
             store,
             compression,
+            already_flat: false,
         })
     }
 
@@ -327,6 +425,59 @@ impl Flattener {
             savings,
             elapsed: started.elapsed(),
             store,
+        })
+    }
+
+    /// Points `tag` at the image `id`.
+    async fn tag(&self, id: &str, tag: &Tag, progress: &dyn Progress) -> Result<(), FlattenError> {
+        progress.begin(Stage::Tag, &tag.to_string());
+        let options = TagImageOptionsBuilder::default()
+            .repo(&tag.repo)
+            .tag(&tag.tag)
+            .build();
+        self.docker
+            .tag_image(id, Some(options))
+            .await
+            .map_err(self.engine(format!("tagging {tag}")))
+    }
+
+    /// The upload's compression on this engine; asks the engine its version
+    /// only when the answer depends on it.
+    async fn compression(
+        &self,
+        requested: Option<Compression>,
+        store: Store,
+    ) -> Result<Compression, FlattenError> {
+        let needs_version = matches!(
+            (requested, store),
+            (Some(Compression::Zstd), Store::Graphdriver)
+                | (Some(Compression::None), Store::Containerd)
+        );
+        let engine = if needs_version {
+            let v = self
+                .docker
+                .version()
+                .await
+                .map_err(self.engine("reading the engine version"))?;
+            Some(EngineVersion {
+                version: v.version.unwrap_or_else(|| "unknown version".into()),
+                api: v.api_version.as_deref().and_then(parse_api),
+            })
+        } else {
+            None
+        };
+        choose_compression(requested, store, || engine).map_err(|refusal| {
+            let kind = match store {
+                Store::Graphdriver => "graphdriver",
+                Store::Containerd => "containerd image store",
+            };
+            FlattenError::Unsupported {
+                mode: refusal.mode,
+                endpoint: self.endpoint.clone(),
+                engine: format!("Engine {} ({kind})", refusal.engine.version),
+                why: refusal.why,
+                instead: refusal.instead,
+            }
         })
     }
 
@@ -401,14 +552,14 @@ impl Flattener {
     ) -> Result<(String, FilterStats, Digests), FlattenError> {
         let failure: Arc<Mutex<Option<ExportError>>> = Arc::default();
         let result: Arc<Mutex<(FilterStats, Digests)>> = Arc::default();
+        let encoder =
+            Encoder::new(compression, upload::workers()).map_err(|e| FlattenError::Export {
+                image: image.to_owned(),
+                endpoint: self.endpoint.clone(),
+                source: ExportError::Compress(e),
+            })?;
         let export = self.docker.export_container(container);
-        let body = filtered(
-            export,
-            Encoder::new(compression),
-            progress,
-            failure.clone(),
-            result.clone(),
-        );
+        let body = filtered(export, encoder, progress, failure.clone(), result.clone());
         let platform = [
             source.os.as_deref(),
             source.architecture.as_deref(),
@@ -590,7 +741,8 @@ impl Flattener {
 
 /// The export stream, filtered, encoded, counted, and turned into an error
 /// the moment anything goes wrong so the import is aborted, never completed
-/// on a truncated archive.
+/// on a truncated archive. It reads the export only when everything encoded
+/// so far has been sent: the import's pace is the backpressure.
 fn filtered(
     export: impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static,
     encoder: Encoder,
@@ -602,15 +754,18 @@ fn filtered(
         export: std::pin::Pin<Box<S>>,
         filter: TarFilter,
         encoder: Option<Encoder>,
-        /// Filtered tar still to encode; once the export ended, encoded bytes still to send.
-        queue: VecDeque<Bytes>,
+        /// Filtered tar still to encode.
+        tar: VecDeque<Bytes>,
+        /// Encoded bytes still to send.
+        out: VecDeque<Bytes>,
         ended: bool,
     }
     let state = State {
         export: Box::pin(export),
         filter: TarFilter::default(),
         encoder: Some(encoder),
-        queue: VecDeque::new(),
+        tar: VecDeque::new(),
+        out: VecDeque::new(),
         ended: false,
     };
     stream::unfold(state, move |mut s| {
@@ -619,14 +774,16 @@ fn filtered(
         let result = result.clone();
         async move {
             loop {
-                let step = if let Some(chunk) = s.queue.pop_front() {
+                if let Some(bytes) = s.out.pop_front() {
+                    return Some((Ok(bytes), s));
+                }
+                let step = if let Some(chunk) = s.tar.pop_front() {
                     match s.encoder.as_mut() {
-                        None => return Some((Ok(chunk), s)),
-                        Some(encoder) => match encoder.encode(chunk) {
-                            Ok(out) if out.is_empty() => continue,
-                            Ok(out) => return Some((Ok(out), s)),
-                            Err(e) => Err(ExportError::Compress(e)),
-                        },
+                        Some(encoder) => encoder
+                            .encode(chunk, &mut s.out)
+                            .await
+                            .map_err(ExportError::Compress),
+                        None => unreachable!("tar is only queued while the encoder lives"),
                     }
                 } else if s.ended {
                     return None;
@@ -634,19 +791,19 @@ fn filtered(
                     match s.export.next().await {
                         Some(Ok(chunk)) => {
                             progress.bytes(chunk.len() as u64);
-                            s.filter
-                                .push(chunk, &mut s.queue)
-                                .map_err(ExportError::from)
+                            s.filter.push(chunk, &mut s.tar).map_err(ExportError::from)
                         }
                         Some(Err(e)) => Err(ExportError::Engine(e)),
                         None => {
                             s.ended = true;
                             let encoder =
                                 s.encoder.take().expect("the encoder lives until the end");
-                            end_of_export(&mut s.filter, encoder, &mut s.queue).map(|digests| {
-                                *result.lock().expect("result lock") =
-                                    (s.filter.stats().clone(), digests);
-                            })
+                            end_of_export(&mut s.filter, encoder, &mut s.out)
+                                .await
+                                .map(|digests| {
+                                    *result.lock().expect("result lock") =
+                                        (s.filter.stats().clone(), digests);
+                                })
                         }
                     }
                 };
@@ -655,7 +812,8 @@ fn filtered(
                     *failure.lock().expect("failure lock") = Some(e);
                     s.ended = true;
                     s.encoder = None;
-                    s.queue.clear();
+                    s.tar.clear();
+                    s.out.clear();
                     return Some((Err(std::io::Error::other(message)), s));
                 }
             }
@@ -663,22 +821,21 @@ fn filtered(
     })
 }
 
-/// Closes the archive and the encoder; leaves the encoded rest in `queue`.
-fn end_of_export(
+/// Closes the archive and the encoder; leaves the encoded rest in `out`.
+async fn end_of_export(
     filter: &mut TarFilter,
     mut encoder: Encoder,
-    queue: &mut VecDeque<Bytes>,
+    out: &mut VecDeque<Bytes>,
 ) -> Result<Digests, ExportError> {
-    filter.finish(queue)?;
-    let mut encoded = VecDeque::new();
-    for chunk in queue.drain(..) {
-        encoded.push_back(encoder.encode(chunk).map_err(ExportError::Compress)?);
+    let mut tail = VecDeque::new();
+    filter.finish(&mut tail)?;
+    for chunk in tail {
+        encoder
+            .encode(chunk, out)
+            .await
+            .map_err(ExportError::Compress)?;
     }
-    let (tail, digests) = encoder.finish().map_err(ExportError::Compress)?;
-    encoded.push_back(tail);
-    encoded.retain(|b| !b.is_empty());
-    *queue = encoded;
-    Ok(digests)
+    encoder.finish(out).await.map_err(ExportError::Compress)
 }
 
 /// IMAGE's layer count and the engine's idea of its size.
@@ -733,4 +890,77 @@ fn run_id() -> String {
         .as_nanos();
     let seed = format!("{}-{nanos}-{:p}", std::process::id(), &nanos);
     format!("{:x}", Sha256::digest(seed.as_bytes()))[..16].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(version: &str, api: &str) -> impl FnOnce() -> Option<EngineVersion> {
+        let e = EngineVersion {
+            version: version.into(),
+            api: parse_api(api),
+        };
+        move || Some(e)
+    }
+
+    #[test]
+    fn auto_suits_the_store() {
+        let never = || -> Option<EngineVersion> { panic!("no version needed") };
+        assert_eq!(
+            choose_compression(None, Store::Graphdriver, never),
+            Ok(Compression::None)
+        );
+        assert_eq!(
+            choose_compression(None, Store::Containerd, never),
+            Ok(Compression::Gzip)
+        );
+        for mode in [Compression::Gzip, Compression::Zstd] {
+            assert_eq!(
+                choose_compression(Some(mode), Store::Containerd, never),
+                Ok(mode)
+            );
+        }
+        assert_eq!(
+            choose_compression(Some(Compression::Gzip), Store::Graphdriver, never),
+            Ok(Compression::Gzip)
+        );
+    }
+
+    #[test]
+    fn refuses_what_the_engine_cannot_keep() {
+        let old = choose_compression(
+            Some(Compression::Zstd),
+            Store::Graphdriver,
+            engine("20.10.24", "1.41"),
+        );
+        let refusal = old.unwrap_err();
+        assert_eq!(
+            (refusal.mode, refusal.engine.version.as_str()),
+            (Compression::Zstd, "20.10.24")
+        );
+        assert!(refusal.instead.contains("gzip"));
+        assert_eq!(
+            choose_compression(
+                Some(Compression::Zstd),
+                Store::Graphdriver,
+                engine("23.0.1", "1.42")
+            ),
+            Ok(Compression::Zstd)
+        );
+        let none = choose_compression(
+            Some(Compression::None),
+            Store::Containerd,
+            engine("26.1.5", "1.45"),
+        );
+        assert!(none.unwrap_err().instead.contains("zstd"));
+    }
+
+    #[test]
+    fn reads_api_versions() {
+        assert_eq!(parse_api("1.41"), Some((1, 41)));
+        assert_eq!(parse_api("1.9"), Some((1, 9)));
+        assert!(parse_api("1.41") < Some((1, 42)));
+        assert_eq!(parse_api("dev"), None);
+    }
 }

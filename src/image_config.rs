@@ -110,11 +110,7 @@ pub fn oci_archive(
     platform: &Value,
 ) -> std::io::Result<(Bytes, String)> {
     let config_digest = image_id(config_bytes);
-    let layer_type = if layer.compressed {
-        "application/vnd.oci.image.layer.v1.tar+gzip"
-    } else {
-        "application/vnd.oci.image.layer.v1.tar"
-    };
+    let layer_type = layer.compression.layer_media_type();
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": MANIFEST_TYPE,
@@ -239,7 +235,7 @@ mod tests {
             diff_id: "sha256:d".into(),
             blob: "sha256:b".into(),
             blob_size: 42,
-            compressed: true,
+            compression: crate::upload::Compression::Zstd,
         };
         let config = br#"{"architecture":"arm64","variant":"v8","os":"linux"}"#;
         let value: Value = serde_json::from_slice(config).unwrap();
@@ -257,6 +253,10 @@ mod tests {
         assert_eq!(image_id(&files[&manifest_name]), id);
         assert_eq!(manifest["layers"][0]["digest"], "sha256:b");
         assert_eq!(manifest["layers"][0]["size"], 42);
+        assert_eq!(
+            manifest["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd",
+            "the media type says how the blob is compressed"
+        );
         assert_eq!(manifest["config"]["digest"], image_id(config));
         let index: Value = serde_json::from_slice(&files["index.json"]).unwrap();
         assert_eq!(

@@ -56,6 +56,8 @@ pub struct Summary<'a> {
     pub size_before: u64,
     pub size_after: u64,
     pub elapsed: Duration,
+    /// Nothing was built: the source has one layer and TAG now points at it.
+    pub already_flat: bool,
 }
 
 impl Reporter {
@@ -115,6 +117,13 @@ impl Reporter {
                 format!("{n} layers")
             }
         };
+        if s.already_flat {
+            eprintln!(
+                "{} is already one layer; tagged it as {}, nothing rebuilt (use --force to rebuild it)",
+                s.source, s.target
+            );
+            return;
+        }
         eprintln!(
             "Flattened {} → {}: {} → 1 layer, {} → {}, in {}",
             s.source,

@@ -11,7 +11,7 @@ use bollard::query_parameters::ListImagesOptions;
 use crate::cli::{FlattenArgs, Format, GlobalArgs};
 use crate::complete::{self, Completion, Want};
 use crate::endpoint::{self, Endpoint, Env};
-use crate::flatten::{FlattenError, Flattener};
+use crate::flatten::{FlattenError, Flattener, Options};
 use crate::interrupt::{Interrupt, Interrupts};
 use crate::report::{Reporter, Summary};
 use crate::summary::{self, Document, DryRunFacts, Engine, Image, Layout};
@@ -55,8 +55,13 @@ pub async fn flatten(
         (None, false) => unreachable!("clap requires TAG without --dry-run"),
     };
 
+    let options = Options {
+        compression: args.compression.chosen(),
+        force: args.force,
+    };
+
     let result = tokio::select! {
-        result = flattener.flatten(&args.image, tag, reporter.clone()) => Ok(result),
+        result = flattener.flatten(&args.image, tag, options, reporter.clone()) => Ok(result),
         interrupt = interrupts.next() => Err(interrupt),
     };
     let stopped = Instant::now();
@@ -110,8 +115,9 @@ pub async fn flatten(
     reporter.debug(
         globals.debug,
         &format!(
-            "source {}; removed from the export: {}",
+            "source {}; upload compression: {}; removed from the export: {}",
             outcome.source_id,
+            outcome.compression,
             outcome.filter.dropped.join(", ")
         ),
     );
@@ -120,6 +126,7 @@ pub async fn flatten(
         Format::Text => reporter.result(&outcome.id),
         Format::Json => reporter.json(&Document {
             dry_run: false,
+            already_flat: outcome.already_flat,
             source: Image::source(
                 &args.image,
                 &outcome.source_id,
@@ -150,6 +157,7 @@ pub async fn flatten(
         size_before: outcome.size_before,
         size_after: outcome.size_after,
         elapsed: outcome.elapsed,
+        already_flat: outcome.already_flat,
     });
     Ok(())
 }
@@ -173,6 +181,7 @@ async fn dry_run(
     match args.format {
         Format::Json => reporter.json(&Document {
             dry_run: true,
+            already_flat: false,
             source: Image::source(
                 &args.image,
                 &outcome.source_id,

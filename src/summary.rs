@@ -17,6 +17,8 @@ use crate::upload::Compression;
 #[derive(Debug, Serialize)]
 pub struct Document<'a> {
     pub dry_run: bool,
+    /// IMAGE had one layer already, so TAG now points at it; nothing rebuilt.
+    pub already_flat: bool,
     pub source: Image<'a>,
     pub result: Image<'a>,
     /// Bytes that later layers delete or overwrite; known after a dry run only.
@@ -313,6 +315,7 @@ mod tests {
         let s = savings();
         let doc = Document {
             dry_run: true,
+            already_flat: false,
             source: Image {
                 reference: Some("app:1"),
                 id: Some("sha256:01"),
@@ -344,6 +347,7 @@ mod tests {
         assert_eq!(
             keys,
             [
+                "already_flat",
                 "analysis",
                 "compression",
                 "dry_run",

@@ -36,7 +36,8 @@ fn a_full_disk_fails_clearly_and_leaves_nothing() {
     let before_images = engine.lines(&["images", "-aq", "--no-trunc"]);
 
     let cli = Cli::new();
-    let out = cli.docker(&["-H", &engine.host, "flatten", "full:src", "full:flat"]);
+    // The image has one layer: --force makes it go through the whole pipeline.
+    let out = cli.docker(&["-H", &engine.host, "flatten", "--force", "full:src", "full:flat"]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     let line = err.lines().last().unwrap_or_default();

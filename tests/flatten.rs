@@ -26,9 +26,11 @@ const PLACEHOLDERS: &[&str] = &[
 ];
 
 /// Flattens through `docker flatten`, asserts success and the stdout
-/// contract, and returns a guard for the new image.
+/// contract, and returns a guard for the new image. Always `--force`: these
+/// tests are about the pipeline, and several sources have one layer, which
+/// would otherwise only be tagged (see tests/compression.rs).
 fn flatten(cli: &Cli, image: &str, tag: &str) -> TestImage {
-    let out = cli.docker(&["flatten", image, tag]);
+    let out = cli.docker(&["flatten", "--force", image, tag]);
     assert!(
         out.status.success(),
         "docker flatten {image} {tag} failed:\n{}",

@@ -703,8 +703,15 @@ fn gzip_layers_are_checked_against_their_diff_ids() {
 }
 
 #[test]
-#[should_panic(expected = "zstd-compressed")]
-fn zstd_layers_are_refused_clearly() {
+fn zstd_layers_are_decompressed() {
+    let tar = layer_tar(&[Entry::file("z", "zstd layer")]);
+    let packed = zstd::stream::encode_all(&tar[..], 1).unwrap();
+    assert_eq!(decompress_layer(packed, "blobs/sha256/x"), tar);
+}
+
+#[test]
+#[should_panic(expected = "bad zstd")]
+fn corrupt_zstd_layers_are_refused_clearly() {
     decompress_layer(vec![0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0], "blobs/sha256/x");
 }
 
