@@ -23,7 +23,7 @@ use crate::image_config::{self, Provenance};
 use crate::reference::Tag;
 use crate::report::{Progress, Stage};
 use crate::savings::Savings;
-use crate::tarfilter::{FilterError, FilterStats, TarFilter};
+use crate::tarfilter::{self, FilterError, FilterStats, TarFilter};
 use crate::upload::{self, Compression, Digests, Encoder};
 
 /// Where the engine keeps images; it decides how the config is installed.
@@ -321,7 +321,14 @@ impl Flattener {
         progress.expect_bytes(size_before);
         progress.begin(Stage::Stream, image);
         let (imported, filter, layer) = self
-            .export_import(&container, &source, image, compression, progress.clone())
+            .export_import(
+                &container,
+                &source,
+                image,
+                store,
+                compression,
+                progress.clone(),
+            )
             .await?;
 
         progress.begin(Stage::Configure, image);
@@ -547,6 +554,7 @@ impl Flattener {
         container: &str,
         source: &ImageInspect,
         image: &str,
+        store: Store,
         compression: Compression,
         progress: Arc<dyn Progress>,
     ) -> Result<(String, FilterStats, Digests), FlattenError> {
@@ -559,7 +567,23 @@ impl Flattener {
                 source: ExportError::Compress(e),
             })?;
         let export = self.docker.export_container(container);
-        let body = filtered(export, encoder, progress, failure.clone(), result.clone());
+        // The containerd store keys a layer's snapshot by its digest. A
+        // loaded image whose snapshot already exists (another flatten of the
+        // same files, an earlier one, a concurrent one) is never unpacked, so
+        // it never claims that snapshot: it breaks when the other image
+        // goes, and a concurrent run can lose the snapshot under it. A
+        // comment only this run writes makes the layer's digest its own,
+        // and the files stay the same.
+        let preamble = (store == Store::Containerd)
+            .then(|| tarfilter::global_comment(&format!("docker-flatten run {}", self.run_id)));
+        let body = filtered(
+            export,
+            preamble,
+            encoder,
+            progress,
+            failure.clone(),
+            result.clone(),
+        );
         let platform = [
             source.os.as_deref(),
             source.architecture.as_deref(),
@@ -745,6 +769,7 @@ impl Flattener {
 /// so far has been sent: the import's pace is the backpressure.
 fn filtered(
     export: impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static,
+    preamble: Option<Bytes>,
     encoder: Encoder,
     progress: Arc<dyn Progress>,
     failure: Arc<Mutex<Option<ExportError>>>,
@@ -764,7 +789,7 @@ fn filtered(
         export: Box::pin(export),
         filter: TarFilter::default(),
         encoder: Some(encoder),
-        tar: VecDeque::new(),
+        tar: preamble.into_iter().collect(),
         out: VecDeque::new(),
         ended: false,
     };

@@ -312,6 +312,35 @@ impl TarFilter {
 /// PAX records, `<len> <key>=<value>\n`, split by their length prefix: values
 /// (binary xattrs) may themselves contain newlines. Parsing stops at the first
 /// malformed record.
+/// A PAX global header (typeflag `g`) holding one `comment` record, as the
+/// first blocks of a tar stream. Extractors ignore it (the engine's, both
+/// stores', and GNU tar's alike): it changes the layer's digest and nothing
+/// in its filesystem.
+pub fn global_comment(comment: &str) -> Bytes {
+    let body = |len: usize| format!("{len} comment={comment}\n");
+    // The record's length counts its own decimal digits.
+    let mut len = body(0).len();
+    while body(len).len() != len {
+        len = body(len).len();
+    }
+    let record = body(len);
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::XGlobalHeader);
+    header
+        .set_path("pax_global_header")
+        .expect("a short ASCII name");
+    header.set_size(record.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_cksum();
+    let padded = record.len().div_ceil(BLOCK) * BLOCK;
+    let mut out = Vec::with_capacity(BLOCK + padded);
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(record.as_bytes());
+    out.resize(BLOCK + padded, 0);
+    Bytes::from(out)
+}
+
 fn pax_records(mut data: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     std::iter::from_fn(move || {
         let space = data.iter().position(|&b| b == b' ')?;
@@ -393,6 +422,28 @@ fn checksum_ok(block: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_global_comment_is_a_valid_header_that_readers_skip() {
+        for comment in ["docker-flatten run 0123456789abcdef", &"x".repeat(600)] {
+            let salt = global_comment(comment);
+            assert_eq!(salt.len() % BLOCK, 0);
+            let rest = archive(&[("f", tar::EntryType::Regular, b"data")]);
+            let stream = [&salt[..], &rest[..]].concat();
+            let mut reader = tar::Archive::new(&stream[..]);
+            let mut entries = reader.entries().unwrap();
+            let mut first = entries.next().unwrap().unwrap();
+            assert_eq!(first.header().entry_type(), tar::EntryType::XGlobalHeader);
+            let mut record = String::new();
+            std::io::Read::read_to_string(&mut first, &mut record).unwrap();
+            let (len, rest) = record.split_once(' ').unwrap();
+            assert_eq!(len.parse::<usize>().unwrap(), record.len(), "{record}");
+            assert_eq!(rest, format!("comment={comment}\n"));
+            let second = entries.next().unwrap().unwrap();
+            assert_eq!(&*second.path_bytes(), b"f");
+            assert!(entries.next().is_none());
+        }
+    }
 
     /// Builds an archive the way the engine's export does, as (path, type, data).
     fn archive(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {

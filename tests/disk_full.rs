@@ -37,7 +37,14 @@ fn a_full_disk_fails_clearly_and_leaves_nothing() {
 
     let cli = Cli::new();
     // The image has one layer: --force makes it go through the whole pipeline.
-    let out = cli.docker(&["-H", &engine.host, "flatten", "--force", "full:src", "full:flat"]);
+    let out = cli.docker(&[
+        "-H",
+        &engine.host,
+        "flatten",
+        "--force",
+        "full:src",
+        "full:flat",
+    ]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     let line = err.lines().last().unwrap_or_default();

@@ -457,3 +457,29 @@ fn the_binary_works_when_run_directly() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), format!("{}\n", flat.id));
 }
+
+/// Two flattens of the same files, then the first result removed: the
+/// second must stand on its own (on the containerd store a layer's snapshot
+/// is shared by digest, and an image that never claimed it loses it).
+#[test]
+fn a_flattened_image_outlives_another_flatten_of_the_same_files() {
+    let cli = Cli::new();
+    let layers = vec![
+        vec![Entry::dir("same"), Entry::file("same/1", "one")],
+        vec![Entry::dir("same"), Entry::file("same/2", "two")],
+    ];
+    let source = load_image(&ImageSpec::new(layers), &unique("twice"));
+    let first = flatten(&cli, &source.reference, &unique("twice-a"));
+    let second = flatten(&cli, &source.reference, &unique("twice-b"));
+    assert_ne!(first.id, second.id);
+    drop(first);
+    let history = docker(&["history", "-q", &second.reference]);
+    assert!(
+        history.status.success(),
+        "history: {}",
+        text(&history.stderr)
+    );
+    let ctr = TestContainer::create(&second.reference, &["/none"]);
+    drop(ctr);
+    assert_faithful(&source.reference, &second.reference);
+}
