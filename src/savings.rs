@@ -1,6 +1,6 @@
 //! What flattening would gain. Reads the archive `docker save` streams (the
 //! docker-archive of graphdriver engines or the OCI layout of the containerd
-//! store; layers plain tar or gzip) once, front to back, keeping only file
+//! store; layers plain tar, gzip or zstd) once, front to back, keeping only file
 //! lists, then merges the layers the way the engine does to find the bytes
 //! that later layers delete or overwrite.
 
@@ -25,8 +25,6 @@ pub enum SavingsError {
     Invalid { what: String, detail: String },
     #[error("layer {0} named in the image archive's manifest is not in the archive")]
     MissingLayer(String),
-    #[error("layer {0} is zstd-compressed, which the dry run cannot read yet")]
-    Zstd(String),
 }
 
 /// One layer, as the report shows it.
@@ -112,7 +110,7 @@ pub fn analyze(reader: impl Read) -> Result<Savings, SavingsError> {
                     let mut bytes = Vec::with_capacity(entry.size() as usize);
                     entry.read_to_end(&mut bytes)?;
                     small.insert(name, bytes);
-                } else if let Some(changes) = read_layer(&mut entry, &name)? {
+                } else if let Some(changes) = read_layer(&mut entry)? {
                     layers.insert(name, changes);
                 }
             }
@@ -167,8 +165,9 @@ pub fn analyze(reader: impl Read) -> Result<Savings, SavingsError> {
         }
         let changes = match (layers.get(&name), small.get(&name)) {
             (Some(changes), _) => changes.clone(),
-            (None, Some(bytes)) => read_layer(&mut &bytes[..], &name)?
-                .ok_or_else(|| invalid(path, "not a tar archive"))?,
+            (None, Some(bytes)) => {
+                read_layer(&mut &bytes[..])?.ok_or_else(|| invalid(path, "not a tar archive"))?
+            }
             (None, None) => return Err(SavingsError::MissingLayer((*path).to_owned())),
         };
         ordered.push(changes);
@@ -183,19 +182,20 @@ pub fn analyze(reader: impl Read) -> Result<Savings, SavingsError> {
 }
 
 /// Lists a layer's changes; `None` if the member is not a layer at all.
-fn read_layer(member: &mut dyn Read, name: &str) -> Result<Option<Changes>, SavingsError> {
+fn read_layer(member: &mut dyn Read) -> Result<Option<Changes>, SavingsError> {
     // A read may return less than a block, so take the head in full first.
     let mut head = Vec::with_capacity(512);
     (&mut *member).take(512).read_to_end(&mut head)?;
     let gzip = head.starts_with(&[0x1f, 0x8b]);
-    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Err(SavingsError::Zstd(name.to_owned()));
-    }
+    let zstd = head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
     // A tar header, or the zero blocks of an empty tar.
     let tar = head.len() == 512 && (&head[257..262] == b"ustar" || head.iter().all(|&b| b == 0));
     let input = std::io::Cursor::new(head).chain(member);
     Ok(if gzip {
         Some(list_changes(flate2::read::MultiGzDecoder::new(input))?)
+    } else if zstd {
+        let decoder = zstd::stream::read::Decoder::new(input).map_err(SavingsError::Io)?;
+        Some(list_changes(decoder)?)
     } else if tar {
         Some(list_changes(input)?)
     } else {
@@ -208,6 +208,10 @@ fn list_changes(layer: impl Read) -> std::io::Result<Changes> {
     let mut archive = tar::Archive::new(layer);
     for entry in archive.entries()? {
         let entry = entry?;
+        // PAX global headers describe the archive, not a file.
+        if entry.header().entry_type() == tar::EntryType::XGlobalHeader {
+            continue;
+        }
         let Some(path) = normalize(&entry.path_bytes()) else {
             continue;
         };
@@ -565,6 +569,8 @@ mod tests {
     fn a_file_over_a_directory_wastes_the_tree_and_links_count_as_files() {
         let l1 = layer(&[E::Dir("d/"), E::File("d/x", 40), E::Link("l", "d/x")]);
         let l2 = layer(&[E::File("d", 1), E::Dir("l/")]);
+        // As docker-flatten's own layers on the containerd store begin.
+        let l2 = [&crate::tarfilter::global_comment("run x")[..], &l2[..]].concat();
         let s = analyze(&save(&[("a.tar", l1), ("b.tar", l2)], serde_json::json!([]))[..]).unwrap();
         assert_eq!((s.wasted_bytes, s.bytes_after, s.files_after), (40, 1, 1));
         assert_eq!(s.layers[0].files, 2);
@@ -575,25 +581,28 @@ mod tests {
     }
 
     #[test]
-    fn reads_gzip_layers_large_layers_and_linked_duplicates() {
+    fn reads_gzip_and_zstd_layers_large_layers_and_linked_duplicates() {
         // Over SMALL, so it is read as a stream rather than kept.
         let big = layer(&[E::File("blob", (SMALL + 4096) as usize)]);
         let gz = gzip(&layer(&[E::File("g", 3)]));
+        let zst = zstd::encode_all(&layer(&[E::File("z", 5)])[..], 1).unwrap();
         let mut b = tar::Builder::new(Vec::new());
         member(&mut b, "blobs/sha256/aa", &big);
         member(&mut b, "blobs/sha256/bb", &gz);
+        member(&mut b, "blobs/sha256/cc", &zst);
         let mut h = tar::Header::new_ustar();
         h.set_entry_type(tar::EntryType::Symlink);
         h.set_size(0);
         b.append_link(&mut h, "dup/layer.tar", "../blobs/sha256/aa")
             .unwrap();
         member(&mut b, "c.json", br#"{"rootfs":{"diff_ids":[]}}"#);
-        let manifest = r#"[{"Config":"c.json","Layers":["blobs/sha256/aa","blobs/sha256/bb","dup/layer.tar"]}]"#;
+        let manifest = r#"[{"Config":"c.json","Layers":["blobs/sha256/aa","blobs/sha256/bb","blobs/sha256/cc","dup/layer.tar"]}]"#;
         member(&mut b, "manifest.json", manifest.as_bytes());
         let s = analyze(&b.into_inner().unwrap()[..]).unwrap();
-        assert_eq!(s.layers.len(), 3);
+        assert_eq!(s.layers.len(), 4);
         assert_eq!(s.layers[1].size, 3);
-        assert_eq!(s.layers[2].size, SMALL + 4096);
+        assert_eq!(s.layers[2].size, 5, "a zstd layer is read");
+        assert_eq!(s.layers[3].size, SMALL + 4096);
         assert_eq!(
             s.wasted_bytes,
             SMALL + 4096,
