@@ -74,10 +74,16 @@ pub enum EndpointError {
     },
     #[error("cannot connect to the Docker engine at {endpoint}: {source}")]
     Dial { endpoint: String, source: DialError },
-    #[error("cannot connect to the Docker engine at {endpoint}: is the daemon running, and may you use it?")]
+    #[error("cannot connect to the Docker engine at {endpoint}: {why}")]
     Unreachable {
         endpoint: String,
+        why: &'static str,
         source: bollard::errors::Error,
+    },
+    #[error("cannot resolve the host name of the Docker engine at {endpoint}: {source}; check the address")]
+    Resolve {
+        endpoint: String,
+        source: std::io::Error,
     },
     #[error("no answer from the Docker engine at {endpoint} within {}s", CONNECT_TIMEOUT.as_secs())]
     TimedOut { endpoint: String },
@@ -296,6 +302,32 @@ pub struct Connection {
     _bridge: Option<Bridge>,
 }
 
+/// What to tell the user about a connection that failed, from the kind of
+/// the system error underneath (never from its text).
+fn why_unreachable(error: &bollard::errors::Error) -> &'static str {
+    const NO_SOCKET: &str = "no socket there; is the daemon running, and is that its address?";
+    if let bollard::errors::Error::SocketNotFoundError(_) = error {
+        return NO_SOCKET;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::NotFound => return NO_SOCKET,
+                std::io::ErrorKind::ConnectionRefused => {
+                    return "nothing listens there; is the daemon running, and is that its address?"
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    return "permission denied; add your user to the docker group, or run as root"
+                }
+                _ => {}
+            }
+        }
+        cause = e.source();
+    }
+    "is the daemon running, and may you use it?"
+}
+
 /// Puts the API version in the request's path, `/v1.41/images/…`, as the
 /// docker CLI does. The client library builds its URLs without it (its
 /// version prefix is lost when the path is joined), and an engine then
@@ -424,8 +456,9 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Connection, EndpointError> {
     let version = pinned.as_ref().unwrap_or(API_DEFAULT_VERSION);
     let secs = REQUEST_TIMEOUT.as_secs();
     let host = endpoint.host.as_str();
-    let unreachable = |source| EndpointError::Unreachable {
+    let unreachable = |source: bollard::errors::Error| EndpointError::Unreachable {
         endpoint: endpoint.to_string(),
+        why: why_unreachable(&source),
         source,
     };
     let mut bridge = None;
@@ -445,6 +478,14 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Connection, EndpointError> {
     {
         let (name, port) = host_and_port(authority, TCP_PORT)
             .ok_or_else(|| EndpointError::BadHost(host.to_owned()))?;
+        // A name that does not resolve deserves its own message, not a
+        // question about whether the daemon runs.
+        if let Err(source) = tokio::net::lookup_host(format!("{name}:{port}")).await {
+            return Err(EndpointError::Resolve {
+                endpoint: endpoint.to_string(),
+                source,
+            });
+        }
         let address = format!("tcp://{name}:{port}");
         Docker::connect_with_http(&address, secs, version).map_err(unreachable)?
     } else {

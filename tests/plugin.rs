@@ -133,16 +133,20 @@ fn missing_image_fails_with_a_pull_hint() {
 #[test]
 fn unreachable_engine_names_the_endpoint() {
     let cli = Cli::new();
-    for host in [
-        "unix:///nonexistent/dflt.sock",
-        "tcp://127.0.0.1:1",
-        "tcp://no-such-host.invalid:2375",
+    for (host, why) in [
+        ("unix:///nonexistent/dflt.sock", "no socket there"),
+        ("tcp://127.0.0.1:1", "nothing listens there"),
+        (
+            "tcp://no-such-host.invalid:2375",
+            "cannot resolve the host name",
+        ),
     ] {
         let started = std::time::Instant::now();
         let out = cli.docker(&["-H", host, "flatten", "img", "tag"]);
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{host}: {err}");
         assert!(err.contains(host), "{host}: {err}");
+        assert!(err.contains(why), "{host}: says why: {err}");
         assert!(
             started.elapsed().as_secs() < 15,
             "{host}: took {:?}",
