@@ -12,15 +12,7 @@ use support::*;
 fn a_full_disk_fails_clearly_and_leaves_nothing() {
     let engine = SmallEngine::start(120);
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let blob: Vec<u8> = (0..40_000_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
+    let blob = pseudo_random(40_000_000, 0x2545_f491_4f6c_dd1d);
     let tar = dir.path().join("image.tar");
     let mut builder = tar::Builder::new(std::fs::File::create(&tar).expect("create tar"));
     let mut header = tar::Header::new_ustar();

@@ -7,24 +7,6 @@ mod support;
 use serde_json::{json, Value};
 use support::*;
 
-/// Paths a container's init layer puts in every export, and the
-/// directories that hold them: the plugin drops the ones the image lacks and
-/// cannot see the image's own version where it had one (documented limits).
-const PLACEHOLDERS: &[&str] = &[
-    ".dockerenv",
-    "etc/hosts",
-    "etc/hostname",
-    "etc/resolv.conf",
-    "etc/mtab",
-    "dev/console",
-    "dev",
-    "dev/pts",
-    "dev/shm",
-    "proc",
-    "sys",
-    "etc",
-];
-
 /// Flattens through `docker flatten`, asserts success and the stdout
 /// contract, and returns a guard for the new image. Always `--force`: these
 /// tests are about the pipeline, and several sources have one layer, which

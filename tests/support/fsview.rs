@@ -855,6 +855,24 @@ pub fn image_fs(reference: &str) -> FsView {
     save_image(reference).fs()
 }
 
+/// Paths a container's init layer puts in every export, and the
+/// directories that hold them: the plugin drops the ones the image lacks and
+/// cannot see the image's own version where it had one (documented limits).
+pub const PLACEHOLDERS: &[&str] = &[
+    ".dockerenv",
+    "etc/hosts",
+    "etc/hostname",
+    "etc/resolv.conf",
+    "etc/mtab",
+    "dev/console",
+    "dev",
+    "dev/pts",
+    "dev/shm",
+    "proc",
+    "sys",
+    "etc",
+];
+
 /// Paths the engine adds to every container (its init layer and mounts);
 /// pass to [`diff_fs`] when comparing a [`container_fs`] with an image view.
 pub const CONTAINER_NOISE: &[&str] = &[

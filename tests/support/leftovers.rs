@@ -27,15 +27,7 @@ pub struct Source {
 /// data (2 MiB) that a stream can be cut in the middle.
 pub fn source_image() -> Source {
     // Pseudo-random, so that a gzipped upload stays 2 MiB too.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let data: Vec<u8> = (0..2 * 1024 * 1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
+    let data = pseudo_random(2 * 1024 * 1024, 0x9e37_79b9_7f4a_7c15);
     let mut spec = ImageSpec::new(vec![
         vec![Entry::dir("srv"), Entry::file("srv/blob", data)],
         vec![Entry::dir("srv"), Entry::file("srv/small", "x")],
