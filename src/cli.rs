@@ -84,7 +84,7 @@ pub enum Command {
     /// Flatten an image into a single layer
     ///
     /// Creates (never starts) a container from IMAGE, streams its filesystem
-    /// export into an image import, and gives the result IMAGE's whole config
+    /// export into a new one-layer image, and gives it IMAGE's whole config
     /// and platform. Prints the new image ID on stdout. An IMAGE that already
     /// has one layer is not rebuilt unless --force: TAG just points at it.
     #[command(override_usage = "docker flatten [OPTIONS] IMAGE TAG\n       \
@@ -147,7 +147,7 @@ pub enum Format {
 pub enum CompressionArg {
     /// none on a graphdriver engine, gzip on the containerd image store
     Auto,
-    /// a plain tar (graphdriver engines only: the containerd store would compress it itself)
+    /// a plain tar (graphdriver engines only: the containerd store would keep and push it uncompressed)
     None,
     /// parallel gzip on every core: readable by every engine and registry
     Gzip,

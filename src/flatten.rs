@@ -1,6 +1,7 @@
 //! The flatten pipeline: inspect IMAGE, create (never start) a container from
-//! it, stream its export through [`TarFilter`] into an image import, install
-//! IMAGE's config and platform over the imported layer, point TAG at the
+//! it, stream its export through [`TarFilter`] into a one-layer image with
+//! IMAGE's config and platform (an import and a config-only load on the
+//! graphdriver store, one load on the containerd store), point TAG at the
 //! result, and remove every temporary object whatever happened.
 
 use std::collections::{HashMap, VecDeque};
@@ -17,6 +18,7 @@ use bollard::query_parameters::{
 use bollard::{body_try_stream, Docker};
 use bytes::Bytes;
 use futures_util::{stream, Stream, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::dryrun::{self, DryRunError};
 use crate::image_config::{self, Provenance};
@@ -64,6 +66,16 @@ pub enum FlattenError {
         image: String,
         endpoint: String,
         source: ExportError,
+    },
+    #[error(
+        "writing the flattened layer of {image} to a temporary file in {} failed: {source}; \
+         free space there, or set TMPDIR to a directory with room for the compressed layer",
+        dir.display()
+    )]
+    Spool {
+        image: String,
+        dir: std::path::PathBuf,
+        source: std::io::Error,
     },
     #[error(
         "--compression {mode} cannot be used with {engine} at {endpoint}: {why}; use {instead}"
@@ -163,14 +175,14 @@ fn choose_compression(
     match (requested, store) {
         // A graphdriver store keeps layers uncompressed: compressing would only cost CPU.
         (None, Store::Graphdriver) => Ok(Compression::None),
-        // The containerd store keeps a compressed upload as it is, but gzips a
-        // plain tar itself, on one core, under a digest we could not predict.
+        // The containerd store keeps the layer blob as it was loaded, and
+        // pushes it so: compressed is what every registry expects.
         (None, Store::Containerd) => Ok(Compression::Gzip),
         (Some(Compression::None), Store::Containerd) => Err(Refusal {
             mode: Compression::None,
             engine: engine().unwrap_or_else(unknown_engine),
-            why: "the containerd image store compresses an uncompressed upload itself, \
-                  under a digest docker-flatten cannot know",
+            why: "the containerd image store keeps the layer as it is sent, so it would \
+                  stay uncompressed on disk and in every push",
             instead: "--compression gzip (the default there) or zstd",
         }),
         (Some(Compression::Zstd), Store::Graphdriver) => match engine() {
@@ -318,60 +330,27 @@ impl Flattener {
             .create_container(&source_id, "", format!("creating a container from {image}"))
             .await?;
 
-        progress.expect_bytes(size_before);
-        progress.begin(Stage::Stream, image);
-        let (imported, filter, layer) = self
-            .export_import(
-                &container,
-                &source,
-                image,
-                store,
-                compression,
-                progress.clone(),
-            )
-            .await?;
-
-        progress.begin(Stage::Configure, image);
-        let imported_layers = self
-            .docker
-            .inspect_image(&imported)
-            .await
-            .map_err(self.engine("inspecting the imported layer"))?
-            .root_fs
-            .and_then(|r| r.layers)
-            .unwrap_or_default();
-        if imported_layers != [layer.diff_id.clone()] {
-            return Err(FlattenError::Unexpected {
-                step: format!("importing the filesystem of {image}"),
-                endpoint: self.endpoint.clone(),
-                detail: format!(
-                    "expected the one layer {}, the engine has {imported_layers:?}",
-                    layer.diff_id
-                ),
-            });
-        }
         let provenance = Provenance {
             reference: image,
             layers: layers_before,
         };
-        let config =
-            image_config::flattened(&source, &provenance, &layer.diff_id, SystemTime::now());
-        let id = self.install_config(store, &config, &layer).await?;
-        if store == Store::Containerd {
-            // The engine sees the imported image's snapshot and skips
-            // unpacking the loaded one, which then never claims it: once the
-            // import is removed, `docker history` fails and the first run
-            // unpacks. So remove the import first, then have the engine
-            // unpack the new image by creating a container from it.
-            let options = RemoveImageOptionsBuilder::default().build();
-            self.docker
-                .remove_image(&imported, Some(options), None)
-                .await
-                .map_err(self.engine("removing the intermediate import"))?;
-            self.record(|c| c.imported = None);
-            self.create_container(&id, "-unpack", "unpacking the flattened image".into())
-                .await?;
-        }
+        let (id, filter) = match store {
+            Store::Graphdriver => {
+                self.through_import(&container, &source, image, &provenance, progress.clone())
+                    .await?
+            }
+            Store::Containerd => {
+                self.through_load(
+                    &container,
+                    &source,
+                    image,
+                    &provenance,
+                    compression,
+                    progress.clone(),
+                )
+                .await?
+            }
+        };
 
         self.tag(&id, tag, progress.as_ref()).await?;
         self.record(|c| c.untagged = None);
@@ -549,41 +528,22 @@ impl Flattener {
         Ok(response.id)
     }
 
-    async fn export_import(
+    /// The graphdriver way: the export streams into an image import, and a
+    /// config-only `docker load` links the imported layer by diff ID. The
+    /// engine writes the files once and keeps the layer uncompressed.
+    async fn through_import(
         &self,
         container: &str,
         source: &ImageInspect,
         image: &str,
-        store: Store,
-        compression: Compression,
+        provenance: &Provenance<'_>,
         progress: Arc<dyn Progress>,
-    ) -> Result<(String, FilterStats, Digests), FlattenError> {
-        let failure: Arc<Mutex<Option<ExportError>>> = Arc::default();
-        let result: Arc<Mutex<(FilterStats, Digests)>> = Arc::default();
-        let encoder =
-            Encoder::new(compression, upload::workers()).map_err(|e| FlattenError::Export {
-                image: image.to_owned(),
-                endpoint: self.endpoint.clone(),
-                source: ExportError::Compress(e),
-            })?;
-        let export = self.docker.export_container(container);
-        // The containerd store keys a layer's snapshot by its digest. A
-        // loaded image whose snapshot already exists (another flatten of the
-        // same files, an earlier one, a concurrent one) is never unpacked, so
-        // it never claims that snapshot: it breaks when the other image
-        // goes, and a concurrent run can lose the snapshot under it. A
-        // comment only this run writes makes the layer's digest its own,
-        // and the files stay the same.
-        let preamble = (store == Store::Containerd)
-            .then(|| tarfilter::global_comment(&format!("docker-flatten run {}", self.run_id)));
-        let body = filtered(
-            export,
-            preamble,
-            encoder,
-            progress,
-            failure.clone(),
-            result.clone(),
-        );
+    ) -> Result<(String, FilterStats), FlattenError> {
+        progress.expect_bytes(layers_and_size(source).1);
+        progress.begin(Stage::Stream, image);
+        let (body, export) = self
+            .export_stream(container, image, None, Compression::None, progress.clone())
+            .await?;
         let platform = [
             source.os.as_deref(),
             source.architecture.as_deref(),
@@ -628,27 +588,167 @@ impl Flattener {
             self.record(|c| c.imported = Some(id.clone()));
         }
         // An export failure makes the import fail too; the export's is the cause to report.
-        if let Some(source) = failure.lock().expect("failure lock").take() {
-            return Err(FlattenError::Export {
-                image: image.to_owned(),
-                endpoint: self.endpoint.clone(),
-                source,
-            });
+        if let Some(source) = export.failure() {
+            return Err(self.export_failed(image, source));
         }
         if let Some(e) = engine_error {
             return Err(self.engine(format!("importing the filesystem of {image}"))(
                 e,
             ));
         }
-        let (stats, digests) = result.lock().expect("result lock").clone();
-        match imported {
-            Some(id) => Ok((id, stats, digests)),
-            None => Err(FlattenError::Unexpected {
+        let (filter, layer) = export.result();
+        let Some(imported) = imported else {
+            return Err(FlattenError::Unexpected {
                 step: format!("importing the filesystem of {image}"),
                 endpoint: self.endpoint.clone(),
                 detail: "no image ID in the response".into(),
-            }),
+            });
+        };
+
+        progress.begin(Stage::Configure, image);
+        let imported_layers = self
+            .docker
+            .inspect_image(&imported)
+            .await
+            .map_err(self.engine("inspecting the imported layer"))?
+            .root_fs
+            .and_then(|r| r.layers)
+            .unwrap_or_default();
+        if imported_layers != [layer.diff_id.clone()] {
+            return Err(FlattenError::Unexpected {
+                step: format!("importing the filesystem of {image}"),
+                endpoint: self.endpoint.clone(),
+                detail: format!(
+                    "expected the one layer {}, the engine has {imported_layers:?}",
+                    layer.diff_id
+                ),
+            });
         }
+        let config = image_config::flattened(source, provenance, &layer.diff_id, SystemTime::now());
+        let id = self.install_config(&config, &layer).await?;
+        Ok((id, filter))
+    }
+
+    /// The containerd-store way: the export, compressed, goes to an unnamed
+    /// temporary file, then into one `docker load` together with the config.
+    /// An import would have the engine write the files twice: once for the
+    /// import, and again for the loaded image, which cannot claim the
+    /// import's snapshot. A tar member needs its size before its bytes,
+    /// hence the file; it vanishes with the process whatever happens.
+    async fn through_load(
+        &self,
+        container: &str,
+        source: &ImageInspect,
+        image: &str,
+        provenance: &Provenance<'_>,
+        compression: Compression,
+        progress: Arc<dyn Progress>,
+    ) -> Result<(String, FilterStats), FlattenError> {
+        progress.expect_bytes(layers_and_size(source).1);
+        progress.begin(Stage::Spool, image);
+        // The store keys a layer's snapshot by its digest, and a loaded
+        // image whose snapshot already exists (another flatten of the same
+        // files, an earlier one, a concurrent one) is never unpacked, so it
+        // never claims that snapshot and breaks when the other image goes.
+        // A comment only this run writes makes the digest its own; the
+        // files stay the same.
+        let preamble = tarfilter::global_comment(&format!("docker-flatten run {}", self.run_id));
+        let (body, export) = self
+            .export_stream(
+                container,
+                image,
+                Some(preamble),
+                compression,
+                progress.clone(),
+            )
+            .await?;
+        let spool_error = |source| FlattenError::Spool {
+            image: image.to_owned(),
+            dir: std::env::temp_dir(),
+            source,
+        };
+        let mut file = tokio::fs::File::from_std(tempfile::tempfile().map_err(spool_error)?);
+        let mut body = std::pin::pin!(body);
+        let mut written = Ok(());
+        while let Some(chunk) = body.next().await {
+            // An error item means the export failed; `failed` says why.
+            let Ok(chunk) = chunk else { break };
+            written = file.write_all(&chunk).await;
+            if written.is_err() {
+                break;
+            }
+        }
+        if written.is_ok() {
+            written = file.flush().await;
+        }
+        if let Some(source) = export.failure() {
+            return Err(self.export_failed(image, source));
+        }
+        written.map_err(spool_error)?;
+        let (filter, layer) = export.result();
+
+        let config = image_config::flattened(source, provenance, &layer.diff_id, SystemTime::now());
+        let bytes = serde_json::to_vec(&config).expect("a JSON value serializes");
+        let archive = image_config::oci_archive(&bytes, &layer, &image_config::platform(&config))
+            .map_err(|e| FlattenError::Unexpected {
+            step: "writing the image archive".into(),
+            endpoint: self.endpoint.clone(),
+            detail: e.to_string(),
+        })?;
+        progress.expect_bytes(layer.blob_size);
+        progress.begin(Stage::Load, image);
+        file.seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(spool_error)?;
+        let blob = spooled(file, layer.blob_size, progress);
+        let body = stream::once(async { Ok(archive.head) })
+            .chain(blob)
+            .chain(stream::once(async { Ok(archive.tail) }));
+        let id = self
+            .load(archive.id, body, "loading the flattened image")
+            .await?;
+        Ok((id, filter))
+    }
+
+    fn export_failed(&self, image: &str, source: ExportError) -> FlattenError {
+        FlattenError::Export {
+            image: image.to_owned(),
+            endpoint: self.endpoint.clone(),
+            source,
+        }
+    }
+
+    /// The export of `container`, filtered and encoded, ready to be sent.
+    async fn export_stream(
+        &self,
+        container: &str,
+        image: &str,
+        preamble: Option<Bytes>,
+        compression: Compression,
+        progress: Arc<dyn Progress>,
+    ) -> Result<
+        (
+            impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+            ExportStatus,
+        ),
+        FlattenError,
+    > {
+        let failure: Arc<Mutex<Option<ExportError>>> = Arc::default();
+        let result: Arc<Mutex<(FilterStats, Digests)>> = Arc::default();
+        let encoder = Encoder::new(compression, upload::workers())
+            .map_err(|e| self.export_failed(image, ExportError::Compress(e)))?;
+        let body = filtered(
+            self.docker.export_container(container),
+            preamble,
+            encoder,
+            progress,
+            failure.clone(),
+            result.clone(),
+        );
+        Ok((
+            read_ahead(body, READ_AHEAD),
+            ExportStatus { failure, result },
+        ))
     }
 
     /// Gives the imported layer the source's config through `docker load` of
@@ -656,31 +756,39 @@ impl Flattener {
     /// already has: exact for every field, the platform included.
     async fn install_config(
         &self,
-        store: Store,
         config: &serde_json::Value,
         layer: &Digests,
     ) -> Result<String, FlattenError> {
         let bytes = serde_json::to_vec(config).expect("a JSON value serializes");
-        let archive = match store {
-            Store::Graphdriver => image_config::config_only_archive(&bytes, &layer.diff_id)
-                .map(|archive| (archive, image_config::image_id(&bytes))),
-            Store::Containerd => {
-                image_config::oci_archive(&bytes, layer, &image_config::platform(config))
+        let archive = image_config::config_only_archive(&bytes, &layer.diff_id).map_err(|e| {
+            FlattenError::Unexpected {
+                step: "writing the config archive".into(),
+                endpoint: self.endpoint.clone(),
+                detail: e.to_string(),
             }
-        };
-        let (archive, id) = archive.map_err(|e| FlattenError::Unexpected {
-            step: "writing the config archive".into(),
-            endpoint: self.endpoint.clone(),
-            detail: e.to_string(),
         })?;
-        let existed = self.docker.inspect_image(&id).await.is_ok();
-        let options = ImportImageOptionsBuilder::default().quiet(true).build();
         let body = stream::once(async move { Ok::<_, std::io::Error>(archive) });
-        let mut responses = self.docker.import_image_stream(options, body, None);
-        let step = "loading the flattened image's config";
+        self.load(
+            image_config::image_id(&bytes),
+            body,
+            "loading the flattened image's config",
+        )
+        .await
+    }
+
+    /// `docker load` of `archive`, which gives the image `id`.
+    async fn load(
+        &self,
+        id: String,
+        archive: impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+        step: &str,
+    ) -> Result<String, FlattenError> {
+        let existed = self.docker.inspect_image(&id).await.is_ok();
         if !existed {
             self.record(|c| c.untagged = Some(id.clone()));
         }
+        let options = ImportImageOptionsBuilder::default().quiet(true).build();
+        let mut responses = self.docker.import_image_stream(options, archive, None);
         while let Some(item) = responses.next().await {
             item.map_err(self.engine(step))?;
         }
@@ -766,7 +874,7 @@ impl Flattener {
 /// The export stream, filtered, encoded, counted, and turned into an error
 /// the moment anything goes wrong so the import is aborted, never completed
 /// on a truncated archive. It reads the export only when everything encoded
-/// so far has been sent: the import's pace is the backpressure.
+/// so far has been taken: the consumer's pace is the backpressure.
 fn filtered(
     export: impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static,
     preamble: Option<Bytes>,
@@ -843,6 +951,79 @@ fn filtered(
                 }
             }
         }
+    })
+}
+
+/// How an export went, known once its stream has ended or been dropped.
+struct ExportStatus {
+    failure: Arc<Mutex<Option<ExportError>>>,
+    result: Arc<Mutex<(FilterStats, Digests)>>,
+}
+
+impl ExportStatus {
+    /// Why the export failed, if it did.
+    fn failure(&self) -> Option<ExportError> {
+        self.failure.lock().expect("failure lock").take()
+    }
+
+    /// What the filter did and the layer's digests.
+    fn result(&self) -> (FilterStats, Digests) {
+        self.result.lock().expect("result lock").clone()
+    }
+}
+
+/// The `size` bytes written to `file`, read back in blocks, counted.
+fn spooled(
+    file: tokio::fs::File,
+    size: u64,
+    progress: Arc<dyn Progress>,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    stream::try_unfold((file, size), move |(mut file, left)| {
+        let progress = progress.clone();
+        async move {
+            if left == 0 {
+                return Ok(None);
+            }
+            let mut block = vec![0; left.min(upload::BLOCK_SIZE as u64) as usize];
+            file.read_exact(&mut block).await?;
+            let n = block.len() as u64;
+            progress.bytes(n);
+            Ok(Some((Bytes::from(block), (file, left - n))))
+        }
+    })
+}
+
+/// Chunks the export may run ahead of the upload. Chunks are at most a
+/// socket read (hyper reads up to ~400 KiB) or a compressed block, so this
+/// bounds the buffer to tens of MiB; in practice it holds a few.
+const READ_AHEAD: usize = 64;
+
+/// Runs `source` on a task of its own, up to `depth` items ahead of whoever
+/// reads the result: the engine's export and its import (or the temporary
+/// file) stall at different moments, and a stall on one side should not
+/// stop the other while there is room. Bounded, so memory stays flat; the
+/// task ends, dropping `source`, as soon as the result is dropped.
+fn read_ahead<S>(source: S, depth: usize) -> impl Stream<Item = S::Item> + Send + 'static
+where
+    S: Stream + Send + 'static,
+    S::Item: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(depth);
+    tokio::spawn(async move {
+        let mut source = std::pin::pin!(source);
+        loop {
+            let item = tokio::select! {
+                _ = tx.closed() => return,
+                item = source.next() => item,
+            };
+            let Some(item) = item else { return };
+            if tx.send(item).await.is_err() {
+                return;
+            }
+        }
+    });
+    stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
     })
 }
 

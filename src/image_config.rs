@@ -1,6 +1,6 @@
 //! The flattened image's config: the source image's whole container config
 //! and platform, over the one imported layer, with a history entry saying
-//! where it came from; and the config-only archive that installs it.
+//! where it came from; and the `docker load` archives that install it.
 
 use std::time::SystemTime;
 
@@ -100,15 +100,22 @@ pub fn config_only_archive(config_bytes: &[u8], diff_id: &str) -> std::io::Resul
     Ok(Bytes::from(builder.into_inner()?))
 }
 
-/// An OCI-layout archive for `docker load` on the containerd image store:
-/// index, manifest and config, but not the layer, which the import already
-/// put in the engine's content store under `layer.blob`. Returns the
-/// archive and the image ID the engine will give it (the manifest digest).
+/// An OCI-layout archive for `docker load` on the containerd image store,
+/// in two pieces around the layer blob, which the caller streams between
+/// them: `head` holds the layout, index, manifest and config and ends with
+/// the layer's tar header; `tail` pads the blob and ends the archive.
+pub struct OciArchive {
+    pub head: Bytes,
+    pub tail: Bytes,
+    /// The image ID the engine will give it: the manifest's digest.
+    pub id: String,
+}
+
 pub fn oci_archive(
     config_bytes: &[u8],
     layer: &Digests,
     platform: &Value,
-) -> std::io::Result<(Bytes, String)> {
+) -> std::io::Result<OciArchive> {
     let config_digest = image_id(config_bytes);
     let layer_type = layer.compression.layer_media_type();
     let manifest = serde_json::to_vec(&json!({
@@ -133,16 +140,48 @@ pub fn oci_archive(
         }],
     }))?;
     let blob = |digest: &str| format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
-    let files = [
+    let mut head = Vec::new();
+    for (name, data) in [
         (
             "oci-layout".to_owned(),
-            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+            &br#"{"imageLayoutVersion":"1.0.0"}"#[..],
         ),
-        (blob(&config_digest), config_bytes.to_vec()),
-        (blob(&manifest_digest), manifest),
-        ("index.json".to_owned(), index),
-    ];
-    Ok((tar_of(&files)?, manifest_digest))
+        (blob(&config_digest), config_bytes),
+        (blob(&manifest_digest), &manifest),
+        ("index.json".to_owned(), &index),
+    ] {
+        tar_header(&mut head, &name, data.len() as u64)?;
+        head.extend_from_slice(data);
+        head.resize(head.len() + padding(data.len() as u64), 0);
+    }
+    // Last, so the engine has read everything else when the big part comes.
+    tar_header(&mut head, &blob(&layer.blob), layer.blob_size)?;
+    let tail = vec![0; padding(layer.blob_size) + END_OF_ARCHIVE];
+    Ok(OciArchive {
+        head: Bytes::from(head),
+        tail: Bytes::from(tail),
+        id: manifest_digest,
+    })
+}
+
+/// Two zero blocks end a tar archive.
+const END_OF_ARCHIVE: usize = 1024;
+
+/// Zeros that round an entry of `size` bytes up to whole 512-byte blocks.
+fn padding(size: u64) -> usize {
+    ((512 - size % 512) % 512) as usize
+}
+
+fn tar_header(out: &mut Vec<u8>, name: &str, size: u64) -> std::io::Result<()> {
+    let mut header = tar::Header::new_ustar();
+    header.set_path(name)?;
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    out.extend_from_slice(header.as_bytes());
+    Ok(())
 }
 
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -156,20 +195,6 @@ pub fn platform(config: &Value) -> Value {
         }
     }
     platform
-}
-
-fn tar_of<N: AsRef<str>, D: AsRef<[u8]>>(files: &[(N, D)]) -> std::io::Result<Bytes> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (name, data) in files {
-        let data = data.as_ref();
-        let mut header = tar::Header::new_ustar();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        header.set_entry_type(tar::EntryType::Regular);
-        builder.append_data(&mut header, name.as_ref(), data)?;
-    }
-    Ok(Bytes::from(builder.into_inner()?))
 }
 
 #[cfg(test)]
@@ -230,43 +255,53 @@ mod tests {
     }
 
     #[test]
-    fn oci_archive_references_the_uploaded_blob() {
+    fn oci_archive_carries_the_layer_between_head_and_tail() {
+        let blob = b"not really zstd, but bytes of an odd length".to_vec();
         let layer = Digests {
             diff_id: "sha256:d".into(),
-            blob: "sha256:b".into(),
-            blob_size: 42,
+            blob: image_id(&blob),
+            blob_size: blob.len() as u64,
             compression: crate::upload::Compression::Zstd,
         };
         let config = br#"{"architecture":"arm64","variant":"v8","os":"linux"}"#;
         let value: Value = serde_json::from_slice(config).unwrap();
-        let (bytes, id) = oci_archive(config, &layer, &platform(&value)).unwrap();
-        let mut files = std::collections::BTreeMap::new();
-        for e in tar::Archive::new(&bytes[..]).entries().unwrap() {
+        let archive = oci_archive(config, &layer, &platform(&value)).unwrap();
+        let whole = [&archive.head[..], &blob, &archive.tail].concat();
+        assert_eq!(whole.len() % 512, 0);
+        let mut files = Vec::new();
+        for e in tar::Archive::new(&whole[..]).entries().unwrap() {
             let mut e = e.unwrap();
             let name = e.path().unwrap().display().to_string();
             let mut data = Vec::new();
             std::io::Read::read_to_end(&mut e, &mut data).unwrap();
-            files.insert(name, data);
+            files.push((name, data));
         }
-        let manifest_name = format!("blobs/sha256/{}", id.trim_start_matches("sha256:"));
-        let manifest: Value = serde_json::from_slice(&files[&manifest_name]).unwrap();
-        assert_eq!(image_id(&files[&manifest_name]), id);
-        assert_eq!(manifest["layers"][0]["digest"], "sha256:b");
-        assert_eq!(manifest["layers"][0]["size"], 42);
+        let file = |name: &str| &files.iter().find(|(n, _)| n == name).unwrap().1;
+        let hex = |d: &str| d.trim_start_matches("sha256:").to_owned();
+        let manifest_name = format!("blobs/sha256/{}", hex(&archive.id));
+        let manifest: Value = serde_json::from_slice(file(&manifest_name)).unwrap();
+        assert_eq!(image_id(file(&manifest_name)), archive.id);
+        assert_eq!(manifest["layers"][0]["digest"], layer.blob.as_str());
+        assert_eq!(manifest["layers"][0]["size"], blob.len());
         assert_eq!(
             manifest["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd",
             "the media type says how the blob is compressed"
         );
         assert_eq!(manifest["config"]["digest"], image_id(config));
-        let index: Value = serde_json::from_slice(&files["index.json"]).unwrap();
+        assert_eq!(
+            file(&format!("blobs/sha256/{}", hex(&image_id(config)))),
+            config
+        );
+        let index: Value = serde_json::from_slice(file("index.json")).unwrap();
         assert_eq!(
             index["manifests"][0]["platform"],
             json!({"architecture":"arm64","os":"linux","variant":"v8"})
         );
-        assert!(
-            !files.keys().any(|k| k.ends_with("/b")),
-            "the layer is not in the archive"
+        assert_eq!(
+            files.last().unwrap().0,
+            format!("blobs/sha256/{}", hex(&layer.blob))
         );
+        assert_eq!(files.last().unwrap().1, blob, "the layer comes last, whole");
     }
 
     #[test]

@@ -14,7 +14,12 @@ use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub enum Stage {
     Inspect,
     Create,
+    /// The export into an import.
     Stream,
+    /// The export into a temporary layer file.
+    Spool,
+    /// The layer file and the config into `docker load`.
+    Load,
     /// The dry run's read of the image's layers.
     Read,
     Configure,
@@ -204,6 +209,8 @@ impl Reporter {
             Stage::Inspect => format!("Inspecting {what}"),
             Stage::Create => format!("Creating a temporary container from {what}"),
             Stage::Stream => "Exporting the container into an import".to_owned(),
+            Stage::Spool => "Exporting the container into a compressed layer file".to_owned(),
+            Stage::Load => format!("Loading the layer with the config and platform of {what}"),
             Stage::Read => format!("Reading the layers of {what}"),
             Stage::Configure => format!("Applying the config and platform of {what}"),
             Stage::Tag => format!("Tagging {what}"),
@@ -223,7 +230,10 @@ impl Progress for Reporter {
                 ProgressBar::hidden()
             }
             Mode::Bars => {
-                let bytes = matches!(stage, Stage::Stream | Stage::Read);
+                let bytes = matches!(
+                    stage,
+                    Stage::Stream | Stage::Spool | Stage::Load | Stage::Read
+                );
                 let total = bytes.then(|| *self.expected.lock().expect("reporter lock"));
                 let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
                 bar.set_style(live_style(bytes, terminal_width()));

@@ -1,4 +1,5 @@
-//! What goes up to the image import: the filtered tar, as it is or
+//! What goes up to the engine (an import, or a temporary file and then a
+//! load): the filtered tar, as it is or
 //! compressed (gzip or zstd) on every core, and the digests the image config
 //! (diff ID) and manifest (blob digest and size) need.
 //!

@@ -90,7 +90,7 @@ fn supported_modes() -> Vec<&'static str> {
 /// A `--compression` value this engine cannot take, if any.
 fn unsupported_mode() -> Option<&'static str> {
     match image_store() {
-        // It would gzip a plain upload itself, under a digest nobody knows.
+        // It would keep (and push) the layer uncompressed.
         ImageStore::Containerd => Some("none"),
         ImageStore::GraphDriver if graphdriver_takes_zstd() => None,
         ImageStore::GraphDriver => Some("zstd"),

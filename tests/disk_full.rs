@@ -1,11 +1,13 @@
-//! The engine's disk fills up in the middle of the import: the flatten must
-//! fail with the engine's reason, create no TAG, and leave nothing behind.
-//! It runs against a private engine on a 120 MiB tmpfs (whatever engine the
-//! other tests use), holding a 40 MB image that vfs copies for the container.
+//! A disk fills up mid-flatten: the engine's, in the middle of the import,
+//! or the client's TMPDIR, where the containerd store's path keeps the
+//! compressed layer. The flatten must fail with the reason and the place,
+//! create no TAG, and leave nothing behind. The engine's disk is a private
+//! engine on a 120 MiB tmpfs (whatever engine the other tests use), holding
+//! a 40 MB image that vfs copies for the container; TMPDIR is a 1 MiB tmpfs.
 
 mod support;
 
-use support::small_engine::SmallEngine;
+use support::small_engine::{mount_tmpfs, SmallEngine};
 use support::*;
 
 #[test]
@@ -69,5 +71,73 @@ fn a_full_disk_fails_clearly_and_leaves_nothing() {
         engine.lines(&["images", "-aq", "--no-trunc"]),
         before_images,
         "an image was left"
+    );
+}
+
+/// A tmpfs of `mib` MiB, unmounted when dropped.
+struct SmallDir {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDir {
+    fn mount(mib: u32) -> SmallDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        mount_tmpfs(dir.path(), mib);
+        SmallDir { dir }
+    }
+}
+
+impl Drop for SmallDir {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The containerd store's path writes the compressed layer to an unnamed
+/// file in TMPDIR before the load: when that fills up, the flatten says so
+/// and where, and leaves nothing. The graphdriver path streams straight
+/// into the import and needs no room there.
+#[test]
+fn a_full_tmpdir_fails_clearly_where_the_layer_is_spooled() {
+    let cli = Cli::new();
+    let source = source_image();
+    let target = existing_tag();
+    // The source's 2 MiB of random data cannot fit.
+    let small = SmallDir::mount(1);
+    let before = dangling_volumes();
+    let mut cmd = cli.command(&["flatten", &source.image.reference, &target.reference]);
+    cmd.env("TMPDIR", small.dir.path());
+    let out = run_with_timeout(cmd, std::time::Duration::from_secs(300));
+    let err = text(&out.stderr);
+    if containerd_store() {
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let line = err.lines().last().unwrap_or_default();
+        let dir = small.dir.path().display().to_string();
+        for needle in [
+            "writing the flattened layer",
+            &dir,
+            "No space left on device",
+            "set TMPDIR",
+            &format!("{} is unchanged", target.reference),
+        ] {
+            assert!(line.contains(needle), "no {needle:?} in: {err}");
+        }
+        assert!(out.stdout.is_empty());
+        assert_eq!(inspect(&target.reference)["Id"], target.id.as_str());
+        assert_nothing_left(&source, &before, &[], "a full TMPDIR");
+    } else {
+        assert!(out.status.success(), "{err}");
+        let flat = TestImage::track(&target.reference);
+        assert_eq!(image_layer_count(&flat.reference), 1);
+        assert_nothing_left(&source, &before, &[&flat.id], "a small TMPDIR");
+    }
+    assert_eq!(
+        std::fs::read_dir(small.dir.path())
+            .expect("read TMPDIR")
+            .count(),
+        0,
+        "the spooled layer is an unnamed file: nothing may stay in TMPDIR"
     );
 }

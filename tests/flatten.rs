@@ -414,7 +414,11 @@ fn quiet_prints_only_the_id_and_plain_progress_otherwise() {
         "Inspecting",
         "Creating a temporary container",
         "Exporting",
-        "Applying the config",
+        if containerd_store() {
+            "Loading the layer with the config"
+        } else {
+            "Applying the config"
+        },
         "Tagging",
     ] {
         assert!(

@@ -367,9 +367,26 @@ impl ImageSpec {
     /// [`config_digest`](super::fsview::SavedImage::config_digest) that
     /// `docker save` gives back on either store.
     pub fn config_digest(&self, reference: &str) -> String {
-        let tars: Vec<Vec<u8>> = self.layers.iter().map(|l| layer_tar(l)).collect();
-        let config = self.config_json(&tars, &with_tag(reference));
+        let reference = with_tag(reference);
+        let config = self.config_json(&self.layer_tars(&reference), &reference);
         format!("sha256:{}", sha256_hex(&config))
+    }
+
+    /// The layer tars as `docker load` gets them for `reference` (tagged).
+    ///
+    /// On the containerd store, an image loaded while another has the very
+    /// same layers is not unpacked and never claims their snapshots: when
+    /// the other (another test's) goes, this one breaks ("snapshot ... does
+    /// not exist"). There a comment naming the image at the top of its top
+    /// layer makes its chain its own; every extractor ignores it.
+    fn layer_tars(&self, reference: &str) -> Vec<Vec<u8>> {
+        let mut tars: Vec<Vec<u8>> = self.layers.iter().map(|l| layer_tar(l)).collect();
+        if containerd_store() {
+            if let Some(top) = tars.last_mut() {
+                top.splice(0..0, pax_global_comment(reference));
+            }
+        }
+        tars
     }
 }
 
@@ -395,7 +412,7 @@ pub fn write_docker_archive(spec: &ImageSpec, reference: &str, out: &Path) -> St
 /// [`write_docker_archive`], also returning the layers' diff_ids.
 fn write_archive(spec: &ImageSpec, reference: &str, out: &Path) -> (String, Vec<String>) {
     let reference = with_tag(reference);
-    let tars: Vec<Vec<u8>> = spec.layers.iter().map(|l| layer_tar(l)).collect();
+    let tars = spec.layer_tars(&reference);
     let config = spec.config_json(&tars, &reference);
     let config_hex = sha256_hex(&config);
 
@@ -437,6 +454,27 @@ fn write_archive(spec: &ImageSpec, reference: &str, out: &Path) -> (String, Vec<
     );
     outer.into_inner().expect("finish docker-archive");
     (format!("sha256:{config_hex}"), diff_ids)
+}
+
+/// A PAX global header whose only record is `comment=<comment>`.
+fn pax_global_comment(comment: &str) -> Vec<u8> {
+    let body = format!(" comment={comment}\n");
+    // The record's length counts its own digits.
+    let mut len = body.len() + 1;
+    while format!("{len}{body}").len() != len {
+        len += 1;
+    }
+    let record = format!("{len}{body}");
+    let mut header = Header::new_ustar();
+    header.set_entry_type(EntryType::XGlobalHeader);
+    header.set_path("pax_global_header").expect("short path");
+    header.set_mode(0o644);
+    header.set_size(record.len() as u64);
+    header.set_cksum();
+    let mut out = header.as_bytes().to_vec();
+    out.extend_from_slice(record.as_bytes());
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
 }
 
 /// Builds `spec`, `docker load`s it as `reference` and returns a guard that

@@ -28,16 +28,7 @@ impl SmallEngine {
         let dir = PathBuf::from("/run").join(&name);
         let data = dir.join("data");
         std::fs::create_dir_all(&data).expect("create the engine's dir");
-        let mount = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(&data)
-            .output()
-            .expect("run mount");
-        assert!(
-            mount.status.success(),
-            "mount tmpfs: {}",
-            text(&mount.stderr)
-        );
+        mount_tmpfs(&data, mib);
         // The machine's /etc/docker/daemon.json must not apply to this engine.
         std::fs::write(dir.join("daemon.json"), "{}").expect("write daemon.json");
         let host = format!("unix://{}", dir.join("docker.sock").display());
@@ -113,4 +104,19 @@ impl Drop for SmallEngine {
         let _ = Command::new("umount").arg(self.dir.join("data")).status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Mounts a tmpfs of `mib` MiB on `dir` (as root).
+pub fn mount_tmpfs(dir: &std::path::Path, mib: u32) {
+    let mount = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+        .arg(dir)
+        .output()
+        .expect("run mount");
+    assert!(
+        mount.status.success(),
+        "mounting a tmpfs on {} needs root: {}",
+        dir.display(),
+        text(&mount.stderr)
+    );
 }
