@@ -27,6 +27,7 @@ Options:
                    instead of building this checkout (./install.sh into a
                    private DOCKER_CONFIG; ~/.docker is left alone)
   --out DIR        results dir (default bench/results/<UTC time>-<store>)
+  --settle N       seconds to let the engine settle after each run (default 10)
   --build-only     only build (or find cached) the source images
   --clean          also remove the cached source images at the end
   --clean-only     only remove the cached source images, then exit
@@ -41,7 +42,7 @@ bench_dir=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 repo_dir=$(dirname -- "$bench_dir")
 
 sizes=100,1024,4096 runs=3 with_squash=false no_squash=false installed=false
-out='' build_only=false clean=false clean_only=false
+out='' build_only=false clean=false clean_only=false settle_seconds=10
 while [[ $# -gt 0 ]]; do
   case $1 in
     --sizes) [[ $# -ge 2 ]] || die "--sizes needs a value"; sizes=$2; shift ;;
@@ -50,6 +51,8 @@ while [[ $# -gt 0 ]]; do
     --runs=*) runs=${1#*=} ;;
     --out) [[ $# -ge 2 ]] || die "--out needs a value"; out=$2; shift ;;
     --out=*) out=${1#*=} ;;
+    --settle) [[ $# -ge 2 ]] || die "--settle needs a value"; settle_seconds=$2; shift ;;
+    --settle=*) settle_seconds=${1#*=} ;;
     --with-squash) with_squash=true ;;
     --no-squash) no_squash=true ;;
     --installed) installed=true ;;
@@ -63,6 +66,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $sizes =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--sizes must be MiB numbers separated by commas, got '$sizes'"
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive number, got '$runs'"
+[[ $settle_seconds =~ ^[0-9]+$ ]] || die "--settle must be whole seconds, got '$settle_seconds'"
 IFS=, read -ra size_list <<<"$sizes"
 for s in "${size_list[@]}"; do ((s >= 10)) || die "sizes must be at least 10 MiB, got $s"; done
 
@@ -248,6 +252,15 @@ out=$(cd -- "$out" && pwd)
 
 q() { printf '%q' "$1"; }
 
+# Removing an image frees its files in the background (the containerd store
+# collects garbage asynchronously), and each run leaves dirty pages behind:
+# let both finish so that no run pays for the one before it.
+settle() {
+  sync
+  sleep "$settle_seconds"
+  sync
+}
+
 for size in "${size_list[@]}"; do
   src=$(src_tag "$size")
   repo=$(out_repo "$size")
@@ -266,6 +279,7 @@ for size in "${size_list[@]}"; do
   fi
   for name in "${names[@]}"; do echo "command $size $name: ${cmd[$name]}"; done >>"$out/env.txt"
   declare -A failed=()
+  settle
   for ((r = 1; r <= runs; r++)); do
     # Alternate the commands, starting each round one further along, so that
     # none of them is always first after the previous one's cleanup.
@@ -294,6 +308,7 @@ for size in "${size_list[@]}"; do
         tail -n 15 "$logf" "$logf.hyperfine" >&2 || true
       fi
       docker rmi -f "$tag" >/dev/null 2>&1 || true
+      settle
     done
   done
   # Peak memory of the plugin: the binary itself, without the docker CLI.

@@ -993,22 +993,26 @@ fn spooled(
     })
 }
 
-/// Chunks the export may run ahead of the upload. Chunks are at most a
-/// socket read (hyper reads up to ~400 KiB) or a compressed block, so this
-/// bounds the buffer to tens of MiB; in practice it holds a few.
-const READ_AHEAD: usize = 64;
+/// Bytes the export may run ahead of the upload: enough to ride out the
+/// engine's stalls, small against the 64 MiB the plugin may use.
+const READ_AHEAD: usize = 16 << 20;
 
-/// Runs `source` on a task of its own, up to `depth` items ahead of whoever
-/// reads the result: the engine's export and its import (or the temporary
-/// file) stall at different moments, and a stall on one side should not
-/// stop the other while there is room. Bounded, so memory stays flat; the
-/// task ends, dropping `source`, as soon as the result is dropped.
-fn read_ahead<S>(source: S, depth: usize) -> impl Stream<Item = S::Item> + Send + 'static
+/// Runs `source` on a task of its own, up to `budget` bytes ahead of
+/// whoever reads the result: the engine's export and its import (or the
+/// temporary file) stall at different moments, and a stall on one side
+/// should not stop the other while there is room. Bounded in bytes, so
+/// memory stays flat; the task ends, dropping `source`, as soon as the
+/// result is dropped.
+fn read_ahead<S>(
+    source: S,
+    budget: usize,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static
 where
-    S: Stream + Send + 'static,
-    S::Item: Send + 'static,
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
 {
-    let (tx, rx) = tokio::sync::mpsc::channel(depth);
+    let room = Arc::new(tokio::sync::Semaphore::new(budget));
+    // The byte budget is the real bound; the count only caps tiny chunks.
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
     tokio::spawn(async move {
         let mut source = std::pin::pin!(source);
         loop {
@@ -1017,13 +1021,22 @@ where
                 item = source.next() => item,
             };
             let Some(item) = item else { return };
-            if tx.send(item).await.is_err() {
+            // A chunk bigger than the whole budget waits for all of it.
+            let size = item.as_ref().map_or(0, Bytes::len).min(budget);
+            let permit = tokio::select! {
+                _ = tx.closed() => return,
+                permit = room.clone().acquire_many_owned(size as u32) => {
+                    permit.expect("the semaphore is never closed")
+                }
+            };
+            if tx.send((item, permit)).await.is_err() {
                 return;
             }
         }
     });
+    // The permit goes with the chunk: its room is free once the chunk is taken.
     stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+        rx.recv().await.map(|(item, _permit)| (item, rx))
     })
 }
 
