@@ -745,10 +745,7 @@ impl Flattener {
             failure.clone(),
             result.clone(),
         );
-        Ok((
-            read_ahead(body, READ_AHEAD),
-            ExportStatus { failure, result },
-        ))
+        Ok((body, ExportStatus { failure, result }))
     }
 
     /// Gives the imported layer the source's config through `docker load` of
@@ -874,7 +871,8 @@ impl Flattener {
 /// The export stream, filtered, encoded, counted, and turned into an error
 /// the moment anything goes wrong so the import is aborted, never completed
 /// on a truncated archive. It reads the export only when everything encoded
-/// so far has been taken: the consumer's pace is the backpressure.
+/// so far has been taken: the consumer's pace (the import, or the temporary
+/// file) is the backpressure.
 fn filtered(
     export: impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static,
     preamble: Option<Bytes>,
@@ -990,53 +988,6 @@ fn spooled(
             progress.bytes(n);
             Ok(Some((Bytes::from(block), (file, left - n))))
         }
-    })
-}
-
-/// Bytes the export may run ahead of the upload: enough to ride out the
-/// engine's stalls, small against the 64 MiB the plugin may use.
-const READ_AHEAD: usize = 16 << 20;
-
-/// Runs `source` on a task of its own, up to `budget` bytes ahead of
-/// whoever reads the result: the engine's export and its import (or the
-/// temporary file) stall at different moments, and a stall on one side
-/// should not stop the other while there is room. Bounded in bytes, so
-/// memory stays flat; the task ends, dropping `source`, as soon as the
-/// result is dropped.
-fn read_ahead<S>(
-    source: S,
-    budget: usize,
-) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static
-where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
-{
-    let room = Arc::new(tokio::sync::Semaphore::new(budget));
-    // The byte budget is the real bound; the count only caps tiny chunks.
-    let (tx, rx) = tokio::sync::mpsc::channel(1024);
-    tokio::spawn(async move {
-        let mut source = std::pin::pin!(source);
-        loop {
-            let item = tokio::select! {
-                _ = tx.closed() => return,
-                item = source.next() => item,
-            };
-            let Some(item) = item else { return };
-            // A chunk bigger than the whole budget waits for all of it.
-            let size = item.as_ref().map_or(0, Bytes::len).min(budget);
-            let permit = tokio::select! {
-                _ = tx.closed() => return,
-                permit = room.clone().acquire_many_owned(size as u32) => {
-                    permit.expect("the semaphore is never closed")
-                }
-            };
-            if tx.send((item, permit)).await.is_err() {
-                return;
-            }
-        }
-    });
-    // The permit goes with the chunk: its room is free once the chunk is taken.
-    stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|(item, _permit)| (item, rx))
     })
 }
 
