@@ -327,13 +327,14 @@ impl Flattener {
 
         progress.begin(Stage::Create, image);
         let container = self
-            .create_container(&source_id, "", format!("creating a container from {image}"))
+            .create_container(&source_id, format!("creating a container from {image}"))
             .await?;
 
         let provenance = Provenance {
             reference: image,
             layers: layers_before,
         };
+        progress.expect_bytes(size_before);
         let (id, filter) = match store {
             Store::Graphdriver => {
                 self.through_import(&container, &source, image, &provenance, progress.clone())
@@ -497,12 +498,7 @@ impl Flattener {
     }
 
     /// Creates (never starts) a container of this run from `image_id`.
-    async fn create_container(
-        &self,
-        image_id: &str,
-        suffix: &str,
-        step: String,
-    ) -> Result<String, FlattenError> {
+    async fn create_container(&self, image_id: &str, step: String) -> Result<String, FlattenError> {
         let body = ContainerCreateBody {
             image: Some(image_id.to_owned()),
             cmd: Some(vec![PLACEHOLDER_CMD.to_owned()]),
@@ -517,7 +513,7 @@ impl Flattener {
             }),
             ..Default::default()
         };
-        let name = format!("docker-flatten-{}{suffix}", self.run_id);
+        let name = format!("docker-flatten-{}", self.run_id);
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
         let response = self
             .docker
@@ -539,7 +535,6 @@ impl Flattener {
         provenance: &Provenance<'_>,
         progress: Arc<dyn Progress>,
     ) -> Result<(String, FilterStats), FlattenError> {
-        progress.expect_bytes(layers_and_size(source).1);
         progress.begin(Stage::Stream, image);
         let (body, export) = self
             .export_stream(container, image, None, Compression::None, progress.clone())
@@ -644,7 +639,6 @@ impl Flattener {
         compression: Compression,
         progress: Arc<dyn Progress>,
     ) -> Result<(String, FilterStats), FlattenError> {
-        progress.expect_bytes(layers_and_size(source).1);
         progress.begin(Stage::Spool, image);
         // The store keys a layer's snapshot by its digest, and a loaded
         // image whose snapshot already exists (another flatten of the same

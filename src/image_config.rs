@@ -85,19 +85,11 @@ pub fn config_only_archive(config_bytes: &[u8], diff_id: &str) -> std::io::Resul
         "RepoTags": null,
         "Layers": [layer],
     }]))?;
-    let mut builder = tar::Builder::new(Vec::new());
-    for (name, data) in [
-        (config_name.as_str(), config_bytes),
-        ("manifest.json", &manifest[..]),
-    ] {
-        let mut header = tar::Header::new_ustar();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        header.set_entry_type(tar::EntryType::Regular);
-        builder.append_data(&mut header, name, data)?;
-    }
-    Ok(Bytes::from(builder.into_inner()?))
+    let mut archive = Vec::new();
+    append_file(&mut archive, &config_name, config_bytes)?;
+    append_file(&mut archive, "manifest.json", &manifest)?;
+    archive.resize(archive.len() + END_OF_ARCHIVE, 0);
+    Ok(Bytes::from(archive))
 }
 
 /// An OCI-layout archive for `docker load` on the containerd image store,
@@ -150,9 +142,7 @@ pub fn oci_archive(
         (blob(&manifest_digest), &manifest),
         ("index.json".to_owned(), &index),
     ] {
-        tar_header(&mut head, &name, data.len() as u64)?;
-        head.extend_from_slice(data);
-        head.resize(head.len() + padding(data.len() as u64), 0);
+        append_file(&mut head, &name, data)?;
     }
     // Last, so the engine has read everything else when the big part comes.
     tar_header(&mut head, &blob(&layer.blob), layer.blob_size)?;
@@ -170,6 +160,14 @@ const END_OF_ARCHIVE: usize = 1024;
 /// Zeros that round an entry of `size` bytes up to whole 512-byte blocks.
 fn padding(size: u64) -> usize {
     ((512 - size % 512) % 512) as usize
+}
+
+/// A regular file entry: header, `data`, padding.
+fn append_file(out: &mut Vec<u8>, name: &str, data: &[u8]) -> std::io::Result<()> {
+    tar_header(out, name, data.len() as u64)?;
+    out.extend_from_slice(data);
+    out.resize(out.len() + padding(data.len() as u64), 0);
+    Ok(())
 }
 
 fn tar_header(out: &mut Vec<u8>, name: &str, size: u64) -> std::io::Result<()> {

@@ -15,18 +15,10 @@ use support::*;
 /// Compressible data, different in every MiB, so that a gzip upload is
 /// several members and a member out of order would change the files.
 fn data(len: usize) -> Vec<u8> {
-    let mut x = 0x853c_49e6_748f_ea9bu64;
-    (0..len)
-        .map(|i| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if i % 4 == 0 {
-                (x >> 32) as u8
-            } else {
-                b"flatten "[i % 8]
-            }
-        })
+    pseudo_random(len, 0x853c_49e6_748f_ea9b)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| if i % 4 == 0 { r } else { b"flatten "[i % 8] })
         .collect()
 }
 
