@@ -60,7 +60,9 @@ fn flatten_through(
 ) -> TestImage {
     let tag = unique(&format!("select-{way}"));
     let mut cmd: Command = cli.command(&[globals, &["flatten", &source.reference, &tag]].concat());
-    cmd.env_remove("DOCKER_HOST").env_remove("DOCKER_CONTEXT");
+    cmd.env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_API_VERSION");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -206,6 +208,61 @@ fn docker_api_version_pins_every_request() {
         out.status.code() == Some(1) || out.status.code() == Some(0),
         "{}",
         text(&out.stderr)
+    );
+}
+
+/// The newest API version the plugin speaks (its client library's default):
+/// negotiation may only lower it.
+const PLUGIN_API: (u32, u32) = (1, 53);
+
+fn api_version(text: &str) -> (u32, u32) {
+    let parse = || {
+        let (major, minor) = text.trim().split_once('.')?;
+        Some((major.parse().ok()?, minor.parse().ok()?))
+    };
+    parse().unwrap_or_else(|| panic!("not an API version: {text:?}"))
+}
+
+#[test]
+fn requests_carry_the_version_negotiated_with_the_engine() {
+    let engine = api_version(&docker_ok(&[
+        "version",
+        "--format",
+        "{{.Server.APIVersion}}",
+    ]));
+    // Every engine the suite runs on is older than the plugin's default, so
+    // a plugin that skipped negotiation would send the wrong version.
+    let (major, minor) = engine.min(PLUGIN_API);
+    let agreed = format!(" /v{major}.{minor}/");
+    let source = image("select-negotiated");
+    let proxy = Proxy::start(None);
+    let cli = Cli::new();
+    flatten_through(
+        &cli,
+        &proxy,
+        &[],
+        &["-H", &proxy.host()],
+        &source,
+        "negotiated",
+    );
+    let requests = proxy.requests();
+    // Only the requests that negotiate may go without a version.
+    let negotiating = |r: &&String| r.contains(" /_ping ") || r.contains(" /version ");
+    let (unversioned, versioned): (Vec<&String>, Vec<&String>) =
+        requests.iter().partition(negotiating);
+    assert!(
+        !unversioned.is_empty(),
+        "no negotiation reached the engine: {requests:#?}"
+    );
+    assert!(
+        versioned.len() >= 4,
+        "too few requests to tell: {requests:#?}"
+    );
+    assert!(
+        versioned.iter().all(|r| r.contains(&agreed)),
+        "a request without the agreed version{agreed}(engine API {}.{}): {requests:#?}",
+        engine.0,
+        engine.1
     );
 }
 
