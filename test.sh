@@ -171,7 +171,7 @@ cargo test --locked --no-run
 declare -A counts
 failed=false total_passed=0 total_failed=0
 for e in "${engines[@]}"; do
-  say "cargo test --locked ${cargo_args[*]} on ${described[$e]}"
+  say "cargo test --locked${cargo_args[*]:+ ${cargo_args[*]}} on ${described[$e]}"
   log=$(mktemp)
   t0=$SECONDS
   rc=0
