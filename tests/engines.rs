@@ -152,3 +152,162 @@ fn is_layer(head: &[u8]) -> bool {
         || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
         || head.get(257..262) == Some(b"ustar")
 }
+
+/// A host and a foreign platform, two layers each.
+fn two_platforms() -> Vec<ImageSpec> {
+    let (arch, variant) = foreign_architecture();
+    let layers = |tag: &str| {
+        vec![
+            vec![Entry::file(format!("base-{tag}"), pseudo_random(4_000, 3))],
+            vec![Entry::file(format!("top-{tag}"), tag)],
+        ]
+    };
+    let foreign = ImageSpec {
+        architecture: arch.into(),
+        variant: variant.map(Into::into),
+        ..ImageSpec::new(layers("foreign"))
+    };
+    vec![ImageSpec::new(layers("host")), foreign]
+}
+
+/// The files of a container created (never started) for `platform`.
+fn exported_for(reference: &str, platform: &str) -> Result<Vec<String>, String> {
+    let name = unique("engines-ctr");
+    let out = docker(&[
+        "create",
+        "--platform",
+        platform,
+        "--network",
+        "none",
+        "--name",
+        &name,
+        reference,
+        "/x",
+    ]);
+    if !out.status.success() {
+        return Err(text(&out.stderr));
+    }
+    let container = TestContainer {
+        id: text(&out.stdout).trim().to_owned(),
+    };
+    let export = docker(&["export", &container.id]);
+    check_ok(&export, "docker export");
+    let mut names = Vec::new();
+    for entry in tar::Archive::new(&export.stdout[..])
+        .entries()
+        .expect("a tar")
+    {
+        let entry = entry.expect("a tar entry");
+        names.push(String::from_utf8_lossy(&entry.path_bytes()).into_owned());
+    }
+    Ok(names)
+}
+
+/// `GET /images/json?manifests=1` of the engine under test (API 1.48+):
+/// per platform of `id`, whether its content is present and the bytes
+/// unpacked for it.
+fn manifests_of(id: &str, api: (u32, u32)) -> Vec<(String, bool, u64)> {
+    let host = docker_host();
+    let socket = host.strip_prefix("unix://").expect("a unix socket engine");
+    let url = format!("http://engine/v{}.{}/images/json?manifests=1", api.0, api.1);
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "--unix-socket", socket, &url])
+        .output()
+        .expect("run curl");
+    assert!(out.status.success(), "curl {url}: {}", text(&out.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let image = list
+        .as_array()
+        .and_then(|l| l.iter().find(|i| i["Id"] == id))
+        .unwrap_or_else(|| panic!("{id} not listed"));
+    image["Manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no Manifests for {id}: {image}"))
+        .iter()
+        .filter(|m| m["Kind"] == "image")
+        .map(|m| {
+            let p = &m["ImageData"]["Platform"];
+            let mut platform = format!(
+                "{}/{}",
+                p["os"].as_str().unwrap_or(""),
+                p["architecture"].as_str().unwrap_or("")
+            );
+            if let Some(v) = p["variant"].as_str() {
+                platform = format!("{platform}/{v}");
+            }
+            let unpacked = m["ImageData"]["Size"]["Unpacked"].as_u64().unwrap_or(0);
+            (platform, m["Available"] == true, unpacked)
+        })
+        .collect()
+}
+
+/// What multi-platform support builds on. A graphdriver loads one platform
+/// (what `manifest.json` lists). The containerd store keeps them all under
+/// one name whose ID is the index digest, shows the host platform's config,
+/// and creates a container for another platform from its content. Engine
+/// 28 (API 1.48+) lists each platform and unpacks only the host's at load;
+/// Engine 26.1 lists none. From API 1.49 `inspect --platform` picks a
+/// platform's config.
+#[test]
+fn a_multi_platform_image_keeps_every_platform_on_the_containerd_store() {
+    let specs = two_platforms();
+    let (image, written) = load_multi_platform(&specs, &unique("engines-multi"));
+    let (host, foreign) = (&written.platforms[0], &written.platforms[1]);
+    let info = inspect(&image.reference);
+    assert_eq!(info["Architecture"], specs[0].architecture.as_str());
+    let api = engine_api();
+    match image_store() {
+        ImageStore::GraphDriver => {
+            assert_eq!(info["Id"], host.config.as_str());
+            assert_eq!(info["RootFS"]["Layers"], serde_json::json!(host.diff_ids));
+            let refused = exported_for(&image.reference, &foreign.platform);
+            assert!(
+                refused.is_err(),
+                "a graphdriver made a {} container",
+                foreign.platform
+            );
+        }
+        ImageStore::Containerd => {
+            assert_eq!(info["Id"], written.index.as_str());
+            // Before any container: what the load itself unpacked.
+            if api >= (1, 48) {
+                let listed = manifests_of(&written.index, api);
+                let want = vec![
+                    (host.platform.clone(), true, true),
+                    (foreign.platform.clone(), true, false),
+                ];
+                let got: Vec<(String, bool, bool)> =
+                    listed.into_iter().map(|(p, a, u)| (p, a, u > 0)).collect();
+                assert_eq!(got, want, "(platform, content present, unpacked)");
+            } else {
+                let listed = docker(&["image", "ls", "--tree"]);
+                assert!(
+                    !listed.status.success(),
+                    "--tree listed platforms below API 1.47"
+                );
+            }
+            let files = exported_for(&image.reference, &foreign.platform)
+                .expect("create for the foreign platform");
+            assert!(files.iter().any(|f| f == "top-foreign"), "{files:?}");
+            assert!(!files.iter().any(|f| f == "top-host"), "{files:?}");
+            let inspected = docker(&[
+                "image",
+                "inspect",
+                "--platform",
+                &foreign.platform,
+                "--format",
+                "{{.Architecture}}",
+                &image.reference,
+            ]);
+            if api >= (1, 49) {
+                check_ok(&inspected, "inspect --platform");
+                assert_eq!(text(&inspected.stdout).trim(), specs[1].architecture);
+            } else {
+                assert!(
+                    !inspected.status.success(),
+                    "inspect --platform worked below API 1.49"
+                );
+            }
+        }
+    }
+}

@@ -379,7 +379,7 @@ impl ImageSpec {
     /// the other (another test's) goes, this one breaks ("snapshot ... does
     /// not exist"). There a comment naming the image at the top of its top
     /// layer makes its chain its own; every extractor ignores it.
-    fn layer_tars(&self, reference: &str) -> Vec<Vec<u8>> {
+    pub fn layer_tars(&self, reference: &str) -> Vec<Vec<u8>> {
         let mut tars: Vec<Vec<u8>> = self.layers.iter().map(|l| layer_tar(l)).collect();
         if containerd_store() {
             if let Some(top) = tars.last_mut() {
@@ -419,16 +419,7 @@ fn write_archive(spec: &ImageSpec, reference: &str, out: &Path) -> (String, Vec<
     let mut outer = tar::Builder::new(
         std::fs::File::create(out).unwrap_or_else(|e| panic!("create {}: {e}", out.display())),
     );
-    let mut add = |name: &str, data: &[u8]| {
-        let mut h = Header::new_ustar();
-        h.set_entry_type(EntryType::Regular);
-        h.set_mode(0o644);
-        h.set_mtime(DEFAULT_MTIME);
-        h.set_size(data.len() as u64);
-        outer
-            .append_data(&mut h, name, data)
-            .unwrap_or_else(|e| panic!("write {name} into docker-archive: {e}"));
-    };
+    let mut add = |name: &str, data: &[u8]| archive_member(&mut outer, name, data);
     let mut layer_paths = Vec::new();
     let mut diff_ids = Vec::new();
     let mut written = std::collections::BTreeSet::new();
@@ -454,6 +445,30 @@ fn write_archive(spec: &ImageSpec, reference: &str, out: &Path) -> (String, Vec<
     );
     outer.into_inner().expect("finish docker-archive");
     (format!("sha256:{config_hex}"), diff_ids)
+}
+
+/// A regular file `name` in an image archive (not in a layer: no metadata
+/// worth choosing).
+pub fn archive_member<W: std::io::Write>(archive: &mut tar::Builder<W>, name: &str, data: &[u8]) {
+    let mut h = Header::new_ustar();
+    h.set_entry_type(EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_mtime(DEFAULT_MTIME);
+    h.set_size(data.len() as u64);
+    archive
+        .append_data(&mut h, name, data)
+        .unwrap_or_else(|e| panic!("write {name} into the image archive: {e}"));
+}
+
+/// A path for an image archive to `docker load`, in a temporary directory
+/// that goes with the guard.
+pub fn archive_path() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("dflt-archive-")
+        .tempdir()
+        .expect("temp dir for an image archive");
+    let path = dir.path().join("image.tar");
+    (dir, path)
 }
 
 /// A PAX global header whose only record is `comment=<comment>`.
@@ -488,11 +503,7 @@ fn pax_global_comment(comment: &str) -> Vec<u8> {
 pub fn load_image(spec: &ImageSpec, reference: &str) -> TestImage {
     require_engine();
     let reference = with_tag(reference);
-    let dir = tempfile::Builder::new()
-        .prefix("dflt-archive-")
-        .tempdir()
-        .expect("temp dir for docker-archive");
-    let path = dir.path().join("image.tar");
+    let (_dir, path) = archive_path();
     let (config_id, diff_ids) = write_archive(spec, &reference, &path);
     let path_str = path.to_str().expect("temp path is UTF-8");
     // Guard first, so a half-successful load is still cleaned up (by tag:

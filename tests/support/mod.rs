@@ -5,6 +5,7 @@
 //!   and `docker load` them (nothing can be pulled on the test machines);
 //! - [`fsview`]: an independent model of an image's merged filesystem, read
 //!   from `docker save` / `docker export`, plus a differ for comparing them;
+//! - [`oci`]: multi-platform images (an OCI layout with a nested index);
 //! - [`leftovers`]: a source image whose flattenings' leftovers can be traced
 //!   to it, and the check that there are none;
 //! - [`small_engine`]: a private engine on a small tmpfs, for disk-full runs;
@@ -32,6 +33,7 @@ pub mod archive;
 pub mod engine;
 pub mod fsview;
 pub mod leftovers;
+pub mod oci;
 pub mod proxy;
 pub mod small_engine;
 pub mod terminal;
@@ -40,4 +42,5 @@ pub use archive::*;
 pub use engine::*;
 pub use fsview::*;
 pub use leftovers::*;
+pub use oci::*;
 pub use terminal::*;
