@@ -536,8 +536,9 @@ impl Flattener {
         progress: Arc<dyn Progress>,
     ) -> Result<(String, FilterStats), FlattenError> {
         progress.begin(Stage::Stream, image);
+        let root = tarfilter::root_entry(export_root(source), None);
         let (body, export) = self
-            .export_stream(container, image, None, Compression::None, progress.clone())
+            .export_stream(container, image, root, Compression::None, progress.clone())
             .await?;
         let platform = [
             source.os.as_deref(),
@@ -646,15 +647,10 @@ impl Flattener {
         // never claims that snapshot and breaks when the other image goes.
         // A comment only this run writes makes the digest its own; the
         // files stay the same.
-        let preamble = tarfilter::global_comment(&format!("docker-flatten run {}", self.run_id));
+        let comment = format!("docker-flatten run {}", self.run_id);
+        let root = tarfilter::root_entry(export_root(source), Some(&comment));
         let (body, export) = self
-            .export_stream(
-                container,
-                image,
-                Some(preamble),
-                compression,
-                progress.clone(),
-            )
+            .export_stream(container, image, root, compression, progress.clone())
             .await?;
         let spool_error = |source| FlattenError::Spool {
             image: image.to_owned(),
@@ -717,7 +713,7 @@ impl Flattener {
         &self,
         container: &str,
         image: &str,
-        preamble: Option<Bytes>,
+        preamble: Bytes,
         compression: Compression,
         progress: Arc<dyn Progress>,
     ) -> Result<
@@ -869,7 +865,7 @@ impl Flattener {
 /// file) is the backpressure.
 fn filtered(
     export: impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static,
-    preamble: Option<Bytes>,
+    preamble: Bytes,
     encoder: Encoder,
     progress: Arc<dyn Progress>,
     failure: Arc<Mutex<Option<ExportError>>>,
@@ -889,7 +885,7 @@ fn filtered(
         export: Box::pin(export),
         filter: TarFilter::default(),
         encoder: Some(encoder),
-        tar: preamble.into_iter().collect(),
+        tar: VecDeque::from([preamble]),
         out: VecDeque::new(),
         ended: false,
     };
@@ -1000,6 +996,29 @@ async fn end_of_export(
             .map_err(ExportError::Compress)?;
     }
     encoder.finish(out).await.map_err(ExportError::Compress)
+}
+
+/// The root directory's attributes for a layer built from an export, which
+/// carries no root entry; nor does the engine say anything of the root
+/// elsewhere (a container's own root is the engine's fresh `0755` directory,
+/// owned by root, made when the container was). The exact values sit in
+/// IMAGE's base layer, which only a `docker save` can reach, and the engine
+/// writes the whole image to its disk before that streams. So: mode `0755`,
+/// owner `0:0` (what nearly every base image has, and what the engine gives
+/// every container's root anyway) and IMAGE's creation time.
+fn export_root(source: &ImageInspect) -> tarfilter::Root {
+    let mtime = source
+        .created
+        .as_deref()
+        .and_then(|c| humantime::parse_rfc3339_weak(c).ok())
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    tarfilter::Root {
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime,
+    }
 }
 
 /// IMAGE's layer count and the engine's idea of its size.

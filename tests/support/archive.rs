@@ -378,7 +378,8 @@ impl ImageSpec {
     /// same layers is not unpacked and never claims their snapshots: when
     /// the other (another test's) goes, this one breaks ("snapshot ... does
     /// not exist"). There a comment naming the image at the top of its top
-    /// layer makes its chain its own; every extractor ignores it.
+    /// layer makes its chain its own; both engines ignore it (umoci would
+    /// refuse it, but these fixtures only ever go into an engine).
     fn layer_tars(&self, reference: &str) -> Vec<Vec<u8>> {
         let mut tars: Vec<Vec<u8>> = self.layers.iter().map(|l| layer_tar(l)).collect();
         if containerd_store() {
