@@ -22,8 +22,10 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::dryrun::{self, DryRunError};
 use crate::image_config::{self, Provenance};
+use crate::inspect_json::InspectJson;
 use crate::reference::Tag;
 use crate::report::{Progress, Stage};
+use crate::save_stream;
 use crate::savings::Savings;
 use crate::tarfilter::{self, FilterError, FilterStats, TarFilter};
 use crate::upload::{self, Compression, Digests, Encoder};
@@ -251,15 +253,17 @@ impl std::fmt::Display for Leftovers {
 /// One flatten against one engine.
 pub struct Flattener {
     docker: Docker,
+    inspect_json: InspectJson,
     endpoint: String,
     run_id: String,
     created: Mutex<Created>,
 }
 
 impl Flattener {
-    pub fn new(docker: Docker, endpoint: String) -> Flattener {
+    pub fn new(docker: Docker, inspect_json: InspectJson, endpoint: String) -> Flattener {
         Flattener {
             docker,
+            inspect_json,
             endpoint,
             run_id: run_id(),
             created: Mutex::new(Created::default()),
@@ -325,6 +329,7 @@ impl Flattener {
             });
         }
 
+        let source_config = self.source_config(&source, store, image).await?;
         progress.begin(Stage::Create, image);
         let container = self
             .create_container(&source_id, format!("creating a container from {image}"))
@@ -333,6 +338,10 @@ impl Flattener {
         let provenance = Provenance {
             reference: image,
             layers: layers_before,
+        };
+        let source = Source {
+            inspect: &source,
+            config: &source_config,
         };
         progress.expect_bytes(size_before);
         let (id, filter) = match store {
@@ -468,6 +477,65 @@ impl Flattener {
         })
     }
 
+    /// IMAGE's config, as the store keeps it, for the fields the flattened
+    /// config carries over. On the graphdriver store the engine's inspect,
+    /// as sent, holds them all (but `os.features`): a `docker save` would
+    /// have the engine write the whole image to its disk first. On the
+    /// containerd store the inspect reports the engine's own version as
+    /// `DockerVersion` and leaves out `comment` and `container_config`, so
+    /// the config blob itself is read from the head of IMAGE's save stream,
+    /// which streams from the content store as it goes, and dropped as soon
+    /// as the config has come.
+    async fn source_config(
+        &self,
+        source: &ImageInspect,
+        store: Store,
+        image: &str,
+    ) -> Result<serde_json::Value, FlattenError> {
+        let id = source.id.as_deref().unwrap_or(image);
+        let step = format!("reading the config of {image}");
+        match store {
+            Store::Graphdriver => {
+                let inspect = self
+                    .inspect_json
+                    .image(id)
+                    .await
+                    .map_err(self.engine(step))?;
+                Ok(image_config::from_inspect(&inspect))
+            }
+            Store::Containerd => {
+                let diff_ids = source
+                    .root_fs
+                    .as_ref()
+                    .and_then(|r| r.layers.clone())
+                    .unwrap_or_default();
+                let os = source.os.clone().unwrap_or_default();
+                let arch = source.architecture.clone().unwrap_or_default();
+                let found = save_stream::read(
+                    self.docker.export_image(id),
+                    |_| {},
+                    move |save| save_stream::find_config(save, &diff_ids, &os, &arch),
+                )
+                .await
+                .map_err(self.engine(step.clone()))?;
+                let unexpected = |detail: String| FlattenError::Unexpected {
+                    step: step.clone(),
+                    endpoint: self.endpoint.clone(),
+                    detail,
+                };
+                match found {
+                    Ok(Some(config)) => Ok(config),
+                    Ok(None) => Err(unexpected(format!(
+                        "its save stream holds no config for its layers and platform ({id})"
+                    ))),
+                    Err(e) => Err(unexpected(format!(
+                        "its save stream is not a valid archive: {e}"
+                    ))),
+                }
+            }
+        }
+    }
+
     async fn inspect_source(&self, image: &str) -> Result<ImageInspect, FlattenError> {
         match self.docker.inspect_image(image).await {
             Err(EngineError::DockerResponseServerError {
@@ -530,20 +598,20 @@ impl Flattener {
     async fn through_import(
         &self,
         container: &str,
-        source: &ImageInspect,
+        source: &Source<'_>,
         image: &str,
         provenance: &Provenance<'_>,
         progress: Arc<dyn Progress>,
     ) -> Result<(String, FilterStats), FlattenError> {
         progress.begin(Stage::Stream, image);
-        let root = tarfilter::root_entry(export_root(source), None);
+        let root = tarfilter::root_entry(export_root(source.inspect), None);
         let (body, export) = self
             .export_stream(container, image, root, Compression::None, progress.clone())
             .await?;
         let platform = [
-            source.os.as_deref(),
-            source.architecture.as_deref(),
-            source.variant.as_deref(),
+            source.inspect.os.as_deref(),
+            source.inspect.architecture.as_deref(),
+            source.inspect.variant.as_deref(),
         ]
         .into_iter()
         .flatten()
@@ -620,7 +688,7 @@ impl Flattener {
                 ),
             });
         }
-        let config = image_config::flattened(source, provenance, &layer.diff_id, SystemTime::now());
+        let config = source.flattened(provenance, &layer.diff_id);
         let id = self.install_config(&config, &layer).await?;
         Ok((id, filter))
     }
@@ -634,7 +702,7 @@ impl Flattener {
     async fn through_load(
         &self,
         container: &str,
-        source: &ImageInspect,
+        source: &Source<'_>,
         image: &str,
         provenance: &Provenance<'_>,
         compression: Compression,
@@ -648,7 +716,7 @@ impl Flattener {
         // A comment only this run writes makes the digest its own; the
         // files stay the same.
         let comment = format!("docker-flatten run {}", self.run_id);
-        let root = tarfilter::root_entry(export_root(source), Some(&comment));
+        let root = tarfilter::root_entry(export_root(source.inspect), Some(&comment));
         let (body, export) = self
             .export_stream(container, image, root, compression, progress.clone())
             .await?;
@@ -677,7 +745,7 @@ impl Flattener {
         written.map_err(spool_error)?;
         let (filter, layer) = export.result();
 
-        let config = image_config::flattened(source, provenance, &layer.diff_id, SystemTime::now());
+        let config = source.flattened(provenance, &layer.diff_id);
         let bytes = serde_json::to_vec(&config).expect("a JSON value serializes");
         let archive = image_config::oci_archive(&bytes, &layer, &image_config::platform(&config))
             .map_err(|e| FlattenError::Unexpected {
@@ -1018,6 +1086,20 @@ fn export_root(source: &ImageInspect) -> tarfilter::Root {
         uid: 0,
         gid: 0,
         mtime,
+    }
+}
+
+/// IMAGE as the engine reports it and its config as the store keeps it.
+struct Source<'a> {
+    inspect: &'a ImageInspect,
+    config: &'a serde_json::Value,
+}
+
+impl Source<'_> {
+    /// The flattened image's config, over the layer `diff_id`.
+    fn flattened(&self, provenance: &Provenance<'_>, diff_id: &str) -> serde_json::Value {
+        let id = self.inspect.id.as_deref().unwrap_or("unknown");
+        image_config::flattened(self.config, id, provenance, diff_id, SystemTime::now())
     }
 }
 

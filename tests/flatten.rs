@@ -458,6 +458,15 @@ fn a_flattened_image_outlives_another_flatten_of_the_same_files() {
     let first = flatten(&cli, &source.reference, &unique("twice-a"));
     let second = flatten(&cli, &source.reference, &unique("twice-b"));
     assert_ne!(first.id, second.id);
+    if containerd_store() {
+        // The run's comment on the root entry makes each layer its own.
+        let layers = |image: &TestImage| inspect(&image.reference)["RootFS"]["Layers"].clone();
+        assert_ne!(
+            layers(&first),
+            layers(&second),
+            "the two layers share a digest"
+        );
+    }
     drop(first);
     let history = docker(&["history", "-q", &second.reference]);
     assert!(
@@ -468,4 +477,107 @@ fn a_flattened_image_outlives_another_flatten_of_the_same_files() {
     let ctr = TestContainer::create(&second.reference, &["/none"]);
     drop(ctr);
     assert_faithful(&source.reference, &second.reference);
+}
+
+/// The layer's first entry is the root directory, which an export lacks:
+/// mode 0755, owner 0:0 and the source's creation time (the fixtures' is
+/// 2024-01-01), then no other root entry.
+#[test]
+fn the_layer_starts_with_the_root_directory() {
+    let cli = Cli::new();
+    let layers = vec![
+        vec![Entry::dir("a"), Entry::file("a/1", "one")],
+        vec![Entry::file("b", "two")],
+    ];
+    let source = load_image(&ImageSpec::new(layers), &unique("root"));
+    let flat = flatten(&cli, &source.reference, &unique("root-flat"));
+    let saved = save_image(&flat.reference);
+    let entries = read_tar(&saved.layers[0]);
+    let root = &entries[0];
+    assert_eq!(show(&root.path), "./");
+    assert_eq!(root.entry_type, tar::EntryType::Directory);
+    assert_eq!(
+        (root.mode, root.uid, root.gid, root.mtime),
+        (0o755, 0, 0, 1_704_067_200)
+    );
+    let comments: Vec<_> = root.pax.iter().filter(|(k, _)| k == b"comment").collect();
+    assert_eq!(
+        comments.len(),
+        usize::from(containerd_store()),
+        "a run comment on the containerd store only: {:?}",
+        root.pax
+    );
+    assert!(
+        entries[1..].iter().all(|e| normalize(&e.path).is_some()),
+        "a second root entry"
+    );
+}
+
+/// Every top-level config field comes through as the source has it, but
+/// those set anew; on the graphdriver store, whose inspect does not report
+/// them, `os.features` and fields unknown to the engine are lost (README).
+#[test]
+fn top_level_config_fields_survive() {
+    let cli = Cli::new();
+    let fields = json!({
+        "docker_version": "17.03.2-ce-fixture",
+        "author": "Fixture Author <fixture@example.com>",
+        "comment": "a comment of the image itself",
+        "container": "4f1c0ffee",
+        "container_config": {"Cmd": ["/bin/sh", "-c", "#(nop) fixture"], "Env": ["A=1"]},
+        "os.version": "5.10-fixture",
+        "os.features": ["fixture-feature"],
+        "x-fixture": {"kept": [1, 2]},
+    });
+    let layers = vec![vec![Entry::file("a", "1")], vec![Entry::file("b", "2")]];
+    let spec = ImageSpec::new(layers)
+        .with_config(json!({"Cmd": ["/a"], "ExposedPorts": {}}))
+        .with_fields(fields.clone());
+    let source = load_image(&spec, &unique("fields"));
+    let flat = flatten(&cli, &source.reference, &unique("fields-flat"));
+    let config = save_image(&flat.reference).config;
+    let lost: &[&str] = if containerd_store() {
+        &[]
+    } else {
+        &["os.features", "x-fixture"]
+    };
+    for (key, value) in fields.as_object().unwrap() {
+        if lost.contains(&key.as_str()) {
+            assert!(config.get(key).is_none(), "{key}: {}", config[key]);
+        } else if key == "container_config" && !containerd_store() {
+            // The engine's inspect reports every field of its struct.
+            assert_eq!(non_zero(&config[key]), *value, "{key}");
+        } else {
+            assert_eq!(&config[key], value, "{key}");
+        }
+    }
+    assert_eq!(config["config"]["Cmd"], json!(["/a"]));
+    assert_eq!(config["created"].as_str().map(|c| c < "2024"), Some(false));
+    assert_eq!(config["history"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        inspect(&flat.reference)["DockerVersion"],
+        inspect(&source.reference)["DockerVersion"],
+        "DockerVersion as the engine reports it"
+    );
+}
+
+/// `v` without the fields that hold zero values (null, false, "", 0, [], {}).
+fn non_zero(v: &Value) -> Value {
+    let zero = |v: &Value| match v {
+        Value::Null | Value::Bool(false) => true,
+        Value::String(s) => s.is_empty(),
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Bool(true) => false,
+    };
+    match v {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .filter(|(_, v)| !zero(v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }

@@ -299,6 +299,8 @@ pub struct ImageSpec {
     pub os: String,
     pub architecture: String,
     pub variant: Option<String>,
+    /// More top-level config fields (`docker_version`, `author`, …), as is.
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// The engine's name for the host architecture, so images run without a
@@ -322,7 +324,15 @@ impl ImageSpec {
             os: "linux".into(),
             architecture: host_architecture().into(),
             variant: None,
+            extra: serde_json::Map::new(),
         }
+    }
+
+    /// Adds the top-level config fields of `fields`, a JSON object.
+    pub fn with_fields(mut self, fields: Value) -> ImageSpec {
+        self.extra
+            .extend(fields.as_object().expect("an object").clone());
+        self
     }
 
     pub fn with_config(mut self, config: Value) -> ImageSpec {
@@ -358,6 +368,9 @@ impl ImageSpec {
         });
         if let Some(variant) = &self.variant {
             config["variant"] = json!(variant);
+        }
+        for (key, value) in &self.extra {
+            config[key] = value.clone();
         }
         serde_json::to_vec(&config).expect("serialise image config")
     }
