@@ -641,3 +641,78 @@ pub fn busybox_layer() -> Vec<Entry> {
     }
     layer
 }
+
+fn bits(v: u64) -> Vec<u8> {
+    v.to_le_bytes().to_vec()
+}
+
+/// Everything a filesystem can hold that an export can carry, across three layers.
+pub fn rich_layers() -> Vec<Vec<Entry>> {
+    let long = format!("deep/{}", "n".repeat(200));
+    let non_utf8 = b"odd/caf\xe9-\xff\xfe".to_vec();
+    // VFS capability v2: cap_net_raw effective+permitted; 0x0a byte on purpose.
+    let mut cap = vec![0x01, 0x00, 0x00, 0x02];
+    cap.extend(bits(0x0000_2000_0000_000a)[..4].iter());
+    cap.extend([0; 12]);
+    let base = vec![
+        Entry::dir("bin"),
+        Entry::dir("data"),
+        Entry::file("data/a", "original a\n"),
+        Entry::hardlink("data/a-link", "data/a"),
+        Entry::file("data/b", "b and its twin\n"),
+        Entry::hardlink("data/b-twin", "data/b"),
+        Entry::file("data/setuid", "x").mode(0o4755),
+        Entry::dir("data/setgid-dir").mode(0o2775).owner(1000, 1001),
+        Entry::dir("data/sticky").mode(0o1777),
+        Entry::file("data/owned", "owned\n")
+            .owner(4242, 4343)
+            .mode(0o640),
+        Entry::file("data/epoch", "old\n").mtime(0),
+        Entry::file("data/y2100", "future\n").mtime(4_102_444_800),
+        Entry::file("data/y2242", "far future\n").mtime(8_589_934_592),
+        Entry::file("data/ping", "pretend binary")
+            .mode(0o755)
+            .xattr("security.capability", &cap),
+        Entry::file("data/user-xattr", "u").xattr("user.note", "dropped by export"),
+        Entry::symlink("data/abs-link", "/data/a"),
+        Entry::symlink("data/rel-link", "../data/b"),
+        Entry::symlink("data/dangling", "/nowhere/at/all"),
+        Entry::dir("devices"),
+        Entry::char_dev("devices/null", 1, 3).mode(0o666),
+        Entry::block_dev("devices/loop9", 7, 9).mode(0o660),
+        Entry::fifo("devices/pipe").mode(0o600),
+        Entry::dir("deep"),
+        Entry::file(&long, "long name\n"),
+        Entry::dir("odd"),
+        Entry::file(&non_utf8, "latin-1 name\n"),
+        Entry::dir("opt"),
+        Entry::dir("opt/x"),
+        Entry::file("opt/x/old", "hidden by opaque\n"),
+        Entry::file("opt/x/removed", "whited out\n"),
+        Entry::file("was-file", "becomes a dir\n"),
+        Entry::dir("was-dir"),
+        Entry::file("was-dir/child", "gone with the dir\n"),
+        Entry::file("wasted", vec![7u8; 256 * 1024]),
+    ];
+    let middle = vec![
+        Entry::dir("data"),
+        Entry::file("data/a", "a rewritten: breaks the link\n"),
+        Entry::whiteout("data/b"),
+        Entry::dir("opt"),
+        Entry::dir("opt/x"),
+        Entry::opaque("opt/x"),
+        Entry::file("opt/x/new", "after opaque\n"),
+        // Replacing needs no whiteout: the new entry hides the old one.
+        Entry::dir("was-file"),
+        Entry::file("was-file/inside", "now a dir\n"),
+        Entry::file("was-dir", "now a file\n"),
+        Entry::whiteout("wasted"),
+    ];
+    let top = vec![
+        Entry::dir("data"),
+        Entry::file("data/c", "pair in the top layer\n"),
+        Entry::hardlink("data/c-link", "data/c"),
+        Entry::dir("empty-dir").mode(0o700),
+    ];
+    vec![base, middle, top]
+}

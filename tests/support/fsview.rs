@@ -127,6 +127,67 @@ impl FsView {
         FsView::from_layer_tars(&tars)
     }
 
+    /// A directory tree on disk as a view (what an extractor wrote), its
+    /// root not modelled, extended attributes not read.
+    pub fn from_dir(root: &std::path::Path) -> FsView {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let mut view = FsView::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let entries =
+                std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display()));
+            for entry in entries {
+                let entry = entry.expect("directory entry");
+                let path = entry.path();
+                let meta = std::fs::symlink_metadata(&path)
+                    .unwrap_or_else(|e| panic!("lstat {}: {e}", path.display()));
+                let ft = meta.file_type();
+                let kind = if ft.is_dir() {
+                    stack.push(path.clone());
+                    NodeKind::Dir
+                } else if ft.is_symlink() {
+                    NodeKind::Symlink
+                } else if ft.is_char_device() {
+                    NodeKind::CharDev
+                } else if ft.is_block_device() {
+                    NodeKind::BlockDev
+                } else if ft.is_fifo() {
+                    NodeKind::Fifo
+                } else {
+                    NodeKind::File
+                };
+                let content = (kind == NodeKind::File).then(|| {
+                    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+                });
+                let rdev = meta.rdev();
+                let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+                let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+                let node = Node {
+                    kind,
+                    mode: meta.mode() & 0o7777,
+                    uid: u64::from(meta.uid()),
+                    gid: u64::from(meta.gid()),
+                    mtime: meta.mtime(),
+                    size: content.as_ref().map_or(0, |c| c.len() as u64),
+                    sha256: content.as_deref().map(sha256_hex),
+                    link: (kind == NodeKind::Symlink).then(|| {
+                        let target = std::fs::read_link(&path).expect("read symlink");
+                        target.as_os_str().as_bytes().to_vec()
+                    }),
+                    dev: matches!(kind, NodeKind::CharDev | NodeKind::BlockDev)
+                        .then_some((major as u32, minor as u32)),
+                    xattrs: BTreeMap::new(),
+                    inode: meta.ino(),
+                };
+                let relative = path.strip_prefix(root).expect("under the root");
+                view.0
+                    .insert(relative.as_os_str().as_bytes().to_vec(), node);
+            }
+        }
+        view
+    }
+
     /// A single flat tar (e.g. `docker export` output) as a view.
     pub fn from_tar(tar: &[u8]) -> FsView {
         FsView::from_layer_tars(&[tar])
