@@ -911,6 +911,12 @@ pub fn save_image(reference: &str) -> SavedImage {
     parse_saved_archive(&bytes)
 }
 
+/// `docker -H <host> save <reference>`, parsed: an image on another engine.
+pub fn save_image_on(host: &str, reference: &str) -> SavedImage {
+    let what = format!("docker -H {host} save {reference}");
+    parse_saved_archive(&temp_file_output(&["-H", host, "save", reference], &what))
+}
+
 /// The merged filesystem of an image as stored by the engine.
 pub fn image_fs(reference: &str) -> FsView {
     save_image(reference).fs()

@@ -7,6 +7,8 @@
 //!   from `docker save` / `docker export`, plus a differ for comparing them;
 //! - [`leftovers`]: a source image whose flattenings' leftovers can be traced
 //!   to it, and the check that there are none;
+//! - [`registry`]: a private image registry, and the second engine that
+//!   pulls from it;
 //! - [`small_engine`]: a private engine on a small tmpfs, for disk-full runs;
 //! - [`terminal`]: a real terminal (tmux) whose final screen a test reads;
 //! - [`engine`]: thin wrappers around the real `docker` CLI, cleanup guards,
@@ -33,6 +35,7 @@ pub mod engine;
 pub mod fsview;
 pub mod leftovers;
 pub mod proxy;
+pub mod registry;
 pub mod small_engine;
 pub mod terminal;
 
@@ -40,4 +43,5 @@ pub use archive::*;
 pub use engine::*;
 pub use fsview::*;
 pub use leftovers::*;
+pub use registry::*;
 pub use terminal::*;
