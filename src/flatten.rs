@@ -329,7 +329,13 @@ impl Flattener {
             });
         }
 
-        let source_config = self.source_config(&source, store, image).await?;
+        // A quick inspect on the graphdriver store, so asked before any
+        // object exists; on the containerd store a read of the save stream,
+        // which runs beside the export instead.
+        let inspected_config = match store {
+            Store::Graphdriver => Some(self.source_config(&source, store, image).await?),
+            Store::Containerd => None,
+        };
         progress.begin(Stage::Create, image);
         let container = self
             .create_container(&source_id, format!("creating a container from {image}"))
@@ -339,21 +345,21 @@ impl Flattener {
             reference: image,
             layers: layers_before,
         };
-        let source = Source {
-            inspect: &source,
-            config: &source_config,
-        };
         progress.expect_bytes(size_before);
-        let (id, filter) = match store {
-            Store::Graphdriver => {
+        let (id, filter) = match inspected_config {
+            Some(config) => {
+                let source = Source {
+                    inspect: &source,
+                    config: &config,
+                };
                 self.through_import(&container, &source, image, &provenance, progress.clone())
                     .await?
             }
-            Store::Containerd => {
+            None => {
                 self.through_load(
                     &container,
                     &source,
-                    image,
+                    self.source_config(&source, store, image),
                     &provenance,
                     compression,
                     progress.clone(),
@@ -483,9 +489,10 @@ impl Flattener {
     /// have the engine write the whole image to its disk first. On the
     /// containerd store the inspect reports the engine's own version as
     /// `DockerVersion` and leaves out `comment` and `container_config`, so
-    /// the config blob itself is read from the head of IMAGE's save stream,
-    /// which streams from the content store as it goes, and dropped as soon
-    /// as the config has come.
+    /// the config blob itself is read from IMAGE's save stream, which
+    /// streams from the content store as it goes, and dropped as soon as the
+    /// config has come: up to the whole stream, as blobs come in digest
+    /// order, so this runs beside the export.
     async fn source_config(
         &self,
         source: &ImageInspect,
@@ -699,15 +706,19 @@ impl Flattener {
     /// import, and again for the loaded image, which cannot claim the
     /// import's snapshot. A tar member needs its size before its bytes,
     /// hence the file; it vanishes with the process whatever happens.
+    ///
+    /// `config` (IMAGE's config, read from its save stream) runs while the
+    /// export is written to the file: it is needed only afterwards.
     async fn through_load(
         &self,
         container: &str,
-        source: &Source<'_>,
-        image: &str,
+        inspect: &ImageInspect,
+        config: impl std::future::Future<Output = Result<serde_json::Value, FlattenError>>,
         provenance: &Provenance<'_>,
         compression: Compression,
         progress: Arc<dyn Progress>,
     ) -> Result<(String, FilterStats), FlattenError> {
+        let image = provenance.reference;
         progress.begin(Stage::Spool, image);
         // The store keys a layer's snapshot by its digest, and a loaded
         // image whose snapshot already exists (another flatten of the same
@@ -716,7 +727,7 @@ impl Flattener {
         // A comment only this run writes makes the digest its own; the
         // files stay the same.
         let comment = format!("docker-flatten run {}", self.run_id);
-        let root = tarfilter::root_entry(export_root(source.inspect), Some(&comment));
+        let root = tarfilter::root_entry(export_root(inspect), Some(&comment));
         let (body, export) = self
             .export_stream(container, image, root, compression, progress.clone())
             .await?;
@@ -726,23 +737,24 @@ impl Flattener {
             source,
         };
         let mut file = tokio::fs::File::from_std(tempfile::tempfile().map_err(spool_error)?);
-        let mut body = std::pin::pin!(body);
-        let mut written = Ok(());
-        while let Some(chunk) = body.next().await {
-            // An error item means the export failed; `failed` says why.
-            let Ok(chunk) = chunk else { break };
-            written = file.write_all(&chunk).await;
-            if written.is_err() {
-                break;
+        let spool = async {
+            let mut body = std::pin::pin!(body);
+            while let Some(chunk) = body.next().await {
+                // An error item means the export failed; `failed` says why.
+                let Ok(chunk) = chunk else { break };
+                file.write_all(&chunk).await?;
             }
-        }
-        if written.is_ok() {
-            written = file.flush().await;
-        }
+            file.flush().await
+        };
+        let (written, source_config) = tokio::join!(spool, config);
         if let Some(source) = export.failure() {
             return Err(self.export_failed(image, source));
         }
         written.map_err(spool_error)?;
+        let source = Source {
+            inspect,
+            config: &source_config?,
+        };
         let (filter, layer) = export.result();
 
         let config = source.flattened(provenance, &layer.diff_id);
