@@ -1085,7 +1085,8 @@ async fn end_of_export(
 /// IMAGE's base layer, which only a `docker save` can reach, and the engine
 /// writes the whole image to its disk before that streams. So: mode `0755`,
 /// owner `0:0` (what nearly every base image has, and what the engine gives
-/// every container's root anyway) and IMAGE's creation time.
+/// every container's root anyway) and IMAGE's creation time (the epoch if
+/// IMAGE has none the engine can tell).
 fn export_root(source: &ImageInspect) -> tarfilter::Root {
     let mtime = source
         .created
@@ -1231,6 +1232,23 @@ mod tests {
             engine("26.1.5", "1.45"),
         );
         assert!(none.unwrap_err().instead.contains("zstd"));
+    }
+
+    #[test]
+    fn an_export_s_root_is_0755_root_owned_at_image_creation() {
+        let at = |created: &str| ImageInspect {
+            created: Some(created.to_owned()),
+            ..Default::default()
+        };
+        let root = export_root(&at("2024-01-01T00:00:00.123456789Z"));
+        assert_eq!((root.mode, root.uid, root.gid), (0o755, 0, 0));
+        assert_eq!(root.mtime, 1_704_067_200);
+        assert_eq!(
+            export_root(&at("2024-01-01T00:00:00Z")).mtime,
+            1_704_067_200
+        );
+        assert_eq!(export_root(&at("not a time")).mtime, 0);
+        assert_eq!(export_root(&ImageInspect::default()).mtime, 0);
     }
 
     #[test]
