@@ -333,7 +333,7 @@ impl Flattener {
         // object exists; on the containerd store a read of the save stream,
         // which runs beside the export instead.
         let inspected_config = match store {
-            Store::Graphdriver => Some(self.source_config(&source, store, image).await?),
+            Store::Graphdriver => Some(self.inspected_config(&source, image).await?),
             Store::Containerd => None,
         };
         progress.begin(Stage::Create, image);
@@ -359,7 +359,7 @@ impl Flattener {
                 self.through_load(
                     &container,
                     &source,
-                    self.source_config(&source, store, image),
+                    self.saved_config(&source, image),
                     &provenance,
                     compression,
                     progress.clone(),
@@ -483,64 +483,62 @@ impl Flattener {
         })
     }
 
-    /// IMAGE's config, as the store keeps it, for the fields the flattened
-    /// config carries over. On the graphdriver store the engine's inspect,
-    /// as sent, holds them all (but `os.features`): a `docker save` would
-    /// have the engine write the whole image to its disk first. On the
-    /// containerd store the inspect reports the engine's own version as
-    /// `DockerVersion` and leaves out `comment` and `container_config`, so
-    /// the config blob itself is read from IMAGE's save stream, which
-    /// streams from the content store as it goes, and dropped as soon as the
-    /// config has come: up to the whole stream, as blobs come in digest
-    /// order, so this runs beside the export.
-    async fn source_config(
+    /// IMAGE's config on the graphdriver store, for the fields the
+    /// flattened config carries over: the engine's inspect, as sent, holds
+    /// them all (but `os.features`) under its own names. A `docker save`
+    /// would have the engine write the whole image to its disk first.
+    async fn inspected_config(
         &self,
         source: &ImageInspect,
-        store: Store,
+        image: &str,
+    ) -> Result<serde_json::Value, FlattenError> {
+        let inspect = self
+            .inspect_json
+            .image(source.id.as_deref().unwrap_or(image))
+            .await
+            .map_err(self.engine(format!("reading the config of {image}")))?;
+        Ok(image_config::from_inspect(&inspect))
+    }
+
+    /// IMAGE's config on the containerd store, whose inspect reports the
+    /// engine's own version as `DockerVersion` and leaves out `comment` and
+    /// `container_config`: the config blob itself, from IMAGE's save stream,
+    /// which streams from the content store as it goes and is dropped as
+    /// soon as the config has come. That can be the whole stream (blobs come
+    /// in digest order), so this runs beside the export.
+    async fn saved_config(
+        &self,
+        source: &ImageInspect,
         image: &str,
     ) -> Result<serde_json::Value, FlattenError> {
         let id = source.id.as_deref().unwrap_or(image);
         let step = format!("reading the config of {image}");
-        match store {
-            Store::Graphdriver => {
-                let inspect = self
-                    .inspect_json
-                    .image(id)
-                    .await
-                    .map_err(self.engine(step))?;
-                Ok(image_config::from_inspect(&inspect))
+        let diff_ids = source
+            .root_fs
+            .as_ref()
+            .and_then(|r| r.layers.clone())
+            .unwrap_or_default();
+        let os = source.os.clone().unwrap_or_default();
+        let arch = source.architecture.clone().unwrap_or_default();
+        let found = save_stream::read(
+            self.docker.export_image(id),
+            |_| {},
+            move |save| save_stream::find_config(save, &diff_ids, &os, &arch),
+        )
+        .await
+        .map_err(self.engine(step.clone()))?;
+        let detail = match found {
+            Ok(Some(config)) => return Ok(config),
+            Ok(None) => {
+                format!("its save stream holds no config for its layers and platform ({id})")
             }
-            Store::Containerd => {
-                let diff_ids = source
-                    .root_fs
-                    .as_ref()
-                    .and_then(|r| r.layers.clone())
-                    .unwrap_or_default();
-                let os = source.os.clone().unwrap_or_default();
-                let arch = source.architecture.clone().unwrap_or_default();
-                let found = save_stream::read(
-                    self.docker.export_image(id),
-                    |_| {},
-                    move |save| save_stream::find_config(save, &diff_ids, &os, &arch),
-                )
-                .await
-                .map_err(self.engine(step.clone()))?;
-                let unexpected = |detail: String| FlattenError::Unexpected {
-                    step: step.clone(),
-                    endpoint: self.endpoint.clone(),
-                    detail,
-                };
-                match found {
-                    Ok(Some(config)) => Ok(config),
-                    Ok(None) => Err(unexpected(format!(
-                        "its save stream holds no config for its layers and platform ({id})"
-                    ))),
-                    Err(e) => Err(unexpected(format!(
-                        "its save stream is not a valid archive: {e}"
-                    ))),
-                }
-            }
-        }
+            Err(e) => format!("its save stream is not a valid archive: {e}"),
+        };
+        Err(FlattenError::Unexpected {
+            step,
+            endpoint: self.endpoint.clone(),
+            detail,
+        })
     }
 
     async fn inspect_source(&self, image: &str) -> Result<ImageInspect, FlattenError> {
@@ -1082,8 +1080,10 @@ async fn end_of_export(
 /// carries no root entry; nor does the engine say anything of the root
 /// elsewhere (a container's own root is the engine's fresh `0755` directory,
 /// owned by root, made when the container was). The exact values sit in
-/// IMAGE's base layer, which only a `docker save` can reach, and the engine
-/// writes the whole image to its disk before that streams. So: mode `0755`,
+/// IMAGE's base layer, which only a `docker save` can reach: a graphdriver
+/// engine writes the whole image to its disk before that streams, and the
+/// containerd store sends the base layer wherever its digest sorts, while
+/// the root must precede the export's first byte. So: mode `0755`,
 /// owner `0:0` (what nearly every base image has, and what the engine gives
 /// every container's root anyway) and IMAGE's creation time (the epoch if
 /// IMAGE has none the engine can tell).
