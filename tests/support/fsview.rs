@@ -4,7 +4,8 @@
 //! layers with overlay/AUFS whiteout semantics; [`FsView::from_spec`] does
 //! the same for the tars a test built, which gives the expected view "by
 //! construction"; [`container_fs`] reads `docker export`, i.e. what a
-//! running container really sees. Comparing them with [`diff_fs`] shows
+//! running container really sees; [`FsView::from_dir`] reads a tree that
+//! another tool (umoci, tar) extracted. Comparing them with [`diff_fs`] shows
 //! every lost or altered property, hardlink grouping included.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
