@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bridge::{Bridge, DialError, Upstream};
 use crate::cli::GlobalArgs;
+use crate::inspect_json::InspectJson;
 use crate::tls::{self, TlsError};
 
 /// The socket every engine listens on by default.
@@ -299,6 +300,8 @@ fn client_version(endpoint: &Endpoint) -> Result<Option<ClientVersion>, Endpoint
 /// bridge stops when this is dropped).
 pub struct Connection {
     pub docker: Docker,
+    /// The same engine, for inspect documents the client library would cut.
+    pub inspect_json: InspectJson,
     _bridge: Option<Bridge>,
 }
 
@@ -494,10 +497,12 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Connection, EndpointError> {
     let version_in_paths = Arc::new(RwLock::new(
         pinned.as_ref().map(|v| (v.major_version, v.minor_version)),
     ));
-    let docker = docker.with_request_modifier({
+    let modifier = {
         let version = version_in_paths.clone();
         move |request| with_version(request, *version.read().expect("version lock"))
-    });
+    };
+    let inspect_json = InspectJson::new(docker.clone(), modifier.clone());
+    let docker = docker.with_request_modifier(modifier);
     let handshake = async {
         let docker = if pinned.is_some() {
             docker.ping().await.map(|_| docker)?
@@ -512,6 +517,7 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Connection, EndpointError> {
     match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
         Ok(Ok(docker)) => Ok(Connection {
             docker,
+            inspect_json,
             _bridge: bridge,
         }),
         Ok(Err(source)) => match bridge.as_ref().and_then(Bridge::failure) {

@@ -22,8 +22,10 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::dryrun::{self, DryRunError};
 use crate::image_config::{self, Provenance};
+use crate::inspect_json::InspectJson;
 use crate::reference::Tag;
 use crate::report::{Progress, Stage};
+use crate::save_stream;
 use crate::savings::Savings;
 use crate::tarfilter::{self, FilterError, FilterStats, TarFilter};
 use crate::upload::{self, Compression, Digests, Encoder};
@@ -251,15 +253,17 @@ impl std::fmt::Display for Leftovers {
 /// One flatten against one engine.
 pub struct Flattener {
     docker: Docker,
+    inspect_json: InspectJson,
     endpoint: String,
     run_id: String,
     created: Mutex<Created>,
 }
 
 impl Flattener {
-    pub fn new(docker: Docker, endpoint: String) -> Flattener {
+    pub fn new(docker: Docker, inspect_json: InspectJson, endpoint: String) -> Flattener {
         Flattener {
             docker,
+            inspect_json,
             endpoint,
             run_id: run_id(),
             created: Mutex::new(Created::default()),
@@ -325,6 +329,13 @@ impl Flattener {
             });
         }
 
+        // A quick inspect on the graphdriver store, so asked before any
+        // object exists; on the containerd store a read of the save stream,
+        // which runs beside the export instead.
+        let inspected_config = match store {
+            Store::Graphdriver => Some(self.inspected_config(&source, image).await?),
+            Store::Containerd => None,
+        };
         progress.begin(Stage::Create, image);
         let container = self
             .create_container(&source_id, format!("creating a container from {image}"))
@@ -335,16 +346,20 @@ impl Flattener {
             layers: layers_before,
         };
         progress.expect_bytes(size_before);
-        let (id, filter) = match store {
-            Store::Graphdriver => {
+        let (id, filter) = match inspected_config {
+            Some(config) => {
+                let source = Source {
+                    inspect: &source,
+                    config: &config,
+                };
                 self.through_import(&container, &source, image, &provenance, progress.clone())
                     .await?
             }
-            Store::Containerd => {
+            None => {
                 self.through_load(
                     &container,
                     &source,
-                    image,
+                    self.saved_config(&source, image),
                     &provenance,
                     compression,
                     progress.clone(),
@@ -468,6 +483,64 @@ impl Flattener {
         })
     }
 
+    /// IMAGE's config on the graphdriver store, for the fields the
+    /// flattened config carries over: the engine's inspect, as sent, holds
+    /// them all (but `os.features`) under its own names. A `docker save`
+    /// would have the engine write the whole image to its disk first.
+    async fn inspected_config(
+        &self,
+        source: &ImageInspect,
+        image: &str,
+    ) -> Result<serde_json::Value, FlattenError> {
+        let inspect = self
+            .inspect_json
+            .image(source.id.as_deref().unwrap_or(image))
+            .await
+            .map_err(self.engine(format!("reading the config of {image}")))?;
+        Ok(image_config::from_inspect(&inspect))
+    }
+
+    /// IMAGE's config on the containerd store, whose inspect reports the
+    /// engine's own version as `DockerVersion` and leaves out `comment` and
+    /// `container_config`: the config blob itself, from IMAGE's save stream,
+    /// which streams from the content store as it goes and is dropped as
+    /// soon as the config has come. That can be the whole stream (blobs come
+    /// in digest order), so this runs beside the export.
+    async fn saved_config(
+        &self,
+        source: &ImageInspect,
+        image: &str,
+    ) -> Result<serde_json::Value, FlattenError> {
+        let id = source.id.as_deref().unwrap_or(image);
+        let step = format!("reading the config of {image}");
+        let diff_ids = source
+            .root_fs
+            .as_ref()
+            .and_then(|r| r.layers.clone())
+            .unwrap_or_default();
+        let os = source.os.clone().unwrap_or_default();
+        let arch = source.architecture.clone().unwrap_or_default();
+        let found = save_stream::read(
+            self.docker.export_image(id),
+            |_| {},
+            move |save| save_stream::find_config(save, &diff_ids, &os, &arch),
+        )
+        .await
+        .map_err(self.engine(step.clone()))?;
+        let detail = match found {
+            Ok(Some(config)) => return Ok(config),
+            Ok(None) => {
+                format!("its save stream holds no config for its layers and platform ({id})")
+            }
+            Err(e) => format!("its save stream is not a valid archive: {e}"),
+        };
+        Err(FlattenError::Unexpected {
+            step,
+            endpoint: self.endpoint.clone(),
+            detail,
+        })
+    }
+
     async fn inspect_source(&self, image: &str) -> Result<ImageInspect, FlattenError> {
         match self.docker.inspect_image(image).await {
             Err(EngineError::DockerResponseServerError {
@@ -530,19 +603,20 @@ impl Flattener {
     async fn through_import(
         &self,
         container: &str,
-        source: &ImageInspect,
+        source: &Source<'_>,
         image: &str,
         provenance: &Provenance<'_>,
         progress: Arc<dyn Progress>,
     ) -> Result<(String, FilterStats), FlattenError> {
         progress.begin(Stage::Stream, image);
+        let root = tarfilter::root_entry(export_root(source.inspect), None);
         let (body, export) = self
-            .export_stream(container, image, None, Compression::None, progress.clone())
+            .export_stream(container, image, root, Compression::None, progress.clone())
             .await?;
         let platform = [
-            source.os.as_deref(),
-            source.architecture.as_deref(),
-            source.variant.as_deref(),
+            source.inspect.os.as_deref(),
+            source.inspect.architecture.as_deref(),
+            source.inspect.variant.as_deref(),
         ]
         .into_iter()
         .flatten()
@@ -619,7 +693,7 @@ impl Flattener {
                 ),
             });
         }
-        let config = image_config::flattened(source, provenance, &layer.diff_id, SystemTime::now());
+        let config = source.flattened(provenance, &layer.diff_id);
         let id = self.install_config(&config, &layer).await?;
         Ok((id, filter))
     }
@@ -630,15 +704,19 @@ impl Flattener {
     /// import, and again for the loaded image, which cannot claim the
     /// import's snapshot. A tar member needs its size before its bytes,
     /// hence the file; it vanishes with the process whatever happens.
+    ///
+    /// `config` (IMAGE's config, read from its save stream) runs while the
+    /// export is written to the file: it is needed only afterwards.
     async fn through_load(
         &self,
         container: &str,
-        source: &ImageInspect,
-        image: &str,
+        inspect: &ImageInspect,
+        config: impl std::future::Future<Output = Result<serde_json::Value, FlattenError>>,
         provenance: &Provenance<'_>,
         compression: Compression,
         progress: Arc<dyn Progress>,
     ) -> Result<(String, FilterStats), FlattenError> {
+        let image = provenance.reference;
         progress.begin(Stage::Spool, image);
         // The store keys a layer's snapshot by its digest, and a loaded
         // image whose snapshot already exists (another flatten of the same
@@ -646,15 +724,10 @@ impl Flattener {
         // never claims that snapshot and breaks when the other image goes.
         // A comment only this run writes makes the digest its own; the
         // files stay the same.
-        let preamble = tarfilter::global_comment(&format!("docker-flatten run {}", self.run_id));
+        let comment = format!("docker-flatten run {}", self.run_id);
+        let root = tarfilter::root_entry(export_root(inspect), Some(&comment));
         let (body, export) = self
-            .export_stream(
-                container,
-                image,
-                Some(preamble),
-                compression,
-                progress.clone(),
-            )
+            .export_stream(container, image, root, compression, progress.clone())
             .await?;
         let spool_error = |source| FlattenError::Spool {
             image: image.to_owned(),
@@ -662,26 +735,27 @@ impl Flattener {
             source,
         };
         let mut file = tokio::fs::File::from_std(tempfile::tempfile().map_err(spool_error)?);
-        let mut body = std::pin::pin!(body);
-        let mut written = Ok(());
-        while let Some(chunk) = body.next().await {
-            // An error item means the export failed; `failed` says why.
-            let Ok(chunk) = chunk else { break };
-            written = file.write_all(&chunk).await;
-            if written.is_err() {
-                break;
+        let spool = async {
+            let mut body = std::pin::pin!(body);
+            while let Some(chunk) = body.next().await {
+                // An error item means the export failed; `failed` says why.
+                let Ok(chunk) = chunk else { break };
+                file.write_all(&chunk).await?;
             }
-        }
-        if written.is_ok() {
-            written = file.flush().await;
-        }
+            file.flush().await
+        };
+        let (written, source_config) = tokio::join!(spool, config);
         if let Some(source) = export.failure() {
             return Err(self.export_failed(image, source));
         }
         written.map_err(spool_error)?;
+        let source = Source {
+            inspect,
+            config: &source_config?,
+        };
         let (filter, layer) = export.result();
 
-        let config = image_config::flattened(source, provenance, &layer.diff_id, SystemTime::now());
+        let config = source.flattened(provenance, &layer.diff_id);
         let bytes = serde_json::to_vec(&config).expect("a JSON value serializes");
         let archive = image_config::oci_archive(&bytes, &layer, &image_config::platform(&config))
             .map_err(|e| FlattenError::Unexpected {
@@ -717,7 +791,7 @@ impl Flattener {
         &self,
         container: &str,
         image: &str,
-        preamble: Option<Bytes>,
+        preamble: Bytes,
         compression: Compression,
         progress: Arc<dyn Progress>,
     ) -> Result<
@@ -869,7 +943,7 @@ impl Flattener {
 /// file) is the backpressure.
 fn filtered(
     export: impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static,
-    preamble: Option<Bytes>,
+    preamble: Bytes,
     encoder: Encoder,
     progress: Arc<dyn Progress>,
     failure: Arc<Mutex<Option<ExportError>>>,
@@ -889,7 +963,7 @@ fn filtered(
         export: Box::pin(export),
         filter: TarFilter::default(),
         encoder: Some(encoder),
-        tar: preamble.into_iter().collect(),
+        tar: VecDeque::from([preamble]),
         out: VecDeque::new(),
         ended: false,
     };
@@ -1000,6 +1074,46 @@ async fn end_of_export(
             .map_err(ExportError::Compress)?;
     }
     encoder.finish(out).await.map_err(ExportError::Compress)
+}
+
+/// The root directory's attributes for a layer built from an export, which
+/// carries no root entry; nor does the engine say anything of the root
+/// elsewhere (a container's own root is the engine's fresh `0755` directory,
+/// owned by root, made when the container was). The exact values sit in
+/// IMAGE's base layer, which only a `docker save` can reach: a graphdriver
+/// engine writes the whole image to its disk before that streams, and the
+/// containerd store sends the base layer wherever its digest sorts, while
+/// the root must precede the export's first byte. So: mode `0755`,
+/// owner `0:0` (what nearly every base image has, and what the engine gives
+/// every container's root anyway) and IMAGE's creation time (the epoch if
+/// IMAGE has none the engine can tell).
+fn export_root(source: &ImageInspect) -> tarfilter::Root {
+    let mtime = source
+        .created
+        .as_deref()
+        .and_then(|c| humantime::parse_rfc3339_weak(c).ok())
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    tarfilter::Root {
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime,
+    }
+}
+
+/// IMAGE as the engine reports it and its config as the store keeps it.
+struct Source<'a> {
+    inspect: &'a ImageInspect,
+    config: &'a serde_json::Value,
+}
+
+impl Source<'_> {
+    /// The flattened image's config, over the layer `diff_id`.
+    fn flattened(&self, provenance: &Provenance<'_>, diff_id: &str) -> serde_json::Value {
+        let id = self.inspect.id.as_deref().unwrap_or("unknown");
+        image_config::flattened(self.config, id, provenance, diff_id, SystemTime::now())
+    }
 }
 
 /// IMAGE's layer count and the engine's idea of its size.
@@ -1118,6 +1232,23 @@ mod tests {
             engine("26.1.5", "1.45"),
         );
         assert!(none.unwrap_err().instead.contains("zstd"));
+    }
+
+    #[test]
+    fn an_export_s_root_is_0755_root_owned_at_image_creation() {
+        let at = |created: &str| ImageInspect {
+            created: Some(created.to_owned()),
+            ..Default::default()
+        };
+        let root = export_root(&at("2024-01-01T00:00:00.123456789Z"));
+        assert_eq!((root.mode, root.uid, root.gid), (0o755, 0, 0));
+        assert_eq!(root.mtime, 1_704_067_200);
+        assert_eq!(
+            export_root(&at("2024-01-01T00:00:00Z")).mtime,
+            1_704_067_200
+        );
+        assert_eq!(export_root(&at("not a time")).mtime, 0);
+        assert_eq!(export_root(&ImageInspect::default()).mtime, 0);
     }
 
     #[test]

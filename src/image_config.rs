@@ -4,7 +4,6 @@
 
 use std::time::SystemTime;
 
-use bollard::models::ImageInspect;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -18,31 +17,31 @@ pub struct Provenance<'a> {
     pub layers: usize,
 }
 
-/// Builds the image config JSON for the flattened image.
+/// Top-level fields of the flattened config that are written anew, not
+/// taken from the source: the one layer (`rootfs`), its one history entry
+/// (`history`: the source's entries describe layers that no longer exist,
+/// and an image's history must have one non-empty entry per layer), and
+/// when it was made (`created`, the time of the flatten, as a build's is).
+/// `id` and `parent` are links between the images of an old local graph
+/// (Docker before 1.10): the flattened image has no parent.
+const SET_ANEW: &[&str] = &["created", "history", "rootfs", "id", "parent"];
+
+/// Builds the image config JSON for the flattened image: every top-level
+/// field of `source` (an image config: `config`, the platform,
+/// `docker_version`, `author`, `os.features`, …) exactly as it is there,
+/// except those in [`SET_ANEW`].
 pub fn flattened(
-    source: &ImageInspect,
+    source: &Value,
+    source_id: &str,
     provenance: &Provenance<'_>,
     diff_id: &str,
     created: SystemTime,
 ) -> Value {
     let created = humantime::format_rfc3339_nanos(created).to_string();
-    let source_id = source.id.as_deref().unwrap_or("unknown");
-    let mut container_config = source.config.clone().unwrap_or_default();
-    // bollard reads a null map as an empty one; null is what images carry
-    // when the Dockerfile had no EXPOSE or VOLUME.
-    for field in [
-        &mut container_config.exposed_ports,
-        &mut container_config.volumes,
-    ] {
-        if field.as_ref().is_some_and(Vec::is_empty) {
-            *field = None;
-        }
-    }
-    let mut config = json!({
-        "architecture": source.architecture.clone().unwrap_or_default(),
-        "os": source.os.clone().unwrap_or_default(),
+    let mut config = source.as_object().cloned().unwrap_or_default();
+    config.retain(|key, _| !SET_ANEW.contains(&key.as_str()));
+    let anew = json!({
         "created": created,
-        "config": container_config,
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{
             "created": created,
@@ -54,17 +53,54 @@ pub fn flattened(
             ),
         }],
     });
-    let optional = [
-        ("variant", &source.variant),
-        ("os.version", &source.os_version),
-        ("author", &source.author),
+    config.extend(anew.as_object().cloned().unwrap_or_default());
+    Value::Object(config)
+}
+
+/// An image config from a graphdriver engine's inspect of the image, as the
+/// engine sent it: the store keeps the config it was given, and its inspect
+/// reports the config's fields under other names. Empty strings are absent
+/// fields (the config omits them), and so is a `container_config` with
+/// nothing in it (the engine reports one for every image). The engine does
+/// not report `os.features`, nor fields it does not know.
+pub fn from_inspect(inspect: &Value) -> Value {
+    const NAMES: &[(&str, &str)] = &[
+        ("Architecture", "architecture"),
+        ("Os", "os"),
+        ("Variant", "variant"),
+        ("OsVersion", "os.version"),
+        ("Author", "author"),
+        ("Comment", "comment"),
+        ("Created", "created"),
+        ("DockerVersion", "docker_version"),
+        ("Container", "container"),
+        ("ContainerConfig", "container_config"),
+        ("Config", "config"),
     ];
-    for (key, value) in optional {
-        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
-            config[key] = Value::String(v.to_owned());
+    let mut config = serde_json::Map::new();
+    for (from, to) in NAMES {
+        match inspect.get(*from) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if s.is_empty() => {}
+            Some(v) if *to == "container_config" && is_empty(v) => {}
+            Some(v) => {
+                config.insert((*to).to_owned(), v.clone());
+            }
         }
     }
-    config
+    Value::Object(config)
+}
+
+/// Whether a JSON value holds nothing but zero values.
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Bool(false) => true,
+        Value::String(s) => s.is_empty(),
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.values().all(is_empty),
+        Value::Bool(true) => false,
+    }
 }
 
 /// The image ID the engine will give a config: the digest of its bytes.
@@ -198,58 +234,83 @@ pub fn platform(config: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::{HealthConfig, ImageConfig};
-
-    fn source() -> ImageInspect {
-        ImageInspect {
-            id: Some("sha256:abc".into()),
-            architecture: Some("arm64".into()),
-            variant: Some("v8".into()),
-            os: Some("linux".into()),
-            author: Some("".into()),
-            config: Some(ImageConfig {
-                env: Some(vec!["P=$5".into(), "Q=a\nb".into()]),
-                exposed_ports: Some(vec!["80/tcp".into()]),
-                volumes: Some(vec!["/data".into()]),
-                healthcheck: Some(HealthConfig {
-                    test: Some(vec!["CMD".into(), "true".into()]),
-                    start_period: Some(5),
-                    ..Default::default()
-                }),
-                shell: Some(vec!["/bin/ash".into(), "-c".into()]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
 
     #[test]
-    fn carries_config_platform_and_provenance() {
+    fn carries_every_field_but_those_set_anew() {
+        let source = json!({
+            "architecture": "arm64", "variant": "v8", "os": "linux",
+            "os.version": "10.0.1", "os.features": ["win32k"],
+            "author": "Ann", "docker_version": "17.03.2", "comment": "imported",
+            "container": "abc", "container_config": {"Cmd": ["build"]},
+            "x-vendor": {"kept": true},
+            "config": {"Env": ["P=$5", "Q=a\nb"], "ExposedPorts": {}, "Volumes": null},
+            "created": "2001-01-01T00:00:00Z", "id": "old", "parent": "older",
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:1", "sha256:2"]},
+            "history": [{"created_by": "a"}, {"created_by": "b"}],
+        });
         let p = Provenance {
             reference: "app:1",
-            layers: 7,
+            layers: 2,
         };
-        let v = flattened(&source(), &p, "sha256:layer", SystemTime::UNIX_EPOCH);
-        assert_eq!(v["architecture"], "arm64");
-        assert_eq!(v["variant"], "v8");
-        assert!(v.get("author").is_none(), "empty author is left out");
-        assert_eq!(v["config"]["Env"], json!(["P=$5", "Q=a\nb"]));
-        assert_eq!(v["config"]["ExposedPorts"], json!({"80/tcp": {}}));
-        assert_eq!(v["config"]["Volumes"], json!({"/data": {}}));
-        assert_eq!(v["config"]["Healthcheck"]["StartPeriod"], 5);
-        let mut empty = source();
-        empty.config.as_mut().unwrap().volumes = Some(vec![]);
-        let e = flattened(&empty, &p, "sha256:layer", SystemTime::UNIX_EPOCH);
-        assert!(
-            e["config"].get("Volumes").is_none(),
-            "empty maps are written as absent"
+        let v = flattened(
+            &source,
+            "sha256:abc",
+            &p,
+            "sha256:layer",
+            SystemTime::UNIX_EPOCH,
         );
+        for key in [
+            "architecture",
+            "variant",
+            "os",
+            "os.version",
+            "os.features",
+            "author",
+            "docker_version",
+            "comment",
+            "container",
+            "container_config",
+            "x-vendor",
+            "config",
+        ] {
+            assert_eq!(v[key], source[key], "{key}");
+        }
+        for gone in ["id", "parent"] {
+            assert!(v.get(gone).is_none(), "{gone}");
+        }
         assert_eq!(v["rootfs"]["diff_ids"], json!(["sha256:layer"]));
+        assert_eq!(v["history"].as_array().unwrap().len(), 1);
         assert_eq!(
             v["history"][0]["created_by"],
             "docker flatten app:1 (sha256:abc)"
         );
         assert_eq!(v["created"], "1970-01-01T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn a_graphdriver_inspect_reads_back_as_the_config() {
+        let inspect = json!({
+            "Id": "sha256:abc", "Parent": "", "Comment": "", "Created": "2020-01-01T00:00:00Z",
+            "Container": "", "DockerVersion": "20.10.24", "Author": "Ann",
+            "ContainerConfig": {"Hostname": "", "Cmd": null, "Tty": false, "Labels": null},
+            "Config": {"Cmd": ["/app"], "Env": null}, "Architecture": "amd64",
+            "Variant": "", "Os": "linux", "OsVersion": "", "Size": 4,
+            "RootFS": {"Type": "layers", "Layers": ["sha256:1"]},
+        });
+        assert_eq!(
+            from_inspect(&inspect),
+            json!({
+                "architecture": "amd64", "os": "linux", "author": "Ann",
+                "created": "2020-01-01T00:00:00Z", "docker_version": "20.10.24",
+                "config": {"Cmd": ["/app"], "Env": null},
+            })
+        );
+        let mut built = inspect.clone();
+        built["ContainerConfig"]["Cmd"] = json!(["/bin/sh", "-c", "make"]);
+        assert_eq!(
+            from_inspect(&built)["container_config"],
+            built["ContainerConfig"]
+        );
     }
 
     #[test]

@@ -48,7 +48,11 @@ pub async fn flatten(
             return Err(Interrupted { interrupt, what: "nothing was changed".into() }.into())
         }
     };
-    let flattener = Flattener::new(connection.docker.clone(), endpoint.to_string());
+    let flattener = Flattener::new(
+        connection.docker.clone(),
+        connection.inspect_json.clone(),
+        endpoint.to_string(),
+    );
     let tag = match (&args.tag, args.dry_run) {
         (_, true) => return dry_run(&flattener, &endpoint, args, &reporter, &mut interrupts).await,
         (Some(tag), false) => tag,

@@ -208,7 +208,8 @@ fn list_changes(layer: impl Read) -> std::io::Result<Changes> {
     let mut archive = tar::Archive::new(layer);
     for entry in archive.entries()? {
         let entry = entry?;
-        // PAX global headers describe the archive, not a file.
+        // PAX global headers describe the archive, not a file (earlier
+        // builds of this plugin began their layers with one).
         if entry.header().entry_type() == tar::EntryType::XGlobalHeader {
             continue;
         }
@@ -569,8 +570,28 @@ mod tests {
     fn a_file_over_a_directory_wastes_the_tree_and_links_count_as_files() {
         let l1 = layer(&[E::Dir("d/"), E::File("d/x", 40), E::Link("l", "d/x")]);
         let l2 = layer(&[E::File("d", 1), E::Dir("l/")]);
-        // As docker-flatten's own layers on the containerd store begin.
-        let l2 = [&crate::tarfilter::global_comment("run x")[..], &l2[..]].concat();
+        // As docker-flatten's own layers begin: the root with a comment.
+        let root = crate::tarfilter::Root {
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+        };
+        let l2 = [
+            &crate::tarfilter::root_entry(root, Some("run x"))[..],
+            &l2[..],
+        ]
+        .concat();
+        // As earlier builds' layers began: a global header.
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XGlobalHeader);
+        h.set_path("pax_global_header").unwrap();
+        h.set_size(15);
+        h.set_cksum();
+        let mut global = h.as_bytes().to_vec();
+        global.extend_from_slice(b"15 comment=run\n");
+        global.resize(1024, 0);
+        let l1 = [&global[..], &l1[..]].concat();
         let s = analyze(&save(&[("a.tar", l1), ("b.tar", l2)], serde_json::json!([]))[..]).unwrap();
         assert_eq!((s.wasted_bytes, s.bytes_after, s.files_after), (40, 1, 1));
         assert_eq!(s.layers[0].files, 2);

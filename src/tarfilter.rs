@@ -309,38 +309,78 @@ impl TarFilter {
     }
 }
 
-/// PAX records, `<len> <key>=<value>\n`, split by their length prefix: values
-/// (binary xattrs) may themselves contain newlines. Parsing stops at the first
-/// malformed record.
-/// A PAX global header (typeflag `g`) holding one `comment` record, as the
-/// first blocks of a tar stream. Extractors ignore it (the engine's, both
-/// stores', and GNU tar's alike): it changes the layer's digest and nothing
-/// in its filesystem.
-pub fn global_comment(comment: &str) -> Bytes {
-    let body = |len: usize| format!("{len} comment={comment}\n");
-    // The record's length counts its own decimal digits.
+/// The attributes of the layer's root directory, `./`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Root {
+    /// Permission bits (with setuid, setgid, sticky).
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    /// Seconds since the epoch.
+    pub mtime: u64,
+}
+
+/// The layer's first entry: the root directory `./` with `root`'s
+/// attributes, which an export never carries, so that extractors other than
+/// the engine's (umoci, tar into a directory) give the root the source's
+/// mode, owner and time instead of their own default.
+///
+/// With a `comment`, a PAX extended header (typeflag `x`) holding one
+/// standard `comment` record goes before it: it changes the layer's digest
+/// and nothing in its filesystem. Readers merge an `x` header into the entry
+/// it precedes, and POSIX has them ignore `comment`; tried with umoci 0.4.7,
+/// GNU tar 1.34, bsdtar 3.6.2 and both engines. (A global header, typeflag
+/// `g`, is refused by umoci; a private keyword makes GNU tar warn.)
+pub fn root_entry(root: Root, comment: Option<&str>) -> Bytes {
+    let mut out = Vec::with_capacity(3 * BLOCK);
+    if let Some(comment) = comment {
+        let record = pax_record("comment", comment);
+        out.extend_from_slice(
+            ustar_header(b"././@PaxHeader", b'x', record.len() as u64, 0o644, 0, 0, 0).as_bytes(),
+        );
+        out.extend_from_slice(record.as_bytes());
+        out.resize(out.len().div_ceil(BLOCK) * BLOCK, 0);
+    }
+    let dir = ustar_header(b"./", b'5', 0, root.mode, root.uid, root.gid, root.mtime);
+    out.extend_from_slice(dir.as_bytes());
+    Bytes::from(out)
+}
+
+/// One PAX record, `<len> <key>=<value>\n`; its length counts its own digits.
+fn pax_record(key: &str, value: &str) -> String {
+    let body = |len: usize| format!("{len} {key}={value}\n");
     let mut len = body(0).len();
     while body(len).len() != len {
         len = body(len).len();
     }
-    let record = body(len);
-    let mut header = tar::Header::new_ustar();
-    header.set_entry_type(tar::EntryType::XGlobalHeader);
-    header
-        .set_path("pax_global_header")
-        .expect("a short ASCII name");
-    header.set_size(record.len() as u64);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_cksum();
-    let padded = record.len().div_ceil(BLOCK) * BLOCK;
-    let mut out = Vec::with_capacity(BLOCK + padded);
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(record.as_bytes());
-    out.resize(BLOCK + padded, 0);
-    Bytes::from(out)
+    body(len)
 }
 
+fn ustar_header(
+    name: &[u8],
+    kind: u8,
+    size: u64,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: u64,
+) -> tar::Header {
+    let mut header = tar::Header::new_ustar();
+    // Written as is: `set_path` would turn `./` into `.`.
+    header.as_old_mut().name[..name.len()].copy_from_slice(name);
+    header.set_entry_type(tar::EntryType::new(kind));
+    header.set_size(size);
+    header.set_mode(mode);
+    header.set_uid(uid);
+    header.set_gid(gid);
+    header.set_mtime(mtime);
+    header.set_cksum();
+    header
+}
+
+/// PAX records, `<len> <key>=<value>\n`, split by their length prefix: values
+/// (binary xattrs) may themselves contain newlines. Parsing stops at the first
+/// malformed record.
 fn pax_records(mut data: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     std::iter::from_fn(move || {
         let space = data.iter().position(|&b| b == b' ')?;
@@ -424,21 +464,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_global_comment_is_a_valid_header_that_readers_skip() {
-        for comment in ["docker-flatten run 0123456789abcdef", &"x".repeat(600)] {
-            let salt = global_comment(comment);
-            assert_eq!(salt.len() % BLOCK, 0);
+    fn the_root_entry_comes_first_and_its_comment_merges_into_it() {
+        let root = Root {
+            mode: 0o750,
+            uid: 1,
+            gid: 3_000_000,
+            mtime: 1_000_000_000,
+        };
+        for comment in [
+            None,
+            Some("docker-flatten run 0123456789abcdef"),
+            Some(&*"x".repeat(600)),
+        ] {
+            let head = root_entry(root, comment);
+            assert_eq!(head.len() % BLOCK, 0);
             let rest = archive(&[("f", tar::EntryType::Regular, b"data")]);
-            let stream = [&salt[..], &rest[..]].concat();
+            let stream = [&head[..], &rest[..]].concat();
             let mut reader = tar::Archive::new(&stream[..]);
             let mut entries = reader.entries().unwrap();
             let mut first = entries.next().unwrap().unwrap();
-            assert_eq!(first.header().entry_type(), tar::EntryType::XGlobalHeader);
-            let mut record = String::new();
-            std::io::Read::read_to_string(&mut first, &mut record).unwrap();
-            let (len, rest) = record.split_once(' ').unwrap();
-            assert_eq!(len.parse::<usize>().unwrap(), record.len(), "{record}");
-            assert_eq!(rest, format!("comment={comment}\n"));
+            assert_eq!(&*first.path_bytes(), b"./");
+            let h = first.header();
+            assert_eq!(h.entry_type(), tar::EntryType::Directory);
+            assert_eq!(
+                (
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    h.gid().unwrap(),
+                    h.mtime().unwrap()
+                ),
+                (0o750, 1, 3_000_000, 1_000_000_000)
+            );
+            let records: Vec<(String, String)> = first
+                .pax_extensions()
+                .unwrap()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    let r = r.unwrap();
+                    (r.key().unwrap().to_owned(), r.value().unwrap().to_owned())
+                })
+                .collect();
+            let expected: Vec<(String, String)> = comment
+                .map(|c| ("comment".to_owned(), c.to_owned()))
+                .into_iter()
+                .collect();
+            assert_eq!(records, expected);
             let second = entries.next().unwrap().unwrap();
             assert_eq!(&*second.path_bytes(), b"f");
             assert!(entries.next().is_none());

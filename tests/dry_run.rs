@@ -210,3 +210,29 @@ fn missing_image_fails_cleanly_with_empty_stdout() {
     let err = text(&out.stderr);
     assert!(err.contains(&name) && err.contains(&docker_host()), "{err}");
 }
+
+/// The plugin's own layers begin with the root entry (and, on the
+/// containerd store, a PAX header with the run's comment): a dry run of a
+/// flattened image reads them as one layer holding what the source merges to.
+#[test]
+fn a_flattened_image_reads_back_as_one_layer_without_waste() {
+    let image = wasteful_image("dry-flat");
+    let cli = Cli::new();
+    let tag = unique("dry-flat-out");
+    let out = cli.docker(&["flatten", &image.reference, &tag]);
+    let flat = TestImage::track(&tag);
+    check_ok(&out, &format!("docker flatten {}", image.reference));
+    let source = dry_run_json(&cli, &[&image.reference]);
+    let doc = dry_run_json(&cli, &[&flat.reference]);
+    let analysis = &doc["analysis"];
+    assert_eq!(analysis["layers"].as_array().map(Vec::len), Some(1));
+    assert_eq!(analysis["wasted_bytes"], 0);
+    assert_eq!(
+        analysis["files_after"], source["analysis"]["files_after"],
+        "{doc}"
+    );
+    assert_eq!(
+        analysis["bytes_after"], source["analysis"]["bytes_after"],
+        "{doc}"
+    );
+}

@@ -61,81 +61,6 @@ fn assert_faithful(source: &str, flat: &str) {
     }
 }
 
-fn bits(v: u64) -> Vec<u8> {
-    v.to_le_bytes().to_vec()
-}
-
-/// Everything a filesystem can hold that an export can carry, across three layers.
-fn rich_layers() -> Vec<Vec<Entry>> {
-    let long = format!("deep/{}", "n".repeat(200));
-    let non_utf8 = b"odd/caf\xe9-\xff\xfe".to_vec();
-    // VFS capability v2: cap_net_raw effective+permitted; 0x0a byte on purpose.
-    let mut cap = vec![0x01, 0x00, 0x00, 0x02];
-    cap.extend(bits(0x0000_2000_0000_000a)[..4].iter());
-    cap.extend([0; 12]);
-    let base = vec![
-        Entry::dir("bin"),
-        Entry::dir("data"),
-        Entry::file("data/a", "original a\n"),
-        Entry::hardlink("data/a-link", "data/a"),
-        Entry::file("data/b", "b and its twin\n"),
-        Entry::hardlink("data/b-twin", "data/b"),
-        Entry::file("data/setuid", "x").mode(0o4755),
-        Entry::dir("data/setgid-dir").mode(0o2775).owner(1000, 1001),
-        Entry::dir("data/sticky").mode(0o1777),
-        Entry::file("data/owned", "owned\n")
-            .owner(4242, 4343)
-            .mode(0o640),
-        Entry::file("data/epoch", "old\n").mtime(0),
-        Entry::file("data/y2100", "future\n").mtime(4_102_444_800),
-        Entry::file("data/y2242", "far future\n").mtime(8_589_934_592),
-        Entry::file("data/ping", "pretend binary")
-            .mode(0o755)
-            .xattr("security.capability", &cap),
-        Entry::file("data/user-xattr", "u").xattr("user.note", "dropped by export"),
-        Entry::symlink("data/abs-link", "/data/a"),
-        Entry::symlink("data/rel-link", "../data/b"),
-        Entry::symlink("data/dangling", "/nowhere/at/all"),
-        Entry::dir("devices"),
-        Entry::char_dev("devices/null", 1, 3).mode(0o666),
-        Entry::block_dev("devices/loop9", 7, 9).mode(0o660),
-        Entry::fifo("devices/pipe").mode(0o600),
-        Entry::dir("deep"),
-        Entry::file(&long, "long name\n"),
-        Entry::dir("odd"),
-        Entry::file(&non_utf8, "latin-1 name\n"),
-        Entry::dir("opt"),
-        Entry::dir("opt/x"),
-        Entry::file("opt/x/old", "hidden by opaque\n"),
-        Entry::file("opt/x/removed", "whited out\n"),
-        Entry::file("was-file", "becomes a dir\n"),
-        Entry::dir("was-dir"),
-        Entry::file("was-dir/child", "gone with the dir\n"),
-        Entry::file("wasted", vec![7u8; 256 * 1024]),
-    ];
-    let middle = vec![
-        Entry::dir("data"),
-        Entry::file("data/a", "a rewritten: breaks the link\n"),
-        Entry::whiteout("data/b"),
-        Entry::dir("opt"),
-        Entry::dir("opt/x"),
-        Entry::opaque("opt/x"),
-        Entry::file("opt/x/new", "after opaque\n"),
-        // Replacing needs no whiteout: the new entry hides the old one.
-        Entry::dir("was-file"),
-        Entry::file("was-file/inside", "now a dir\n"),
-        Entry::file("was-dir", "now a file\n"),
-        Entry::whiteout("wasted"),
-    ];
-    let top = vec![
-        Entry::dir("data"),
-        Entry::file("data/c", "pair in the top layer\n"),
-        Entry::hardlink("data/c-link", "data/c"),
-        Entry::dir("empty-dir").mode(0o700),
-    ];
-    vec![base, middle, top]
-}
-
 #[test]
 fn filesystem_is_preserved_exactly() {
     let cli = Cli::new();
@@ -458,6 +383,15 @@ fn a_flattened_image_outlives_another_flatten_of_the_same_files() {
     let first = flatten(&cli, &source.reference, &unique("twice-a"));
     let second = flatten(&cli, &source.reference, &unique("twice-b"));
     assert_ne!(first.id, second.id);
+    if containerd_store() {
+        // The run's comment on the root entry makes each layer its own.
+        let layers = |image: &TestImage| inspect(&image.reference)["RootFS"]["Layers"].clone();
+        assert_ne!(
+            layers(&first),
+            layers(&second),
+            "the two layers share a digest"
+        );
+    }
     drop(first);
     let history = docker(&["history", "-q", &second.reference]);
     assert!(
@@ -468,4 +402,107 @@ fn a_flattened_image_outlives_another_flatten_of_the_same_files() {
     let ctr = TestContainer::create(&second.reference, &["/none"]);
     drop(ctr);
     assert_faithful(&source.reference, &second.reference);
+}
+
+/// The layer's first entry is the root directory, which an export lacks:
+/// mode 0755, owner 0:0 and the source's creation time (the fixtures' is
+/// 2024-01-01), then no other root entry.
+#[test]
+fn the_layer_starts_with_the_root_directory() {
+    let cli = Cli::new();
+    let layers = vec![
+        vec![Entry::dir("a"), Entry::file("a/1", "one")],
+        vec![Entry::file("b", "two")],
+    ];
+    let source = load_image(&ImageSpec::new(layers), &unique("root"));
+    let flat = flatten(&cli, &source.reference, &unique("root-flat"));
+    let saved = save_image(&flat.reference);
+    let entries = read_tar(&saved.layers[0]);
+    let root = &entries[0];
+    assert_eq!(show(&root.path), "./");
+    assert_eq!(root.entry_type, tar::EntryType::Directory);
+    assert_eq!(
+        (root.mode, root.uid, root.gid, root.mtime),
+        (0o755, 0, 0, 1_704_067_200)
+    );
+    let comments: Vec<_> = root.pax.iter().filter(|(k, _)| k == b"comment").collect();
+    assert_eq!(
+        comments.len(),
+        usize::from(containerd_store()),
+        "a run comment on the containerd store only: {:?}",
+        root.pax
+    );
+    assert!(
+        entries[1..].iter().all(|e| normalize(&e.path).is_some()),
+        "a second root entry"
+    );
+}
+
+/// Every top-level config field comes through as the source has it, but
+/// those set anew; on the graphdriver store, whose inspect does not report
+/// them, `os.features` and fields unknown to the engine are lost (README).
+#[test]
+fn top_level_config_fields_survive() {
+    let cli = Cli::new();
+    let fields = json!({
+        "docker_version": "17.03.2-ce-fixture",
+        "author": "Fixture Author <fixture@example.com>",
+        "comment": "a comment of the image itself",
+        "container": "4f1c0ffee",
+        "container_config": {"Cmd": ["/bin/sh", "-c", "#(nop) fixture"], "Env": ["A=1"]},
+        "os.version": "5.10-fixture",
+        "os.features": ["fixture-feature"],
+        "x-fixture": {"kept": [1, 2]},
+    });
+    let layers = vec![vec![Entry::file("a", "1")], vec![Entry::file("b", "2")]];
+    let spec = ImageSpec::new(layers)
+        .with_config(json!({"Cmd": ["/a"], "ExposedPorts": {}}))
+        .with_fields(fields.clone());
+    let source = load_image(&spec, &unique("fields"));
+    let flat = flatten(&cli, &source.reference, &unique("fields-flat"));
+    let config = save_image(&flat.reference).config;
+    let lost: &[&str] = if containerd_store() {
+        &[]
+    } else {
+        &["os.features", "x-fixture"]
+    };
+    for (key, value) in fields.as_object().unwrap() {
+        if lost.contains(&key.as_str()) {
+            assert!(config.get(key).is_none(), "{key}: {}", config[key]);
+        } else if key == "container_config" && !containerd_store() {
+            // The engine's inspect reports every field of its struct.
+            assert_eq!(non_zero(&config[key]), *value, "{key}");
+        } else {
+            assert_eq!(&config[key], value, "{key}");
+        }
+    }
+    assert_eq!(config["config"]["Cmd"], json!(["/a"]));
+    assert_eq!(config["created"].as_str().map(|c| c < "2024"), Some(false));
+    assert_eq!(config["history"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        inspect(&flat.reference)["DockerVersion"],
+        inspect(&source.reference)["DockerVersion"],
+        "DockerVersion as the engine reports it"
+    );
+}
+
+/// `v` without the fields that hold zero values (null, false, "", 0, [], {}).
+fn non_zero(v: &Value) -> Value {
+    let zero = |v: &Value| match v {
+        Value::Null | Value::Bool(false) => true,
+        Value::String(s) => s.is_empty(),
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Bool(true) => false,
+    };
+    match v {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .filter(|(_, v)| !zero(v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }

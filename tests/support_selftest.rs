@@ -877,3 +877,35 @@ fn tracking_a_missing_image_defers_the_failure_to_the_test() {
     assert_eq!(tracked.id, "");
     drop(tracked);
 }
+
+/// `FsView::from_dir` reads back what an extractor wrote: GNU tar of one
+/// layer, as root, gives the same view as the tar itself (devices and
+/// special bits included), hardlinks as one inode.
+#[test]
+fn a_directory_tree_reads_back_as_its_tar() {
+    let layer = vec![
+        Entry::dir("d").mode(0o2750).owner(7, 8),
+        Entry::file("d/f", "content")
+            .mode(0o4755)
+            .mtime(1_000_000_000),
+        Entry::hardlink("d/g", "d/f"),
+        Entry::symlink("d/s", "../d/f"),
+        Entry::char_dev("d/null", 1, 3),
+        Entry::fifo("d/p"),
+        Entry::dir("empty").mode(0o700),
+    ];
+    let tar = layer_tar(&layer);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = std::process::Command::new("tar")
+        .args(["-x", "--numeric-owner", "-f", "-", "-C"])
+        .arg(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run GNU tar");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &tar).unwrap();
+    assert!(child.wait().unwrap().success());
+    let read = FsView::from_dir(dir.path());
+    assert_same_fs(&FsView::from_tar(&tar), &read, &[]);
+    assert_eq!(read.hardlink_groups().len(), 1);
+    assert_eq!(read.node("d/null").dev, Some((1, 3)));
+}

@@ -299,6 +299,8 @@ pub struct ImageSpec {
     pub os: String,
     pub architecture: String,
     pub variant: Option<String>,
+    /// More top-level config fields (`docker_version`, `author`, …), as is.
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// The engine's name for the host architecture, so images run without a
@@ -322,7 +324,15 @@ impl ImageSpec {
             os: "linux".into(),
             architecture: host_architecture().into(),
             variant: None,
+            extra: serde_json::Map::new(),
         }
+    }
+
+    /// Adds the top-level config fields of `fields`, a JSON object.
+    pub fn with_fields(mut self, fields: Value) -> ImageSpec {
+        self.extra
+            .extend(fields.as_object().expect("an object").clone());
+        self
     }
 
     pub fn with_config(mut self, config: Value) -> ImageSpec {
@@ -359,6 +369,9 @@ impl ImageSpec {
         if let Some(variant) = &self.variant {
             config["variant"] = json!(variant);
         }
+        for (key, value) in &self.extra {
+            config[key] = value.clone();
+        }
         serde_json::to_vec(&config).expect("serialise image config")
     }
 
@@ -378,7 +391,8 @@ impl ImageSpec {
     /// same layers is not unpacked and never claims their snapshots: when
     /// the other (another test's) goes, this one breaks ("snapshot ... does
     /// not exist"). There a comment naming the image at the top of its top
-    /// layer makes its chain its own; every extractor ignores it.
+    /// layer makes its chain its own; both engines ignore it (umoci would
+    /// refuse it, but these fixtures only ever go into an engine).
     pub fn layer_tars(&self, reference: &str) -> Vec<Vec<u8>> {
         let mut tars: Vec<Vec<u8>> = self.layers.iter().map(|l| layer_tar(l)).collect();
         if containerd_store() {
@@ -637,4 +651,79 @@ pub fn busybox_layer() -> Vec<Entry> {
         layer.push(Entry::symlink(format!("bin/{applet}"), "busybox"));
     }
     layer
+}
+
+fn bits(v: u64) -> Vec<u8> {
+    v.to_le_bytes().to_vec()
+}
+
+/// Everything a filesystem can hold that an export can carry, across three layers.
+pub fn rich_layers() -> Vec<Vec<Entry>> {
+    let long = format!("deep/{}", "n".repeat(200));
+    let non_utf8 = b"odd/caf\xe9-\xff\xfe".to_vec();
+    // VFS capability v2: cap_net_raw effective+permitted; 0x0a byte on purpose.
+    let mut cap = vec![0x01, 0x00, 0x00, 0x02];
+    cap.extend(bits(0x0000_2000_0000_000a)[..4].iter());
+    cap.extend([0; 12]);
+    let base = vec![
+        Entry::dir("bin"),
+        Entry::dir("data"),
+        Entry::file("data/a", "original a\n"),
+        Entry::hardlink("data/a-link", "data/a"),
+        Entry::file("data/b", "b and its twin\n"),
+        Entry::hardlink("data/b-twin", "data/b"),
+        Entry::file("data/setuid", "x").mode(0o4755),
+        Entry::dir("data/setgid-dir").mode(0o2775).owner(1000, 1001),
+        Entry::dir("data/sticky").mode(0o1777),
+        Entry::file("data/owned", "owned\n")
+            .owner(4242, 4343)
+            .mode(0o640),
+        Entry::file("data/epoch", "old\n").mtime(0),
+        Entry::file("data/y2100", "future\n").mtime(4_102_444_800),
+        Entry::file("data/y2242", "far future\n").mtime(8_589_934_592),
+        Entry::file("data/ping", "pretend binary")
+            .mode(0o755)
+            .xattr("security.capability", &cap),
+        Entry::file("data/user-xattr", "u").xattr("user.note", "dropped by export"),
+        Entry::symlink("data/abs-link", "/data/a"),
+        Entry::symlink("data/rel-link", "../data/b"),
+        Entry::symlink("data/dangling", "/nowhere/at/all"),
+        Entry::dir("devices"),
+        Entry::char_dev("devices/null", 1, 3).mode(0o666),
+        Entry::block_dev("devices/loop9", 7, 9).mode(0o660),
+        Entry::fifo("devices/pipe").mode(0o600),
+        Entry::dir("deep"),
+        Entry::file(&long, "long name\n"),
+        Entry::dir("odd"),
+        Entry::file(&non_utf8, "latin-1 name\n"),
+        Entry::dir("opt"),
+        Entry::dir("opt/x"),
+        Entry::file("opt/x/old", "hidden by opaque\n"),
+        Entry::file("opt/x/removed", "whited out\n"),
+        Entry::file("was-file", "becomes a dir\n"),
+        Entry::dir("was-dir"),
+        Entry::file("was-dir/child", "gone with the dir\n"),
+        Entry::file("wasted", vec![7u8; 256 * 1024]),
+    ];
+    let middle = vec![
+        Entry::dir("data"),
+        Entry::file("data/a", "a rewritten: breaks the link\n"),
+        Entry::whiteout("data/b"),
+        Entry::dir("opt"),
+        Entry::dir("opt/x"),
+        Entry::opaque("opt/x"),
+        Entry::file("opt/x/new", "after opaque\n"),
+        // Replacing needs no whiteout: the new entry hides the old one.
+        Entry::dir("was-file"),
+        Entry::file("was-file/inside", "now a dir\n"),
+        Entry::file("was-dir", "now a file\n"),
+        Entry::whiteout("wasted"),
+    ];
+    let top = vec![
+        Entry::dir("data"),
+        Entry::file("data/c", "pair in the top layer\n"),
+        Entry::hardlink("data/c-link", "data/c"),
+        Entry::dir("empty-dir").mode(0o700),
+    ];
+    vec![base, middle, top]
 }

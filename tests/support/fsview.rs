@@ -4,7 +4,8 @@
 //! layers with overlay/AUFS whiteout semantics; [`FsView::from_spec`] does
 //! the same for the tars a test built, which gives the expected view "by
 //! construction"; [`container_fs`] reads `docker export`, i.e. what a
-//! running container really sees. Comparing them with [`diff_fs`] shows
+//! running container really sees; [`FsView::from_dir`] reads a tree that
+//! another tool (umoci, tar) extracted. Comparing them with [`diff_fs`] shows
 //! every lost or altered property, hardlink grouping included.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -125,6 +126,67 @@ impl FsView {
     pub fn from_spec(spec: &ImageSpec) -> FsView {
         let tars: Vec<Vec<u8>> = spec.layers.iter().map(|l| layer_tar(l)).collect();
         FsView::from_layer_tars(&tars)
+    }
+
+    /// A directory tree on disk as a view (what an extractor wrote), its
+    /// root not modelled, extended attributes not read.
+    pub fn from_dir(root: &std::path::Path) -> FsView {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let mut view = FsView::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let entries =
+                std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display()));
+            for entry in entries {
+                let entry = entry.expect("directory entry");
+                let path = entry.path();
+                let meta = std::fs::symlink_metadata(&path)
+                    .unwrap_or_else(|e| panic!("lstat {}: {e}", path.display()));
+                let ft = meta.file_type();
+                let kind = if ft.is_dir() {
+                    stack.push(path.clone());
+                    NodeKind::Dir
+                } else if ft.is_symlink() {
+                    NodeKind::Symlink
+                } else if ft.is_char_device() {
+                    NodeKind::CharDev
+                } else if ft.is_block_device() {
+                    NodeKind::BlockDev
+                } else if ft.is_fifo() {
+                    NodeKind::Fifo
+                } else {
+                    NodeKind::File
+                };
+                let content = (kind == NodeKind::File).then(|| {
+                    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+                });
+                let rdev = meta.rdev();
+                let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+                let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+                let node = Node {
+                    kind,
+                    mode: meta.mode() & 0o7777,
+                    uid: u64::from(meta.uid()),
+                    gid: u64::from(meta.gid()),
+                    mtime: meta.mtime(),
+                    size: content.as_ref().map_or(0, |c| c.len() as u64),
+                    sha256: content.as_deref().map(sha256_hex),
+                    link: (kind == NodeKind::Symlink).then(|| {
+                        let target = std::fs::read_link(&path).expect("read symlink");
+                        target.as_os_str().as_bytes().to_vec()
+                    }),
+                    dev: matches!(kind, NodeKind::CharDev | NodeKind::BlockDev)
+                        .then_some((major as u32, minor as u32)),
+                    xattrs: BTreeMap::new(),
+                    inode: meta.ino(),
+                };
+                let relative = path.strip_prefix(root).expect("under the root");
+                view.0
+                    .insert(relative.as_os_str().as_bytes().to_vec(), node);
+            }
+        }
+        view
     }
 
     /// A single flat tar (e.g. `docker export` output) as a view.
@@ -848,6 +910,12 @@ fn temp_file_output(args: &[&str], what: &str) -> Vec<u8> {
 pub fn save_image(reference: &str) -> SavedImage {
     let bytes = temp_file_output(&["save", reference], &format!("docker save {reference}"));
     parse_saved_archive(&bytes)
+}
+
+/// `docker -H <host> save <reference>`, parsed: an image on another engine.
+pub fn save_image_on(host: &str, reference: &str) -> SavedImage {
+    let what = format!("docker -H {host} save {reference}");
+    parse_saved_archive(&temp_file_output(&["-H", host, "save", reference], &what))
 }
 
 /// The merged filesystem of an image as stored by the engine.

@@ -8,6 +8,8 @@
 //! - [`oci`]: multi-platform images (an OCI layout with a nested index);
 //! - [`leftovers`]: a source image whose flattenings' leftovers can be traced
 //!   to it, and the check that there are none;
+//! - [`registry`]: a private image registry, and the second engine that
+//!   pulls from it;
 //! - [`small_engine`]: a private engine on a small tmpfs, for disk-full runs;
 //! - [`terminal`]: a real terminal (tmux) whose final screen a test reads;
 //! - [`engine`]: thin wrappers around the real `docker` CLI, cleanup guards,
@@ -35,6 +37,7 @@ pub mod fsview;
 pub mod leftovers;
 pub mod oci;
 pub mod proxy;
+pub mod registry;
 pub mod small_engine;
 pub mod terminal;
 
@@ -43,4 +46,5 @@ pub use engine::*;
 pub use fsview::*;
 pub use leftovers::*;
 pub use oci::*;
+pub use registry::*;
 pub use terminal::*;
