@@ -7,6 +7,7 @@ mod dryrun;
 mod endpoint;
 mod flatten;
 mod image_config;
+mod image_index;
 mod inspect_json;
 mod interrupt;
 mod metadata;
