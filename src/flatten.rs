@@ -21,8 +21,8 @@ use futures_util::{stream, Stream, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::dryrun::{self, DryRunError};
+use crate::engine::InspectJson;
 use crate::image_config::{self, Provenance};
-use crate::inspect_json::InspectJson;
 use crate::progress::{Progress, Stage};
 use crate::reference::Tag;
 use crate::save_stream;

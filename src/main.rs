@@ -1,13 +1,11 @@
 //! `docker-flatten`: a Docker CLI plugin that flattens an image into one layer.
 
-mod bridge;
 mod cli;
 mod complete;
 mod dryrun;
-mod endpoint;
+mod engine;
 mod flatten;
 mod image_config;
-mod inspect_json;
 mod interrupt;
 mod metadata;
 mod progress;
@@ -18,7 +16,6 @@ mod save_stream;
 mod savings;
 mod summary;
 mod tarfilter;
-mod tls;
 mod upload;
 
 use std::process::ExitCode;

@@ -283,6 +283,25 @@ fn seconds(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
+/// Asserts the rule the error printer relies on, for every link of `err`'s
+/// chain: a message either quotes its cause or returns it from `source()`,
+/// never both, so that printing each link once says everything once.
+#[cfg(test)]
+pub fn assert_causes_said_once(err: &(dyn std::error::Error + 'static)) {
+    let mut link = Some(err);
+    while let Some(e) = link {
+        let (said, cause) = (e.to_string(), e.source());
+        if let Some(cause) = cause {
+            let cause = cause.to_string();
+            assert!(
+                !said.contains(&cause),
+                "{said:?} quotes its source {cause:?} and also returns it"
+            );
+        }
+        link = cause;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
