@@ -1,17 +1,16 @@
 //! `docker-flatten`: a Docker CLI plugin that flattens an image into one layer.
 
-mod bridge;
 mod cli;
 mod complete;
 mod dryrun;
-mod endpoint;
+mod engine;
 mod flatten;
 mod image_config;
 mod image_index;
-mod inspect_json;
 mod interrupt;
 mod metadata;
 mod platform;
+mod progress;
 mod reference;
 mod report;
 mod run;
@@ -19,7 +18,6 @@ mod save_stream;
 mod savings;
 mod summary;
 mod tarfilter;
-mod tls;
 mod upload;
 
 use std::process::ExitCode;

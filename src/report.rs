@@ -9,35 +9,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// The steps of a flatten, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Inspect,
-    Create,
-    /// The export into an import.
-    Stream,
-    /// The export into a temporary layer file.
-    Spool,
-    /// The layer file and the config into `docker load`.
-    Load,
-    /// The dry run's read of the image's layers.
-    Read,
-    Configure,
-    Tag,
-    Cleanup,
-}
-
-/// What the pipeline tells the user about its progress.
-pub trait Progress: Send + Sync {
-    /// A stage starts; `what` names its subject (an image, a tag).
-    fn begin(&self, stage: Stage, what: &str);
-    /// The current stage finished.
-    fn end(&self);
-    /// The stream stage's expected size, an estimate.
-    fn expect_bytes(&self, total: u64);
-    /// More bytes of the export went by.
-    fn bytes(&self, n: u64);
-}
+use crate::progress::{Progress, Stage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -309,6 +281,25 @@ fn dumb_terminal() -> bool {
 
 fn seconds(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
+}
+
+/// Asserts the rule the error printer relies on, for every link of `err`'s
+/// chain: a message either quotes its cause or returns it from `source()`,
+/// never both, so that printing each link once says everything once.
+#[cfg(test)]
+pub fn assert_causes_said_once(err: &(dyn std::error::Error + 'static)) {
+    let mut link = Some(err);
+    while let Some(e) = link {
+        let (said, cause) = (e.to_string(), e.source());
+        if let Some(cause) = cause {
+            let cause = cause.to_string();
+            assert!(
+                !said.contains(&cause),
+                "{said:?} quotes its source {cause:?} and also returns it"
+            );
+        }
+        link = cause;
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use bollard::query_parameters::ListImagesOptions;
 
 use crate::cli::{FlattenArgs, Format, GlobalArgs};
 use crate::complete::{self, Completion, Want};
-use crate::endpoint::{self, Endpoint, Env};
+use crate::engine::{self, Endpoint, Env};
 use crate::flatten::{FlattenError, Flattener, Options};
 use crate::interrupt::{Interrupt, Interrupts};
 use crate::report::{Reporter, Summary};
@@ -38,12 +38,11 @@ pub async fn flatten(
     reporter: Arc<Reporter>,
 ) -> anyhow::Result<()> {
     let mut interrupts = Interrupts::listen().context("cannot install signal handlers")?;
-    let endpoint = endpoint::resolve(globals, &Env::from_process())
-        .context("cannot choose the Docker engine")?;
+    let endpoint = engine::resolve(globals, &Env::from_process())?;
     reporter.debug(globals.debug, &format!("engine endpoint: {endpoint}"));
     // Kept to the end: a TLS or ssh endpoint is reached through its bridge.
     let connection = tokio::select! {
-        connection = endpoint::connect(&endpoint) => connection?,
+        connection = engine::connect(&endpoint) => connection?,
         interrupt = interrupts.next() => {
             return Err(Interrupted { interrupt, what: "nothing was changed".into() }.into())
         }
@@ -238,8 +237,8 @@ pub async fn complete(words: &[String]) -> Completion {
         Want::Images { prefix } => prefix,
     };
     let list = async {
-        let endpoint = endpoint::resolve(&GlobalArgs::default(), &Env::from_process()).ok()?;
-        let connection = endpoint::connect(&endpoint).await.ok()?;
+        let endpoint = engine::resolve(&GlobalArgs::default(), &Env::from_process()).ok()?;
+        let connection = engine::connect(&endpoint).await.ok()?;
         connection
             .docker
             .list_images(None::<ListImagesOptions>)
