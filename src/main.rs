@@ -7,6 +7,7 @@ mod engine;
 mod flatten;
 mod image_config;
 mod image_index;
+mod index_archive;
 mod interrupt;
 mod metadata;
 mod platform;

@@ -1,0 +1,235 @@
+//! The archive that loads a multi-platform flattened image: an OCI image
+//! layout whose `index.json` has one entry, pointing at a nested index of
+//! one one-layer manifest per platform, as `docker save` of such an image
+//! writes it on the containerd store. Loaded so, Engines 26.1 and 28.5 keep
+//! every platform under one image whose ID is the nested index's digest;
+//! two manifests listed directly in `index.json` would leave only the last
+//! (`tests/engines.rs`).
+//!
+//! The layer blobs are streamed by the caller, never held: the archive is
+//! its metadata members, then per platform the layer's header, its bytes
+//! and their padding, then the end of the archive.
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::upload::Digests;
+
+const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+const LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+const BLOCK: u64 = 512;
+
+/// One platform's flattened image: its config over its one layer.
+pub struct PlatformImage {
+    pub config: Vec<u8>,
+    pub layer: Digests,
+    /// The OCI platform object its index entry carries.
+    pub platform: Value,
+}
+
+/// An OCI layout of one index over one-layer images, but the layers' bytes.
+pub struct IndexArchive {
+    images: Vec<PlatformImage>,
+    manifests: Vec<Vec<u8>>,
+    nested: Vec<u8>,
+    index: Vec<u8>,
+}
+
+impl IndexArchive {
+    /// The archive of `images` (in index order), unnamed: the load leaves
+    /// the index untagged, for the run to tag once it is whole.
+    pub fn new(images: Vec<PlatformImage>) -> IndexArchive {
+        let manifests: Vec<Vec<u8>> = images
+            .iter()
+            .map(|image| {
+                json!({
+                    "schemaVersion": 2,
+                    "mediaType": MANIFEST_TYPE,
+                    "config": {
+                        "mediaType": CONFIG_TYPE,
+                        "digest": digest(&image.config),
+                        "size": image.config.len(),
+                    },
+                    "layers": [{
+                        "mediaType": image.layer.compression.layer_media_type(),
+                        "digest": image.layer.blob,
+                        "size": image.layer.blob_size,
+                    }],
+                })
+                .to_string()
+                .into_bytes()
+            })
+            .collect();
+        let entries: Vec<Value> = images
+            .iter()
+            .zip(&manifests)
+            .map(|(image, manifest)| {
+                json!({
+                    "mediaType": MANIFEST_TYPE,
+                    "digest": digest(manifest),
+                    "size": manifest.len(),
+                    "platform": image.platform,
+                })
+            })
+            .collect();
+        let nested = json!({"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": entries})
+            .to_string()
+            .into_bytes();
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX_TYPE,
+            "manifests": [{"mediaType": INDEX_TYPE, "digest": digest(&nested), "size": nested.len()}],
+        })
+        .to_string()
+        .into_bytes();
+        IndexArchive {
+            images,
+            manifests,
+            nested,
+            index,
+        }
+    }
+
+    /// The image's ID on the containerd store: the nested index's digest.
+    pub fn id(&self) -> String {
+        digest(&self.nested)
+    }
+
+    /// Each platform's manifest digest, in index order.
+    pub fn manifest_digests(&self) -> Vec<String> {
+        self.manifests.iter().map(|m| digest(m)).collect()
+    }
+
+    /// Every member but the layers: layout, configs, manifests, the nested
+    /// index and `index.json`.
+    pub fn metadata(&self) -> Bytes {
+        let mut out = Vec::new();
+        append_file(&mut out, "oci-layout", LAYOUT);
+        for (image, manifest) in self.images.iter().zip(&self.manifests) {
+            append_file(&mut out, &blob_path(&digest(&image.config)), &image.config);
+            append_file(&mut out, &blob_path(&digest(manifest)), manifest);
+        }
+        append_file(&mut out, &blob_path(&self.id()), &self.nested);
+        append_file(&mut out, "index.json", &self.index);
+        Bytes::from(out)
+    }
+
+    /// The tar header of platform `i`'s layer blob.
+    pub fn layer_header(&self, i: usize) -> Bytes {
+        let layer = &self.images[i].layer;
+        let mut out = Vec::new();
+        header(&mut out, &blob_path(&layer.blob), layer.blob_size);
+        Bytes::from(out)
+    }
+
+    /// The zeros after platform `i`'s layer blob.
+    pub fn layer_padding(&self, i: usize) -> Bytes {
+        Bytes::from(vec![0; padding(self.images[i].layer.blob_size)])
+    }
+
+    /// Two zero blocks end the archive.
+    pub fn end() -> Bytes {
+        Bytes::from(vec![0; 2 * BLOCK as usize])
+    }
+}
+
+fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+fn blob_path(digest: &str) -> String {
+    format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))
+}
+
+fn padding(size: u64) -> usize {
+    (size.div_ceil(BLOCK) * BLOCK - size) as usize
+}
+
+fn header(out: &mut Vec<u8>, name: &str, size: u64) {
+    let mut header = tar::Header::new_ustar();
+    header.set_path(name).expect("blob paths are short ASCII");
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    out.extend_from_slice(header.as_bytes());
+}
+
+fn append_file(out: &mut Vec<u8>, name: &str, data: &[u8]) {
+    header(out, name, data.len() as u64);
+    out.extend_from_slice(data);
+    out.resize(out.len() + padding(data.len() as u64), 0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upload::Compression;
+
+    fn image(arch: &str, blob: &[u8]) -> PlatformImage {
+        PlatformImage {
+            config: format!(r#"{{"architecture":"{arch}","os":"linux"}}"#).into_bytes(),
+            layer: Digests {
+                diff_id: format!("sha256:{arch}"),
+                blob: digest(blob),
+                blob_size: blob.len() as u64,
+                compression: Compression::Gzip,
+            },
+            platform: json!({"architecture": arch, "os": "linux"}),
+        }
+    }
+
+    #[test]
+    fn one_unnamed_entry_points_at_an_index_of_one_layer_manifests() {
+        let blobs: [&[u8]; 2] = [b"amd64 layer, odd length", &[9; 1024]];
+        let archive = IndexArchive::new(vec![image("amd64", blobs[0]), image("arm64", blobs[1])]);
+        let mut whole = archive.metadata().to_vec();
+        for (i, blob) in blobs.iter().enumerate() {
+            whole.extend_from_slice(&archive.layer_header(i));
+            whole.extend_from_slice(blob);
+            whole.extend_from_slice(&archive.layer_padding(i));
+        }
+        whole.extend_from_slice(&IndexArchive::end());
+        assert_eq!(whole.len() % 512, 0);
+
+        let mut files = std::collections::HashMap::new();
+        for e in tar::Archive::new(&whole[..]).entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().display().to_string();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            files.insert(name, data);
+        }
+        let blob = |d: &str| -> Value { serde_json::from_slice(&files[&blob_path(d)]).unwrap() };
+        let index: Value = serde_json::from_slice(&files["index.json"]).unwrap();
+        assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+        assert_eq!(index["manifests"][0]["mediaType"], INDEX_TYPE);
+        assert_eq!(index["manifests"][0]["digest"], archive.id().as_str());
+        assert!(index["manifests"][0].get("annotations").is_none());
+        assert_eq!(digest(&files[&blob_path(&archive.id())]), archive.id());
+        let nested = blob(&archive.id());
+        let entries = nested["manifests"].as_array().unwrap();
+        assert_eq!(entries.len(), 2);
+        for (i, (entry, arch)) in entries.iter().zip(["amd64", "arm64"]).enumerate() {
+            assert_eq!(entry["platform"]["architecture"], arch);
+            assert_eq!(entry["digest"], archive.manifest_digests()[i].as_str());
+            let manifest = blob(entry["digest"].as_str().unwrap());
+            let layers = manifest["layers"].as_array().unwrap();
+            assert_eq!(layers.len(), 1);
+            assert_eq!(
+                layers[0]["mediaType"],
+                "application/vnd.oci.image.layer.v1.tar+gzip"
+            );
+            assert_eq!(
+                files[&blob_path(layers[0]["digest"].as_str().unwrap())],
+                blobs[i]
+            );
+            let config = blob(manifest["config"]["digest"].as_str().unwrap());
+            assert_eq!(config["architecture"], arch);
+        }
+    }
+}
