@@ -18,7 +18,7 @@ use std::io::Read;
 
 use serde_json::Value;
 
-use crate::platform::{Offered, Platform};
+use crate::platform::{NotOffered, Offered, Platform};
 
 /// Blobs larger than this are never manifests or configs.
 const MAX_JSON: u64 = 16 << 20;
@@ -131,6 +131,149 @@ impl SourceIndex {
                 })
                 .collect(),
         }
+    }
+}
+
+/// Which of IMAGE's platforms a run flattens, and what it leaves out.
+#[derive(Debug, PartialEq)]
+pub struct Choice<'a> {
+    /// In index order, each with its manifest.
+    pub platforms: Vec<(Platform, &'a Manifest)>,
+    /// The result is an index: IMAGE is one and no platform was asked for.
+    pub index: bool,
+    /// Platforms whose content the store lacks: left out.
+    pub absent: Vec<Platform>,
+    /// Attestation manifests: dropped, as they describe IMAGE's manifests.
+    pub attestations: usize,
+    /// Entries that are no image manifest (their media types): left out.
+    pub others: Vec<String>,
+}
+
+/// Why no platform of IMAGE can be flattened as asked.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ChoiceError {
+    #[error("{0}")]
+    NotOffered(NotOffered),
+    #[error(
+        "the content of {platform} of {image} is not in the store (a pull fetches only the \
+         host's platform): pull it first (docker pull --platform {platform} {image})"
+    )]
+    Absent { image: String, platform: Platform },
+    #[error(
+        "{image} has two manifests for {platform} ({first} and {second}), which the engine \
+         cannot tell apart when it creates a container: flatten one with --platform"
+    )]
+    Ambiguous {
+        image: String,
+        platform: Platform,
+        first: String,
+        second: String,
+    },
+    #[error(
+        "the store has the content of no platform of {image} (it lists {}): pull one first \
+         (docker pull --platform PLATFORM {image})",
+        list(.offered)
+    )]
+    NothingPresent {
+        image: String,
+        offered: Vec<Platform>,
+    },
+}
+
+fn list(platforms: &[Platform]) -> String {
+    platforms
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl SourceIndex {
+    /// The platforms to flatten: `wanted` alone (refused when IMAGE lacks
+    /// it or its content), else every platform whose content the store has.
+    pub fn choose(
+        &self,
+        image: &str,
+        wanted: Option<&Platform>,
+    ) -> Result<Choice<'_>, ChoiceError> {
+        let not_offered = |wanted: &Platform| {
+            ChoiceError::NotOffered(NotOffered {
+                image: image.to_owned(),
+                wanted: wanted.clone(),
+                offered: self.offered(),
+            })
+        };
+        let entries = match self {
+            SourceIndex::Manifest(m) => {
+                let own = Platform::from_oci(&m.config);
+                if let Some(wanted) = wanted {
+                    if !own.as_ref().is_some_and(|own| wanted.matches(own)) {
+                        return Err(not_offered(wanted));
+                    }
+                }
+                return Ok(Choice {
+                    platforms: own.map(|p| (p, m)).into_iter().collect(),
+                    index: false,
+                    absent: Vec::new(),
+                    attestations: 0,
+                    others: Vec::new(),
+                });
+            }
+            SourceIndex::Index(entries) => entries,
+        };
+        let images: Vec<(&Platform, &Entry)> = entries
+            .iter()
+            .filter(|e| e.role == Role::Image)
+            .filter_map(|e| Some((e.platform.as_ref()?, e)))
+            .collect();
+        let mut choice = Choice {
+            platforms: Vec::new(),
+            index: wanted.is_none(),
+            absent: Vec::new(),
+            attestations: entries
+                .iter()
+                .filter(|e| matches!(e.role, Role::Attestation { .. }))
+                .count(),
+            others: entries
+                .iter()
+                .filter(|e| e.role == Role::Other)
+                .map(|e| e.media_type.clone())
+                .collect(),
+        };
+        if let Some(wanted) = wanted {
+            let (platform, entry) = images
+                .iter()
+                .find(|(p, _)| wanted.matches(p))
+                .ok_or_else(|| not_offered(wanted))?;
+            let manifest = entry.content.as_ref().ok_or_else(|| ChoiceError::Absent {
+                image: image.to_owned(),
+                platform: (*platform).clone(),
+            })?;
+            choice.platforms.push(((*platform).clone(), manifest));
+            return Ok(choice);
+        }
+        for (platform, entry) in &images {
+            let Some(manifest) = &entry.content else {
+                choice.absent.push((*platform).clone());
+                continue;
+            };
+            if let Some((_, first)) = choice.platforms.iter().find(|(p, _)| p.matches(platform)) {
+                return Err(ChoiceError::Ambiguous {
+                    image: image.to_owned(),
+                    platform: (*platform).clone(),
+                    first: first.digest.clone(),
+                    second: manifest.digest.clone(),
+                });
+            }
+            choice.platforms.push(((*platform).clone(), manifest));
+        }
+        if choice.platforms.is_empty() {
+            return Err(ChoiceError::NothingPresent {
+                image: image.to_owned(),
+                offered: images.iter().map(|(p, _)| (*p).clone()).collect(),
+            });
+        }
+        Ok(choice)
     }
 }
 
@@ -476,6 +619,96 @@ mod tests {
                 .map(|o| o.present)
                 .collect::<Vec<_>>(),
             [true, false]
+        );
+    }
+
+    #[test]
+    fn flattens_every_present_platform_or_the_one_asked_for() {
+        let mut save = Save::new();
+        let (amd, amd_manifest, _) = save.image("amd64", None);
+        let (arm, arm_manifest, _) = save.image("arm64", Some("v8"));
+        let att = save.attestation(&amd_manifest);
+        let (id, _) = save.add_json(json!({"schemaVersion": 2, "mediaType": INDEX_TYPES[0],
+                                           "manifests": [amd, att, arm]}));
+        let full = read(&save.tar()[..], &id).unwrap();
+        let all = full.choose("app:1", None).unwrap();
+        let names: Vec<String> = all.platforms.iter().map(|(p, _)| p.to_string()).collect();
+        assert_eq!(names, ["linux/amd64", "linux/arm64/v8"]);
+        assert!(all.index && all.absent.is_empty() && all.others.is_empty());
+        assert_eq!(all.attestations, 1);
+        let arm64 = Platform::parse("linux/arm64").unwrap();
+        let one = full.choose("app:1", Some(&arm64)).unwrap();
+        assert!(!one.index);
+        assert_eq!(one.platforms.len(), 1);
+        assert_eq!(one.platforms[0].1.digest, arm_manifest);
+        let s390x = Platform::parse("linux/s390x").unwrap();
+        let refused = full.choose("app:1", Some(&s390x)).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "app:1 has no platform linux/s390x; it has linux/amd64, linux/arm64/v8"
+        );
+
+        let pulled = read(
+            &Save {
+                blobs: save.blobs.clone(),
+            }
+            .without(&arm_manifest)
+            .tar()[..],
+            &id,
+        )
+        .unwrap();
+        let present = pulled.choose("app:1", None).unwrap();
+        assert_eq!(present.platforms.len(), 1);
+        assert_eq!(
+            present
+                .absent
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["linux/arm64/v8"]
+        );
+        let absent = pulled.choose("app:1", Some(&arm64)).unwrap_err();
+        assert!(matches!(absent, ChoiceError::Absent { .. }), "{absent}");
+        assert!(
+            absent
+                .to_string()
+                .contains("docker pull --platform linux/arm64/v8 app:1"),
+            "{absent}"
+        );
+        let amd_only = Save {
+            blobs: save.blobs.clone(),
+        }
+        .without(&arm_manifest)
+        .without(&amd_manifest);
+        let none = read(&amd_only.tar()[..], &id)
+            .unwrap()
+            .choose("app:1", None)
+            .unwrap_err();
+        assert!(matches!(none, ChoiceError::NothingPresent { .. }), "{none}");
+    }
+
+    #[test]
+    fn two_manifests_for_one_platform_are_refused_and_one_manifest_is_its_own_platform() {
+        let mut save = Save::new();
+        let (a, _, _) = save.image("arm64", None);
+        let (b, _, _) = save.image("arm64", Some("v8"));
+        let (id, _) = save.add_json(json!({"schemaVersion": 2, "mediaType": INDEX_TYPES[0],
+                                           "manifests": [a, b]}));
+        let twice = read(&save.tar()[..], &id).unwrap();
+        let err = twice.choose("app:1", None).unwrap_err();
+        assert!(matches!(err, ChoiceError::Ambiguous { .. }), "{err}");
+
+        let mut save = Save::new();
+        let (_, manifest, _) = save.image("amd64", None);
+        let single = read(&save.tar()[..], &manifest).unwrap();
+        let own = single
+            .choose("app:1", Some(&Platform::parse("linux/x86_64").unwrap()))
+            .unwrap();
+        assert_eq!((own.platforms.len(), own.index), (1, false));
+        let other = single.choose("app:1", Some(&Platform::parse("linux/arm64").unwrap()));
+        assert_eq!(
+            other.unwrap_err().to_string(),
+            "app:1 has no platform linux/arm64; it has linux/amd64"
         );
     }
 
