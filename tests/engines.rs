@@ -311,3 +311,178 @@ fn a_multi_platform_image_keeps_every_platform_on_the_containerd_store() {
         }
     }
 }
+
+/// `GET {path}` on the engine under test's API (version `api`): status and body.
+fn engine_get(path: &str, api: (u32, u32), method: &str, body: Option<&str>) -> (u16, Vec<u8>) {
+    let host = docker_host();
+    let socket = host.strip_prefix("unix://").expect("a unix socket engine");
+    let url = format!("http://engine/v{}.{}{path}", api.0, api.1);
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args([
+        "-s",
+        "-X",
+        method,
+        "--unix-socket",
+        socket,
+        "-w",
+        "\n%{http_code}",
+    ]);
+    if let Some(body) = body {
+        cmd.args(["-H", "Content-Type: application/json", "-d", body]);
+    }
+    let out = cmd.arg(&url).output().expect("run curl");
+    assert!(out.status.success(), "curl {url}: {}", text(&out.stderr));
+    let split = out
+        .stdout
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .expect("a status line");
+    let status = text(&out.stdout[split + 1..])
+        .trim()
+        .parse()
+        .expect("an HTTP status");
+    (status, out.stdout[..split].to_vec())
+}
+
+/// The blob digests in a save stream, and its `index.json`.
+fn saved_blobs(archive: &[u8]) -> (std::collections::BTreeSet<String>, serde_json::Value) {
+    let mut blobs = std::collections::BTreeSet::new();
+    let mut index = serde_json::Value::Null;
+    for entry in tar::Archive::new(archive).entries().expect("a tar") {
+        let mut entry = entry.expect("a tar entry");
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if let Some(hex) = name.strip_prefix("blobs/sha256/").filter(|h| !h.is_empty()) {
+            blobs.insert(format!("sha256:{hex}"));
+        } else if name == "index.json" {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).expect("read index.json");
+            index = serde_json::from_slice(&bytes).expect("index.json is JSON");
+        }
+    }
+    (blobs, index)
+}
+
+/// Where the plugin learns IMAGE's platforms. On the containerd store the
+/// save stream without a `platform` parameter holds IMAGE's index and every
+/// blob the store has for it: each present platform's manifest, config and
+/// layers, and the attestations; a platform whose content is absent (as a
+/// pull leaves the others) is listed in the index, its blobs are not sent,
+/// and the save still succeeds. From API 1.48 `platform` narrows the stream
+/// to that platform (`index.json` points at its manifest) and is answered
+/// 404 for an absent one, and the inspect's `Descriptor` says whether the ID
+/// is an index; Engine 26.1 ignores the parameter and has no `Descriptor`.
+/// Both answer 404 to a container create for an absent platform. A
+/// graphdriver saves the one platform it loaded.
+#[test]
+fn the_save_stream_holds_every_platform_whose_content_the_store_has() {
+    let mut specs = two_platforms();
+    specs.push(ImageSpec {
+        architecture: "ppc64le".into(),
+        ..ImageSpec::new(vec![vec![Entry::file("absent", "never loaded")]])
+    });
+    let extras = IndexExtras {
+        absent: vec![2],
+        attestations: true,
+    };
+    let (image, written) = load_multi_platform_with(&specs, &unique("engines-saved"), &extras);
+    let (host, foreign, absent) = (
+        &written.platforms[0],
+        &written.platforms[1],
+        &written.platforms[2],
+    );
+    let api = engine_api();
+    let path = |platform: Option<&str>| {
+        let mut path = format!("/images/{}/get", image.reference);
+        if let Some(p) = platform {
+            let mut parts = p.split('/');
+            let (os, arch) = (parts.next().unwrap(), parts.next().unwrap());
+            let json = serde_json::json!({"os": os, "architecture": arch}).to_string();
+            let encoded: String = json
+                .bytes()
+                .map(|b| match b {
+                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => (b as char).to_string(),
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            path = format!("{path}?platform={encoded}");
+        }
+        path
+    };
+    let (status, all) = engine_get(&path(None), api, "GET", None);
+    assert_eq!(status, 200, "{}", text(&all));
+    let (blobs, _) = saved_blobs(&all);
+    let content = |p: &WrittenPlatform| -> Vec<String> {
+        let mut c = vec![p.manifest.clone(), p.config.clone()];
+        c.extend(p.blobs.iter().cloned());
+        c
+    };
+    if image_store() == ImageStore::GraphDriver {
+        // Engine 20.10 names the config `<hex>.json`, Engine 25+ `blobs/sha256/<hex>`.
+        let names: Vec<String> = save_entries(&image.reference)
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        let has = |digest: &str| names.iter().any(|n| n.contains(&digest[7..]));
+        assert!(has(&host.config) && !has(&foreign.config), "{names:?}");
+        return assert_eq!(inspect(&image.reference)["Id"], host.config.as_str());
+    }
+    for d in content(host).iter().chain(&content(foreign)) {
+        assert!(blobs.contains(d), "{d} not saved: {blobs:?}");
+    }
+    assert!(blobs.contains(&written.index), "the index is saved");
+    for d in content(absent) {
+        assert!(!blobs.contains(&d), "{d} of the absent platform was saved");
+    }
+    let (status, one) = engine_get(&path(Some(&foreign.platform)), api, "GET", None);
+    let (status_absent, body) = engine_get(&path(Some(&absent.platform)), api, "GET", None);
+    if api >= (1, 48) {
+        assert_eq!(status, 200, "{}", text(&one));
+        let (blobs, index) = saved_blobs(&one);
+        assert_eq!(
+            blobs,
+            content(foreign).into_iter().collect(),
+            "one platform's blobs"
+        );
+        assert_eq!(index["manifests"][0]["digest"], foreign.manifest.as_str());
+        assert_eq!(status_absent, 404, "{}", text(&body));
+    } else {
+        assert_eq!(
+            (status, saved_blobs(&one).0),
+            (200, blobs),
+            "platform is ignored"
+        );
+        assert_eq!(status_absent, 200, "platform is ignored");
+    }
+    let (status, body) = engine_get(
+        &format!("/images/{}/json", image.reference),
+        api,
+        "GET",
+        None,
+    );
+    assert_eq!(status, 200);
+    let info: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    if api >= (1, 48) {
+        assert_eq!(info["Descriptor"]["mediaType"], INDEX);
+        assert_eq!(info["Descriptor"]["digest"], written.index.as_str());
+    } else {
+        assert!(info["Descriptor"].is_null(), "{}", info["Descriptor"]);
+    }
+    let create = format!(r#"{{"Image":"{}","Cmd":["/x"]}}"#, image.reference);
+    let platform = absent.platform.replace('/', "%2F");
+    let (status, body) = engine_get(
+        &format!("/containers/create?platform={platform}"),
+        api,
+        "POST",
+        Some(&create),
+    );
+    if status == 201 {
+        let id: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        docker(&["rm", "-f", id["Id"].as_str().unwrap_or_default()]);
+    }
+    assert_eq!(
+        status,
+        404,
+        "a container for an absent platform: {}",
+        text(&body)
+    );
+}

@@ -22,6 +22,9 @@ pub struct WrittenPlatform {
     pub manifest: String,
     pub config: String,
     pub diff_ids: Vec<String>,
+    /// The layer blobs' digests, bottom first (here equal to the diff IDs:
+    /// the layers are plain tars).
+    pub blobs: Vec<String>,
 }
 
 /// What [`write_multi_platform`] wrote.
@@ -63,10 +66,36 @@ pub fn foreign_architecture() -> (&'static str, Option<&'static str>) {
     }
 }
 
+/// What a written index holds besides its platforms' images.
+#[derive(Debug, Clone, Default)]
+pub struct IndexExtras {
+    /// Platforms (by position) listed in the index whose manifest, config
+    /// and layers the archive leaves out, as a pull of one platform leaves
+    /// the others' out of the store.
+    pub absent: Vec<usize>,
+    /// A BuildKit attestation manifest (`unknown/unknown`, annotated
+    /// `vnd.docker.reference.type: attestation-manifest`) after each platform.
+    pub attestations: bool,
+}
+
 /// Writes one image of `platforms` (at least one) as `reference` into an
 /// OCI layout tar at `out`.
 pub fn write_multi_platform(platforms: &[ImageSpec], reference: &str, out: &Path) -> WrittenIndex {
+    write_multi_platform_with(platforms, reference, out, &IndexExtras::default())
+}
+
+/// [`write_multi_platform`], with `extras` in the index.
+pub fn write_multi_platform_with(
+    platforms: &[ImageSpec],
+    reference: &str,
+    out: &Path,
+    extras: &IndexExtras,
+) -> WrittenIndex {
     assert!(!platforms.is_empty(), "an image needs a platform");
+    assert!(
+        !extras.absent.contains(&0),
+        "the first platform is the one manifest.json lists: it must be present"
+    );
     let reference = with_tag(reference);
     let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
     let mut add_blob = |data: Vec<u8>| -> (String, usize) {
@@ -80,7 +109,8 @@ pub fn write_multi_platform(platforms: &[ImageSpec], reference: &str, out: &Path
     let mut written = Vec::new();
     let mut descriptors = Vec::new();
     let mut first_paths: Option<(String, Vec<String>)> = None;
-    for spec in platforms {
+    let mut left_out: Vec<String> = Vec::new();
+    for (position, spec) in platforms.iter().enumerate() {
         // The platform in each layer's comment keeps two platforms' equal
         // layers apart, as the reference keeps two tests' apart.
         let tars = spec.layer_tars(&format!("{reference} {}", platform_of(spec)));
@@ -130,10 +160,62 @@ pub fn write_multi_platform(platforms: &[ImageSpec], reference: &str, out: &Path
             "size": manifest_size,
             "platform": platform,
         }));
+        if extras.absent.contains(&position) {
+            left_out.push(manifest_hex.clone());
+            left_out.push(config_hex.clone());
+            left_out.extend(
+                layers
+                    .iter()
+                    .map(|l| l["digest"].as_str().expect("a digest")[7..].to_owned()),
+            );
+        }
+        if extras.attestations {
+            let statement = serde_json::to_vec(&json!({
+                "_type": "https://in-toto.io/Statement/v0.1",
+                "subject": [{"name": reference, "digest": {"sha256": manifest_hex}}],
+                "predicateType": "https://slsa.dev/provenance/v0.2",
+            }))
+            .expect("serialise a statement");
+            let (statement_hex, statement_size) = add_blob(statement);
+            let config = serde_json::to_vec(&json!({
+                "architecture": "unknown", "os": "unknown", "config": {},
+                "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{statement_hex}")]},
+            }))
+            .expect("serialise a config");
+            let (config_hex, config_size) = add_blob(config);
+            let attestation = json!({
+                "schemaVersion": 2,
+                "mediaType": MANIFEST,
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": format!("sha256:{config_hex}"),
+                    "size": config_size,
+                },
+                "layers": [{
+                    "mediaType": "application/vnd.in-toto+json",
+                    "digest": format!("sha256:{statement_hex}"),
+                    "size": statement_size,
+                    "annotations": {"in-toto.io/predicate-type": "https://slsa.dev/provenance/v0.2"},
+                }],
+            });
+            let (hex, size) =
+                add_blob(serde_json::to_vec(&attestation).expect("serialise a manifest"));
+            descriptors.push(json!({
+                "mediaType": MANIFEST,
+                "digest": format!("sha256:{hex}"),
+                "size": size,
+                "platform": {"architecture": "unknown", "os": "unknown"},
+                "annotations": {
+                    "vnd.docker.reference.type": "attestation-manifest",
+                    "vnd.docker.reference.digest": format!("sha256:{manifest_hex}"),
+                },
+            }));
+        }
         written.push(WrittenPlatform {
             platform: platform_of(spec),
             manifest: format!("sha256:{manifest_hex}"),
             config: format!("sha256:{config_hex}"),
+            blobs: diff_ids.clone(),
             diff_ids,
         });
     }
@@ -162,7 +244,20 @@ pub fn write_multi_platform(platforms: &[ImageSpec], reference: &str, out: &Path
     let mut add = |name: &str, data: &[u8]| archive_member(&mut tar, name, data);
     add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
     for (hex, data) in &blobs {
-        add(&format!("blobs/sha256/{hex}"), data);
+        // A blob two platforms share stays when one of them is present.
+        let absent = left_out.contains(hex)
+            && !written
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !extras.absent.contains(i))
+                .any(|(_, w): (usize, &WrittenPlatform)| {
+                    w.manifest.ends_with(hex.as_str())
+                        || w.config.ends_with(hex.as_str())
+                        || w.blobs.iter().any(|b| b.ends_with(hex.as_str()))
+                });
+        if !absent {
+            add(&format!("blobs/sha256/{hex}"), data);
+        }
     }
     add(
         "index.json",
@@ -184,10 +279,19 @@ pub fn write_multi_platform(platforms: &[ImageSpec], reference: &str, out: &Path
 /// the containerd store, the first platform's config digest on a
 /// graphdriver (which loads that platform alone).
 pub fn load_multi_platform(platforms: &[ImageSpec], reference: &str) -> (TestImage, WrittenIndex) {
+    load_multi_platform_with(platforms, reference, &IndexExtras::default())
+}
+
+/// [`load_multi_platform`], with `extras` in the index.
+pub fn load_multi_platform_with(
+    platforms: &[ImageSpec],
+    reference: &str,
+    extras: &IndexExtras,
+) -> (TestImage, WrittenIndex) {
     require_engine();
     let reference = with_tag(reference);
     let (_dir, path) = archive_path();
-    let written = write_multi_platform(platforms, &reference, &path);
+    let written = write_multi_platform_with(platforms, &reference, &path, extras);
     let id = if containerd_store() {
         written.index.clone()
     } else {
