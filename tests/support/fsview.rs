@@ -842,9 +842,18 @@ pub fn parse_saved_archive(bytes: &[u8]) -> SavedImage {
         panic!("saved archive has neither manifest.json nor index.json");
     };
 
-    let config_bytes = member(&files, &config_name);
+    saved_from(&files, &config_name, &layer_names)
+}
+
+/// The image of config `config_name` over `layer_names` in a saved archive.
+fn saved_from(
+    files: &HashMap<String, Result<Vec<u8>, String>>,
+    config_name: &str,
+    layer_names: &[String],
+) -> SavedImage {
+    let config_bytes = member(files, config_name);
     let config_digest = format!("sha256:{}", sha256_hex(&config_bytes));
-    check_blob_digest(&config_name, &config_bytes);
+    check_blob_digest(config_name, &config_bytes);
     let config: Value = serde_json::from_slice(&config_bytes)
         .unwrap_or_else(|e| panic!("saved config {config_name} is not JSON: {e}"));
     let diff_ids = config["rootfs"]["diff_ids"]
@@ -859,7 +868,7 @@ pub fn parse_saved_archive(bytes: &[u8]) -> SavedImage {
     let mut gzipped = Vec::new();
     let mut zstd = Vec::new();
     for (name, diff_id) in layer_names.iter().zip(diff_ids) {
-        let stored = member(&files, name);
+        let stored = member(files, name);
         check_blob_digest(name, &stored);
         gzipped.push(stored.starts_with(&GZIP_MAGIC));
         zstd.push(stored.starts_with(&ZSTD_MAGIC));
@@ -879,6 +888,107 @@ pub fn parse_saved_archive(bytes: &[u8]) -> SavedImage {
         gzipped,
         zstd,
     }
+}
+
+/// One platform of a multi-platform image in a saved archive.
+#[derive(Debug)]
+pub struct SavedPlatform {
+    /// `os/architecture[/variant]` as its index entry says.
+    pub platform: String,
+    pub manifest: String,
+    pub image: SavedImage,
+}
+
+/// What `index.json` of a saved OCI layout names.
+#[derive(Debug)]
+pub struct SavedIndex {
+    /// The nested index's digest when it names one, `None` for a manifest.
+    pub index: Option<String>,
+    /// Image platforms whose content the archive holds, in index order.
+    pub platforms: Vec<SavedPlatform>,
+    /// Every entry's platform as the index lists it (`unknown/unknown` for
+    /// attestations), present or not.
+    pub listed: Vec<String>,
+}
+
+/// Parses a saved OCI layout through `index.json` alone, a nested index
+/// and all: every platform it holds, each as a [`SavedImage`].
+pub fn parse_saved_platforms(bytes: &[u8]) -> SavedIndex {
+    let files = read_outer(bytes);
+    let top = json_member(&files, "index.json");
+    let digest = top["manifests"][0]["digest"]
+        .as_str()
+        .expect("index.json names a digest");
+    let target = json_member(&files, &blob_path(digest));
+    let platform_of = |p: &Value| {
+        let mut s = format!(
+            "{}/{}",
+            p["os"].as_str().unwrap_or(""),
+            p["architecture"].as_str().unwrap_or("")
+        );
+        if let Some(v) = p["variant"].as_str() {
+            s = format!("{s}/{v}");
+        }
+        s
+    };
+    let image_of = |manifest: &Value| {
+        let config = blob_path(
+            manifest["config"]["digest"]
+                .as_str()
+                .expect("config digest"),
+        );
+        let layers: Vec<String> = manifest["layers"]
+            .as_array()
+            .expect("layers")
+            .iter()
+            .map(|l| blob_path(l["digest"].as_str().expect("layer digest")))
+            .collect();
+        saved_from(&files, &config, &layers)
+    };
+    if target["layers"].is_array() {
+        let image = image_of(&target);
+        let platform = platform_of(&image.config);
+        return SavedIndex {
+            index: None,
+            listed: vec![platform.clone()],
+            platforms: vec![SavedPlatform {
+                platform,
+                manifest: digest.to_owned(),
+                image,
+            }],
+        };
+    }
+    let entries = target["manifests"]
+        .as_array()
+        .expect("an index's manifests");
+    let mut platforms = Vec::new();
+    for entry in entries {
+        let manifest = entry["digest"].as_str().expect("digest");
+        let attestation = entry["annotations"]["vnd.docker.reference.type"].is_string();
+        if attestation || !files.contains_key(&blob_path(manifest)) {
+            continue;
+        }
+        platforms.push(SavedPlatform {
+            platform: platform_of(&entry["platform"]),
+            manifest: manifest.to_owned(),
+            image: image_of(&json_member(&files, &blob_path(manifest))),
+        });
+    }
+    SavedIndex {
+        index: Some(digest.to_owned()),
+        platforms,
+        listed: entries
+            .iter()
+            .map(|e| platform_of(&e["platform"]))
+            .collect(),
+    }
+}
+
+/// `docker save <reference>` read through its `index.json`: every platform
+/// the store has of it (containerd store, or a graphdriver from Engine 25).
+pub fn save_platforms(reference: &str) -> SavedIndex {
+    let bytes = temp_file_output(&["save", reference], &format!("docker save {reference}"));
+    parse_saved_platforms(&bytes)
 }
 
 /// A member stored under `blobs/sha256/<hex>` must have that digest.

@@ -1,0 +1,383 @@
+//! Multi-platform images: on the containerd store every platform whose
+//! content the store has is flattened into its own one-layer manifest with
+//! that platform's config, under one index tagged TAG; `--platform` flattens
+//! one; absent platforms and attestations are left out, and said so. Each
+//! platform of the result is compared with an independent merge of that
+//! platform's layers (read with `docker save` of IMAGE, before the run). A
+//! graphdriver has one platform per image: there `--platform` other than
+//! IMAGE's own is refused.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::proxy::{Fault, Proxy};
+use support::*;
+
+/// Three layers for one platform, its files named after `tag`: a base, an
+/// overwrite of it, and a delete.
+fn platform_spec(architecture: &str, variant: Option<&str>, tag: &str) -> ImageSpec {
+    let layers = vec![
+        vec![
+            Entry::dir("app"),
+            Entry::file("app/base", pseudo_random(40_000, tag.len() as u64)),
+            Entry::file("app/gone", format!("deleted later, {tag}")),
+        ],
+        vec![
+            Entry::dir("app"),
+            Entry::file("app/base", format!("overwritten, {tag}")),
+            Entry::file(format!("app/{tag}"), tag),
+        ],
+        vec![
+            Entry::dir("app"),
+            Entry::whiteout("app/gone"),
+            Entry::file("app/top", format!("top, {tag}")),
+        ],
+    ];
+    ImageSpec {
+        architecture: architecture.into(),
+        variant: variant.map(Into::into),
+        ..ImageSpec::new(layers).with_config(serde_json::json!({
+            "Env": [format!("PLATFORM={tag}")],
+            "Cmd": [format!("/app/{tag}")],
+            "Labels": {},
+        }))
+    }
+}
+
+/// The host's platform and a foreign one (which the host cannot run).
+fn two_platforms() -> Vec<ImageSpec> {
+    let (arch, variant) = foreign_architecture();
+    vec![
+        platform_spec(host_architecture(), None, "host"),
+        platform_spec(arch, variant, "foreign"),
+    ]
+}
+
+/// Each platform carries the leftover marker of [`Source`].
+/// A multi-platform source, its platforms' independent merges (platform →
+/// image as `docker save` of IMAGE has it), and its leftover marker.
+struct Fixture {
+    source: Source,
+    written: WrittenIndex,
+    saved: Vec<(String, SavedImage)>,
+}
+
+fn fixture(name: &str, mut specs: Vec<ImageSpec>, extras: &IndexExtras) -> Fixture {
+    let marker = unique("marker");
+    for spec in &mut specs {
+        spec.config["Labels"][MARKER] = Value::from(marker.clone());
+    }
+    let (image, written) = load_multi_platform_with(&specs, &unique(name), extras);
+    let saved = if containerd_store() {
+        save_platforms(&image.reference)
+            .platforms
+            .into_iter()
+            .map(|p| (p.platform, p.image))
+            .collect()
+    } else {
+        vec![(
+            written.platforms[0].platform.clone(),
+            save_image(&image.reference),
+        )]
+    };
+    Fixture {
+        source: Source { image, marker },
+        written,
+        saved,
+    }
+}
+
+/// `docker-flatten flatten ARGS… --format json`: its JSON, or the failure.
+fn flatten_json(args: &[&str]) -> Result<Value, (Option<i32>, String)> {
+    let mut all = vec!["flatten", "--format", "json"];
+    all.extend_from_slice(args);
+    let out = plugin(&all);
+    if !out.status.success() {
+        return Err((out.status.code(), text(&out.stderr)));
+    }
+    let json: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", text(&out.stdout)));
+    Ok(json)
+}
+
+/// Each saved platform of TAG is one layer with the files of IMAGE's
+/// platform merged, and that platform's config.
+fn assert_platforms_flattened(tag: &SavedIndex, source: &[(String, SavedImage)], want: &[&str]) {
+    let got: Vec<&str> = tag.platforms.iter().map(|p| p.platform.as_str()).collect();
+    assert_eq!(got, want, "the platforms of TAG");
+    for flat in &tag.platforms {
+        let (_, original) = source
+            .iter()
+            .find(|(p, _)| *p == flat.platform)
+            .unwrap_or_else(|| panic!("{} is not a platform of IMAGE", flat.platform));
+        assert_eq!(flat.image.layers.len(), 1, "{}: one layer", flat.platform);
+        assert_same_fs(&original.fs(), &flat.image.fs(), PLACEHOLDERS);
+        for key in ["architecture", "os", "variant"] {
+            assert_eq!(
+                flat.image.config[key], original.config[key],
+                "{}: {key}",
+                flat.platform
+            );
+        }
+        assert_eq!(
+            flat.image.config["config"]["Env"], original.config["config"]["Env"],
+            "{}: the platform's own config",
+            flat.platform
+        );
+    }
+}
+
+fn platforms(written: &WrittenIndex, which: &[usize]) -> Vec<String> {
+    which
+        .iter()
+        .map(|&i| written.platforms[i].platform.clone())
+        .collect()
+}
+
+#[test]
+fn every_platform_is_flattened_into_one_index() {
+    let f = fixture("plat-all", two_platforms(), &IndexExtras::default());
+    let tag = unique("plat-all-flat");
+    let json = flatten_json(&[&f.source.image.reference, &tag]).expect("flatten");
+    let flat = TestImage::track(&tag);
+    assert_eq!(json["result"]["id"], flat.id.as_str());
+    let entries = json["platforms"].as_array().expect("a platforms list");
+    if containerd_store() {
+        let saved = save_platforms(&tag);
+        assert_eq!(
+            saved.index.as_deref(),
+            Some(flat.id.as_str()),
+            "TAG is an index"
+        );
+        let both = platforms(&f.written, &[0, 1]);
+        assert_platforms_flattened(&saved, &f.saved, &[&both[0], &both[1]]);
+        assert_eq!(entries.len(), 2, "{json}");
+        for (entry, (written, saved)) in entries
+            .iter()
+            .zip(f.written.platforms.iter().zip(&saved.platforms))
+        {
+            assert_eq!(entry["platform"], written.platform.as_str());
+            assert_eq!(entry["source"]["manifest"], written.manifest.as_str());
+            assert_eq!(entry["source"]["layers"], 3);
+            assert_eq!(entry["result"]["manifest"], saved.manifest.as_str());
+            assert_eq!(entry["result"]["layers"], 1);
+            assert!(entry["result"]["size"].as_u64().unwrap_or(0) > 0, "{entry}");
+        }
+    } else {
+        // The graphdriver loaded the first platform alone: that one is flattened.
+        assert_eq!(image_layer_count(&tag), 1);
+        assert_same_fs(&f.saved[0].1.fs(), &image_fs(&tag), PLACEHOLDERS);
+        assert_eq!(entries.len(), 1, "{json}");
+        assert_eq!(
+            entries[0]["platform"],
+            f.written.platforms[0].platform.as_str()
+        );
+    }
+    assert_eq!(json["left_out"], serde_json::json!([]), "{json}");
+}
+
+#[test]
+fn the_platform_asked_for_is_flattened_alone() {
+    let f = fixture("plat-one", two_platforms(), &IndexExtras::default());
+    let (foreign_arch, _) = foreign_architecture();
+    // Spelled without its variant, as people do: linux/arm64 is linux/arm64/v8.
+    let asked = format!("linux/{foreign_arch}");
+    let tag = unique("plat-one-flat");
+    let result = flatten_json(&["--platform", &asked, &f.source.image.reference, &tag]);
+    if containerd_store() {
+        let json = result.expect("flatten --platform");
+        let flat = TestImage::track(&tag);
+        let saved = save_platforms(&tag);
+        assert_eq!(saved.index, None, "TAG is one manifest");
+        assert_eq!(saved.platforms[0].manifest, flat.id);
+        let foreign = platforms(&f.written, &[1]);
+        assert_platforms_flattened(&saved, &f.saved, &[&foreign[0]]);
+        assert_eq!(inspect(&tag)["Architecture"], foreign_arch);
+        assert_eq!(
+            json["platforms"][0]["source"]["manifest"],
+            f.written.platforms[1].manifest.as_str()
+        );
+    } else {
+        let (code, err) = result.expect_err("a graphdriver has no foreign platform");
+        assert_eq!(code, Some(1), "{err}");
+        let host = &f.written.platforms[0].platform;
+        assert!(
+            err.contains(&format!("has no platform {asked}"))
+                && err.contains(&format!("it has {host}")),
+            "{err}"
+        );
+        assert!(!image_exists(&tag), "TAG was created by a refused run");
+    }
+    // IMAGE's own platform works on every store, in the CLI's other spellings too.
+    let host = format!(
+        "Linux/{}",
+        if host_architecture() == "amd64" {
+            "x86_64"
+        } else {
+            host_architecture()
+        }
+    );
+    let own = unique("plat-own-flat");
+    flatten_json(&["--platform", &host, &f.source.image.reference, &own])
+        .expect("flatten its own platform");
+    let _flat = TestImage::track(&own);
+    assert_eq!(image_layer_count(&own), 1);
+    assert_eq!(inspect(&own)["Architecture"], host_architecture());
+    assert_same_fs(&f.saved[0].1.fs(), &image_fs(&own), PLACEHOLDERS);
+}
+
+#[test]
+fn in_place_keeps_every_platform() {
+    let f = fixture("plat-inplace", two_platforms(), &IndexExtras::default());
+    let image = f.source.image.reference.clone();
+    let json = flatten_json(&[&image, &image]).expect("flatten in place");
+    let new_id = json["result"]["id"].as_str().expect("an ID").to_owned();
+    assert_ne!(new_id, f.source.image.id);
+    assert_eq!(inspect(&image)["Id"], new_id.as_str(), "the tag moved");
+    let _new = TestImage {
+        reference: image.clone(),
+        id: new_id,
+    };
+    let _old = TestImage {
+        reference: f.source.image.id.clone(),
+        id: f.source.image.id.clone(),
+    };
+    if containerd_store() {
+        let both = platforms(&f.written, &[0, 1]);
+        assert_platforms_flattened(&save_platforms(&image), &f.saved, &[&both[0], &both[1]]);
+    } else {
+        assert_same_fs(&f.saved[0].1.fs(), &image_fs(&image), PLACEHOLDERS);
+    }
+}
+
+#[test]
+fn absent_platforms_and_attestations_are_left_out_and_said_so() {
+    let mut specs = two_platforms();
+    specs.push(platform_spec("ppc64le", None, "absent"));
+    let extras = IndexExtras {
+        absent: vec![2],
+        attestations: true,
+    };
+    let f = fixture("plat-absent", specs, &extras);
+    let image = f.source.image.reference.clone();
+    let tag = unique("plat-absent-flat");
+    let out = plugin(&["flatten", "--format", "json", &image, &tag]);
+    check_ok(&out, "flatten with an absent platform");
+    let _flat = TestImage::track(&tag);
+    let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let err = text(&out.stderr);
+    if containerd_store() {
+        assert!(
+            err.contains("linux/ppc64le") && err.contains("not in the store"),
+            "{err}"
+        );
+        assert!(err.contains("2 attestation"), "{err}");
+        let saved = save_platforms(&tag);
+        let both = platforms(&f.written, &[0, 1]);
+        assert_eq!(
+            saved.listed, both,
+            "TAG lists the flattened platforms alone"
+        );
+        assert_platforms_flattened(&saved, &f.saved, &[&both[0], &both[1]]);
+        assert_eq!(json["left_out"][0]["platform"], "linux/ppc64le", "{json}");
+        assert_eq!(json["attestations_dropped"], 2, "{json}");
+
+        // Asked for by name, an absent platform is refused; so is one IMAGE lacks.
+        for (asked, says) in [
+            ("linux/ppc64le", "not in the store".to_owned()),
+            (
+                "linux/s390x",
+                format!(
+                    "has no platform linux/s390x; it has {}, {}, linux/ppc64le (content not in the store)",
+                    both[0], both[1]
+                ),
+            ),
+        ] {
+            let refused = unique("plat-refused");
+            let (code, err) = flatten_json(&["--platform", asked, &image, &refused]).expect_err(asked);
+            assert_eq!(code, Some(1), "{err}");
+            assert!(err.contains(&says), "{asked}: {err}");
+            assert!(!image_exists(&refused), "a refused run made TAG");
+        }
+    } else {
+        assert!(err.is_empty() || !err.contains("ppc64le"), "{err}");
+        assert_same_fs(&f.saved[0].1.fs(), &image_fs(&tag), PLACEHOLDERS);
+    }
+}
+
+fn wait(mut child: Child, timeout: Duration) -> std::process::Output {
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("did not stop within {timeout:?} of the signal");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Ctrl-C once the first platform is done and the second's container is
+/// being created: nothing of the run is left and TAG is where it was.
+#[test]
+fn ctrl_c_between_platforms_leaves_nothing_and_tag_untouched() {
+    let f = fixture("plat-int", two_platforms(), &IndexExtras::default());
+    let tag = existing_tag();
+    let before = dangling_volumes();
+    let (foreign, _) = foreign_architecture();
+    // The second platform's create; on a graphdriver, the only create.
+    let matches = if containerd_store() {
+        foreign
+    } else {
+        "/containers/create"
+    };
+    let proxy = Proxy::start(Some(Fault::Hang { matches }));
+    let host = proxy.host();
+    let mut child = Command::new(plugin_path())
+        .args([
+            "-H",
+            &host,
+            "flatten",
+            &f.source.image.reference,
+            &tag.reference,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the flatten");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while proxy.fired() < 1 {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "the run ended ({status}) before the second create: {}",
+                text(&out.stderr)
+            );
+        }
+        assert!(Instant::now() < deadline, "the second create never came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if containerd_store() {
+        let requests = proxy.requests();
+        let exports = requests.iter().filter(|r| r.contains("/export")).count();
+        assert_eq!(exports, 1, "the first platform was exported: {requests:#?}");
+    }
+    let status = Command::new("kill")
+        .args(["-s", "INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = wait(child, Duration::from_secs(60));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains(&format!("{} is unchanged", tag.reference)),
+        "{err}"
+    );
+    assert_eq!(inspect(&tag.reference)["Id"], tag.id.as_str(), "TAG moved");
+    assert_nothing_left(&f.source, &before, &[], "Ctrl-C between platforms");
+}
