@@ -8,13 +8,12 @@ mod flatten;
 mod image_config;
 mod interrupt;
 mod metadata;
+mod output;
 mod progress;
 mod reference;
-mod report;
 mod run;
 mod save_stream;
 mod savings;
-mod summary;
 mod tarfilter;
 mod upload;
 
@@ -24,7 +23,7 @@ use std::sync::Arc;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::report::Reporter;
+use crate::output::Reporter;
 
 fn main() -> ExitCode {
     tune_allocator();
