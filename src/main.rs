@@ -10,14 +10,13 @@ mod image_index;
 mod index_archive;
 mod interrupt;
 mod metadata;
+mod output;
 mod platform;
 mod progress;
 mod reference;
-mod report;
 mod run;
 mod save_stream;
 mod savings;
-mod summary;
 mod tarfilter;
 mod upload;
 
@@ -27,7 +26,7 @@ use std::sync::Arc;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::report::Reporter;
+use crate::output::Reporter;
 
 fn main() -> ExitCode {
     tune_allocator();

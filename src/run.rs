@@ -13,8 +13,8 @@ use crate::complete::{self, Completion, Want};
 use crate::engine::{self, Endpoint, Env};
 use crate::flatten::{FlattenError, Flattener, Options};
 use crate::interrupt::{Interrupt, Interrupts};
-use crate::report::{Reporter, Summary};
-use crate::summary::{self, Document, DryRunFacts, Engine, Image, Layout};
+use crate::output::json::{Made, Source};
+use crate::output::{Document, DryRunFacts, Reporter, Summary};
 
 /// A flatten that failed; TAG was not touched.
 #[derive(Debug, thiserror::Error)]
@@ -127,31 +127,24 @@ pub async fn flatten(
     let target = tag.to_string();
     match args.format {
         Format::Text => reporter.result(&outcome.id),
-        Format::Json => reporter.json(&Document {
-            dry_run: false,
-            already_flat: outcome.already_flat,
-            source: Image::source(
-                &args.image,
-                &outcome.source_id,
-                outcome.layers_before,
-                outcome.size_before,
-            ),
-            result: Image {
-                reference: Some(&target),
-                id: Some(&outcome.id),
-                layers: 1,
-                size: Some(outcome.size_after),
+        Format::Json => reporter.json(&Document::new(
+            Source {
+                reference: &args.image,
+                id: &outcome.source_id,
+                layers: outcome.layers_before,
+                size: outcome.size_before,
             },
-            wasted_bytes: None,
-            duration_seconds: summary::seconds(outcome.elapsed),
-            compression: Some(outcome.compression),
-            engine: Engine {
-                endpoint: &endpoint.host,
-                context: &endpoint.context,
-                store: outcome.store,
+            Made::Image {
+                reference: &target,
+                id: &outcome.id,
+                size: outcome.size_after,
+                compression: outcome.compression,
+                already_flat: outcome.already_flat,
             },
-            analysis: None,
-        }),
+            &endpoint,
+            outcome.store,
+            outcome.elapsed,
+        )),
     }
     reporter.summary(&Summary {
         source: &args.image,
@@ -182,49 +175,31 @@ async fn dry_run(
     let outcome = outcome.inspect_err(|_| reporter.stage_failed())?;
     let tag = args.tag.as_ref().map(ToString::to_string);
     match args.format {
-        Format::Json => reporter.json(&Document {
-            dry_run: true,
-            already_flat: false,
-            source: Image::source(
-                &args.image,
-                &outcome.source_id,
-                outcome.layers_before,
-                outcome.size_before,
-            ),
-            result: Image {
-                reference: tag.as_deref(),
-                id: None,
-                layers: 1,
-                size: None,
+        Format::Json => reporter.json(&Document::new(
+            Source {
+                reference: &args.image,
+                id: &outcome.source_id,
+                layers: outcome.layers_before,
+                size: outcome.size_before,
             },
-            wasted_bytes: Some(outcome.savings.wasted_bytes),
-            duration_seconds: summary::seconds(outcome.elapsed),
-            compression: None,
-            engine: Engine {
-                endpoint: &endpoint.host,
-                context: &endpoint.context,
-                store: outcome.store,
+            Made::DryRun {
+                tag: tag.as_deref(),
+                savings: &outcome.savings,
             },
-            analysis: Some(&outcome.savings),
-        }),
-        Format::Text => {
-            let facts = DryRunFacts {
+            endpoint,
+            outcome.store,
+            outcome.elapsed,
+        )),
+        Format::Text => reporter.dry_run(
+            &DryRunFacts {
                 image: &args.image,
                 id: &outcome.source_id,
                 tag: tag.as_deref(),
                 endpoint: &endpoint.to_string(),
                 store: outcome.store,
-            };
-            let layout = if args.quiet {
-                Layout::Totals
-            } else {
-                match reporter.stdout_width() {
-                    Some(width) => Layout::Table { width },
-                    None => Layout::Plain,
-                }
-            };
-            reporter.text(&summary::dry_run_text(&facts, &outcome.savings, layout));
-        }
+            },
+            &outcome.savings,
+        ),
     }
     Ok(())
 }

@@ -324,7 +324,7 @@ mod tests {
                 said: "Connection refused".into(),
             },
         ] {
-            crate::report::assert_causes_said_once(&err);
+            crate::output::assert_causes_said_once(&err);
         }
     }
 }

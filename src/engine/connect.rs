@@ -314,7 +314,7 @@ mod tests {
                 endpoint: endpoint.into(),
                 failure,
             };
-            crate::report::assert_causes_said_once(&err);
+            crate::output::assert_causes_said_once(&err);
             assert_eq!(err.to_string().matches(endpoint).count(), 1, "{err}");
         }
     }

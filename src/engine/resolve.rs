@@ -754,7 +754,7 @@ mod tests {
                 why: EXPECTED.into(),
             },
         ] {
-            crate::report::assert_causes_said_once(&err);
+            crate::output::assert_causes_said_once(&err);
         }
     }
 }

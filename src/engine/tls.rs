@@ -341,7 +341,7 @@ mod tests {
             TlsError::ServerName { host: "a b".into() },
             TlsError::Setup { error: tls() },
         ] {
-            crate::report::assert_causes_said_once(&err);
+            crate::output::assert_causes_said_once(&err);
         }
         let missing = client_config(&Tls {
             verify: true,
