@@ -89,36 +89,14 @@ enum Change {
 
 type Changes = Vec<(Vec<u8>, Change)>;
 
-/// Reads a whole `docker save` stream and works out the savings.
+/// Reads a whole `docker save` stream and works out the savings of the
+/// image its `manifest.json` names.
 pub fn analyze(reader: impl Read) -> Result<Savings, SavingsError> {
-    let mut layers: HashMap<String, Changes> = HashMap::new();
-    let mut small: HashMap<String, Vec<u8>> = HashMap::new();
-    let mut links: HashMap<String, String> = HashMap::new();
-    let mut archive = tar::Archive::new(reader);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let name = member_name(&entry.path_bytes());
-        match entry.header().entry_type() {
-            // `docker save` links a layer that appears twice to its first copy.
-            tar::EntryType::Symlink => {
-                if let Some(target) = entry.link_name_bytes() {
-                    links.insert(name.clone(), resolve_link(&name, &target));
-                }
-            }
-            kind if kind.is_file() => {
-                if entry.size() <= SMALL {
-                    let mut bytes = Vec::with_capacity(entry.size() as usize);
-                    entry.read_to_end(&mut bytes)?;
-                    small.insert(name, bytes);
-                } else if let Some(changes) = read_layer(&mut entry)? {
-                    layers.insert(name, changes);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    let manifest = small.get("manifest.json").ok_or(SavingsError::NoManifest)?;
+    let members = Members::read(reader)?;
+    let manifest = members
+        .small
+        .get("manifest.json")
+        .ok_or(SavingsError::NoManifest)?;
     let manifest: serde_json::Value = parse_json(manifest, "manifest.json")?;
     let image = manifest
         .get(0)
@@ -126,25 +104,10 @@ pub fn analyze(reader: impl Read) -> Result<Savings, SavingsError> {
     let config_path = image["Config"]
         .as_str()
         .ok_or_else(|| invalid("manifest.json", "no Config"))?;
-    let config: serde_json::Value = match small.get(&member_name(config_path.as_bytes())) {
+    let config: serde_json::Value = match members.small.get(&member_name(config_path.as_bytes())) {
         Some(bytes) => parse_json(bytes, config_path)?,
         None => return Err(invalid(config_path, "missing")),
     };
-    let diff_ids: Vec<Option<String>> = config["rootfs"]["diff_ids"]
-        .as_array()
-        .map(|ids| ids.iter().map(|v| v.as_str().map(str::to_owned)).collect())
-        .unwrap_or_default();
-    // History entries that made no layer (ENV, CMD, ...) are marked empty.
-    let steps: Vec<Option<String>> = config["history"]
-        .as_array()
-        .map(|h| {
-            h.iter()
-                .filter(|e| e["empty_layer"] != serde_json::Value::Bool(true))
-                .map(|e| e["created_by"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-
     let paths: Vec<&str> = image["Layers"]
         .as_array()
         .ok_or_else(|| invalid("manifest.json", "no Layers"))?
@@ -154,31 +117,113 @@ pub fn analyze(reader: impl Read) -> Result<Savings, SavingsError> {
                 .ok_or_else(|| invalid("manifest.json", "a layer is not a path"))
         })
         .collect::<Result<_, _>>()?;
-    let mut ordered = Vec::with_capacity(paths.len());
-    for path in &paths {
-        let mut name = member_name(path.as_bytes());
-        for _ in 0..8 {
-            match links.get(&name) {
-                Some(target) => name = target.clone(),
-                None => break,
+    members.savings(&paths, &config)
+}
+
+/// Reads a whole `docker save` stream (an OCI layout) and works out the
+/// savings of each of `images`: its layer blobs' digests, bottom first, and
+/// its config, as IMAGE's index gives them (a multi-platform image's save
+/// holds every platform the store has).
+pub fn analyze_images(
+    reader: impl Read,
+    images: &[(Vec<String>, serde_json::Value)],
+) -> Result<Vec<Savings>, SavingsError> {
+    let members = Members::read(reader)?;
+    images
+        .iter()
+        .map(|(layers, config)| {
+            let paths: Vec<String> = layers
+                .iter()
+                .map(|d| format!("blobs/sha256/{}", d.trim_start_matches("sha256:")))
+                .collect();
+            let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+            members.savings(&paths, config)
+        })
+        .collect()
+}
+
+/// A save stream's members as the analysis needs them: every layer's
+/// changes, small members whole, and the links between members.
+#[derive(Default)]
+struct Members {
+    layers: HashMap<String, Changes>,
+    small: HashMap<String, Vec<u8>>,
+    links: HashMap<String, String>,
+}
+
+impl Members {
+    fn read(reader: impl Read) -> Result<Members, SavingsError> {
+        let mut members = Members::default();
+        let mut archive = tar::Archive::new(reader);
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let name = member_name(&entry.path_bytes());
+            match entry.header().entry_type() {
+                // `docker save` links a layer that appears twice to its first copy.
+                tar::EntryType::Symlink => {
+                    if let Some(target) = entry.link_name_bytes() {
+                        members
+                            .links
+                            .insert(name.clone(), resolve_link(&name, &target));
+                    }
+                }
+                kind if kind.is_file() => {
+                    if entry.size() <= SMALL {
+                        let mut bytes = Vec::with_capacity(entry.size() as usize);
+                        entry.read_to_end(&mut bytes)?;
+                        members.small.insert(name, bytes);
+                    } else if let Some(changes) = read_layer(&mut entry)? {
+                        members.layers.insert(name, changes);
+                    }
+                }
+                _ => {}
             }
         }
-        let changes = match (layers.get(&name), small.get(&name)) {
-            (Some(changes), _) => changes.clone(),
-            (None, Some(bytes)) => {
-                read_layer(&mut &bytes[..])?.ok_or_else(|| invalid(path, "not a tar archive"))?
+        Ok(members)
+    }
+
+    /// The savings of the image whose layers are the members `paths`,
+    /// bottom first, and whose config (for the history) is `config`.
+    fn savings(&self, paths: &[&str], config: &serde_json::Value) -> Result<Savings, SavingsError> {
+        let diff_ids: Vec<Option<String>> = config["rootfs"]["diff_ids"]
+            .as_array()
+            .map(|ids| ids.iter().map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        // History entries that made no layer (ENV, CMD, ...) are marked empty.
+        let steps: Vec<Option<String>> = config["history"]
+            .as_array()
+            .map(|h| {
+                h.iter()
+                    .filter(|e| e["empty_layer"] != serde_json::Value::Bool(true))
+                    .map(|e| e["created_by"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut ordered = Vec::with_capacity(paths.len());
+        for path in paths {
+            let mut name = member_name(path.as_bytes());
+            for _ in 0..8 {
+                match self.links.get(&name) {
+                    Some(target) => name = target.clone(),
+                    None => break,
+                }
             }
-            (None, None) => return Err(SavingsError::MissingLayer((*path).to_owned())),
-        };
-        ordered.push(changes);
+            let changes = match (self.layers.get(&name), self.small.get(&name)) {
+                (Some(changes), _) => changes.clone(),
+                (None, Some(bytes)) => read_layer(&mut &bytes[..])?
+                    .ok_or_else(|| invalid(path, "not a tar archive"))?,
+                (None, None) => return Err(SavingsError::MissingLayer((*path).to_owned())),
+            };
+            ordered.push(changes);
+        }
+        let same_count = steps.len() == ordered.len();
+        let mut savings = merge(&ordered);
+        for (i, layer) in savings.layers.iter_mut().enumerate() {
+            layer.diff_id = diff_ids.get(i).cloned().flatten();
+            layer.created_by = if same_count { steps[i].clone() } else { None };
+        }
+        Ok(savings)
     }
-    let same_count = steps.len() == ordered.len();
-    let mut savings = merge(&ordered);
-    for (i, layer) in savings.layers.iter_mut().enumerate() {
-        layer.diff_id = diff_ids.get(i).cloned().flatten();
-        layer.created_by = if same_count { steps[i].clone() } else { None };
-    }
-    Ok(savings)
 }
 
 /// Lists a layer's changes; `None` if the member is not a layer at all.
@@ -499,6 +544,41 @@ mod tests {
         }]);
         member(&mut b, "manifest.json", manifest.to_string().as_bytes());
         b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn each_platform_of_an_oci_layout_is_analysed_on_its_own() {
+        let shared = layer(&[E::Dir("d/"), E::File("d/base", 100)]);
+        let amd = layer(&[E::File("d/.wh.base", 0), E::File("d/amd", 7)]);
+        let arm = layer(&[E::File("d/arm", 9)]);
+        let blob = |l: &[u8]| format!("sha256:{:x}", sha2::Sha256::digest(l));
+        use sha2::Digest;
+        let mut b = tar::Builder::new(Vec::new());
+        for l in [&shared, &amd, &arm] {
+            member(&mut b, &format!("blobs/sha256/{}", &blob(l)[7..]), l);
+        }
+        member(&mut b, "index.json", b"{}");
+        let archive = b.into_inner().unwrap();
+        let config = |by: &str| {
+            serde_json::json!({"rootfs": {"diff_ids": ["sha256:s", format!("sha256:{by}")]},
+                               "history": [{"created_by": "base"}, {"created_by": by}]})
+        };
+        let found = analyze_images(
+            &archive[..],
+            &[
+                (vec![blob(&shared), blob(&amd)], config("amd")),
+                (vec![blob(&shared), blob(&arm)], config("arm")),
+            ],
+        )
+        .unwrap();
+        assert_eq!((found[0].wasted_bytes, found[0].bytes_after), (100, 7));
+        assert_eq!((found[1].wasted_bytes, found[1].bytes_after), (0, 109));
+        assert_eq!(found[1].layers[1].created_by.as_deref(), Some("arm"));
+        let missing = analyze_images(&archive[..], &[(vec!["sha256:00".into()], config("x"))]);
+        assert!(
+            matches!(missing, Err(SavingsError::MissingLayer(_))),
+            "{missing:?}"
+        );
     }
 
     #[test]
