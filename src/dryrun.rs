@@ -7,7 +7,7 @@ use bollard::errors::Error as EngineError;
 use bytes::Bytes;
 use futures_util::Stream;
 
-use crate::report::Progress;
+use crate::progress::Progress;
 use crate::save_stream;
 use crate::savings::{self, Savings, SavingsError};
 

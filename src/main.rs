@@ -10,6 +10,7 @@ mod image_config;
 mod inspect_json;
 mod interrupt;
 mod metadata;
+mod progress;
 mod reference;
 mod report;
 mod run;
