@@ -1,26 +1,35 @@
 //! `docker-flatten`: a Docker CLI plugin that flattens an image into one layer.
 
+mod args;
 mod bridge;
 mod cli;
 mod complete;
+mod destination;
 mod dryrun;
 mod endpoint;
-mod flatten;
-mod image_config;
+mod error;
+mod image;
 mod inspect_json;
 mod interrupt;
+mod layer;
 mod metadata;
+mod objects;
+mod pipeline;
 mod progress;
 mod reference;
 mod report;
 mod run;
 mod save_stream;
 mod savings;
+mod source;
+mod store;
+mod stream;
 mod summary;
+mod tar;
 mod tarfilter;
 mod tls;
-mod upload;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -50,6 +59,14 @@ fn main() -> ExitCode {
         Command::Flatten(args) => args,
     };
     let reporter = Arc::new(Reporter::new(args.quiet));
+    let job = match args::lower(cli.globals, args, || std::io::stdout().is_terminal()) {
+        Ok(job) => job,
+        Err(e) => {
+            reporter.error(&e.into(), false);
+            // As for any other wrong arguments: nothing was done.
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -63,10 +80,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run::flatten(&cli.globals, &args, reporter.clone())) {
+    match runtime.block_on(run::run(&job, reporter.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            reporter.error(&err, cli.globals.debug);
+            reporter.error(&err, job.globals.debug);
             match err.downcast_ref::<run::Interrupted>() {
                 Some(i) => ExitCode::from(i.interrupt.exit_code()),
                 None => ExitCode::FAILURE,

@@ -183,6 +183,7 @@ impl Reporter {
             Stage::Stream => "Exporting the container into an import".to_owned(),
             Stage::Spool => "Exporting the container into a compressed layer file".to_owned(),
             Stage::Load => format!("Loading the layer with the config and platform of {what}"),
+            Stage::Write => format!("Writing the image archive to {what}"),
             Stage::Read => format!("Reading the layers of {what}"),
             Stage::Configure => format!("Applying the config and platform of {what}"),
             Stage::Tag => format!("Tagging {what}"),
@@ -204,7 +205,7 @@ impl Progress for Reporter {
             Mode::Bars => {
                 let bytes = matches!(
                     stage,
-                    Stage::Stream | Stage::Spool | Stage::Load | Stage::Read
+                    Stage::Stream | Stage::Spool | Stage::Load | Stage::Write | Stage::Read
                 );
                 let total = bytes.then(|| *self.expected.lock().expect("reporter lock"));
                 let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());

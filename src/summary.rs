@@ -9,9 +9,9 @@ use std::time::Duration;
 use indicatif::HumanBytes;
 use serde::Serialize;
 
-use crate::flatten::Store;
+use crate::layer::Compression;
 use crate::savings::Savings;
-use crate::upload::Compression;
+use crate::store::Store;
 
 /// The `--format json` document, for a flatten and for a dry run alike.
 #[derive(Debug, Serialize)]
@@ -24,7 +24,7 @@ pub struct Document<'a> {
     /// Bytes that later layers delete or overwrite; known after a dry run only.
     pub wasted_bytes: Option<u64>,
     pub duration_seconds: f64,
-    /// How the layer was uploaded to the import; null in a dry run.
+    /// How the layer was compressed; null in a dry run and when already flat.
     pub compression: Option<Compression>,
     pub engine: Engine<'a>,
     /// The dry run's layer-by-layer findings; null for a flatten.
@@ -37,8 +37,12 @@ pub struct Image<'a> {
     pub reference: Option<&'a str>,
     pub id: Option<&'a str>,
     pub layers: usize,
-    /// The engine's figure for the image's size, in bytes.
+    /// The engine's figure for the image's size, in bytes; with `--output`
+    /// the archive's size.
     pub size: Option<u64>,
+    /// `--output`'s FILE (`-` for stdout); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -58,6 +62,7 @@ impl<'a> Image<'a> {
             id: Some(id),
             layers,
             size: Some(size),
+            file: None,
         }
     }
 }
@@ -321,12 +326,14 @@ mod tests {
                 id: Some("sha256:01"),
                 layers: 2,
                 size: Some(9),
+                file: None,
             },
             result: Image {
                 reference: None,
                 id: None,
                 layers: 1,
                 size: None,
+                file: None,
             },
             wasted_bytes: Some(s.wasted_bytes),
             duration_seconds: seconds(Duration::from_millis(1234)),
