@@ -15,8 +15,6 @@ pub struct Job {
     pub globals: GlobalArgs,
     pub image: String,
     pub format: Format,
-    /// Progress and summary off; only the result.
-    pub quiet: bool,
     pub mode: Mode,
 }
 
@@ -73,7 +71,6 @@ pub fn lower(
         globals,
         image: args.image,
         format: args.format,
-        quiet: args.quiet,
         mode,
     })
 }
@@ -115,7 +112,6 @@ mod tests {
     #[test]
     fn a_dry_run_keeps_its_optional_tag() {
         let j = job(&["flatten", "--dry-run", "-q", "img"], false).unwrap();
-        assert!(j.quiet);
         assert!(matches!(j.mode, Mode::DryRun { tag: None }));
     }
 }

@@ -174,7 +174,7 @@ mod tests {
             e.to_string(),
             "tagging app:flat failed on unix:///e.sock: no space left on device"
         );
-        assert!(std::error::Error::source(&e).is_none());
+        crate::output::assert_causes_said_once(&e);
         let e = error(
             Step::Inspect("app:1".into()),
             Cause::NoSuchImage("app:1".into()),

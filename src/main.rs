@@ -1,33 +1,29 @@
 //! `docker-flatten`: a Docker CLI plugin that flattens an image into one layer.
 
 mod args;
-mod bridge;
 mod cli;
 mod complete;
 mod destination;
 mod dryrun;
-mod endpoint;
+mod engine;
 mod error;
 mod image;
-mod inspect_json;
 mod interrupt;
 mod layer;
 mod metadata;
 mod objects;
+mod output;
 mod pipeline;
 mod progress;
 mod reference;
-mod report;
 mod run;
 mod save_stream;
 mod savings;
 mod source;
 mod store;
 mod stream;
-mod summary;
 mod tar;
 mod tarfilter;
-mod tls;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -36,7 +32,7 @@ use std::sync::Arc;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::report::Reporter;
+use crate::output::Reporter;
 
 fn main() -> ExitCode {
     tune_allocator();

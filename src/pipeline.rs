@@ -18,9 +18,9 @@ use serde_json::Value;
 
 use crate::destination::{self, file, Destination, Engine};
 use crate::dryrun::{self, DryRunError};
+use crate::engine::InspectJson;
 use crate::error::{Cause, Error, Step};
 use crate::image::config::{self, Provenance, Recipe};
-use crate::inspect_json::InspectJson;
 use crate::layer::{self, Compression};
 use crate::objects::Objects;
 use crate::progress::{Progress, Stage};

@@ -12,12 +12,12 @@ use bollard::query_parameters::ListImagesOptions;
 use crate::args::{Job, Mode};
 use crate::cli::{Format, GlobalArgs};
 use crate::complete::{self, Completion, Want};
-use crate::endpoint::{self, Endpoint, Env};
+use crate::engine::{self, Endpoint, Env};
 use crate::interrupt::{Interrupt, Interrupts};
 use crate::objects::Objects;
+use crate::output::json::{Made as Result_, Source};
+use crate::output::{Document, DryRunFacts, Reporter, Summary};
 use crate::pipeline::{Made, Outcome, Pipeline, Request};
-use crate::report::{Reporter, Summary};
-use crate::summary::{self, Document, DryRunFacts, Engine, Image, Layout};
 
 /// A flatten that failed; what it was to change is unchanged.
 #[derive(Debug, thiserror::Error)]
@@ -47,12 +47,11 @@ fn unchanged(request: &Request) -> String {
 
 pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
     let mut interrupts = Interrupts::listen().context("cannot install signal handlers")?;
-    let endpoint = endpoint::resolve(&job.globals, &Env::from_process())
-        .context("cannot choose the Docker engine")?;
+    let endpoint = engine::resolve(&job.globals, &Env::from_process())?;
     reporter.debug(job.globals.debug, &format!("engine endpoint: {endpoint}"));
     // Kept to the end: a TLS or ssh endpoint is reached through its bridge.
     let connection = tokio::select! {
-        connection = endpoint::connect(&endpoint) => connection?,
+        connection = engine::connect(&endpoint) => connection?,
         interrupt = interrupts.next() => {
             return Err(Interrupted { interrupt, what: "nothing was changed".into() }.into())
         }
@@ -146,32 +145,34 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
         (Format::Text, Some(id), None) => reporter.result(id),
         // The archive is the result: in the file, or on stdout.
         (Format::Text, _, _) => {}
-        (Format::Json, _, _) => reporter.json(&Document {
-            dry_run: false,
-            already_flat: made.is_none(),
-            source: Image::source(
-                &job.image,
-                &finished.source.id,
-                finished.source.layers,
-                finished.source.size,
-            ),
-            result: Image {
-                reference: Some(&tag),
-                id,
-                layers: 1,
-                size: Some(size),
-                file: file.as_deref(),
-            },
-            wasted_bytes: None,
-            duration_seconds: summary::seconds(finished.elapsed),
-            compression,
-            engine: Engine {
-                endpoint: &endpoint.host,
-                context: &endpoint.context,
-                store: finished.store,
-            },
-            analysis: None,
-        }),
+        (Format::Json, _, _) => {
+            let result = match (&file, id, compression) {
+                (Some(file), _, Some(compression)) => Result_::Archive {
+                    reference: &tag,
+                    file,
+                    size,
+                    compression,
+                },
+                (_, id, compression) => Result_::Image {
+                    reference: &tag,
+                    id: id.unwrap_or_default(),
+                    size,
+                    compression,
+                },
+            };
+            reporter.json(&Document::new(
+                Source {
+                    reference: &job.image,
+                    id: &finished.source.id,
+                    layers: finished.source.layers,
+                    size: finished.source.size,
+                },
+                result,
+                &endpoint,
+                finished.store,
+                finished.elapsed,
+            ))
+        }
     }
     let target = match &file {
         Some(file) if file == "-" => format!("stdout ({tag})"),
@@ -208,50 +209,31 @@ async fn dry_run(
     let outcome = outcome.inspect_err(|_| reporter.stage_failed())?;
     let tag = tag.as_ref().map(ToString::to_string);
     match job.format {
-        Format::Json => reporter.json(&Document {
-            dry_run: true,
-            already_flat: false,
-            source: Image::source(
-                &job.image,
-                &outcome.source.id,
-                outcome.source.layers,
-                outcome.source.size,
-            ),
-            result: Image {
-                reference: tag.as_deref(),
-                id: None,
-                layers: 1,
-                size: None,
-                file: None,
+        Format::Json => reporter.json(&Document::new(
+            Source {
+                reference: &job.image,
+                id: &outcome.source.id,
+                layers: outcome.source.layers,
+                size: outcome.source.size,
             },
-            wasted_bytes: Some(outcome.savings.wasted_bytes),
-            duration_seconds: summary::seconds(outcome.elapsed),
-            compression: None,
-            engine: Engine {
-                endpoint: &endpoint.host,
-                context: &endpoint.context,
-                store: outcome.store,
+            Result_::DryRun {
+                tag: tag.as_deref(),
+                savings: &outcome.savings,
             },
-            analysis: Some(&outcome.savings),
-        }),
-        Format::Text => {
-            let facts = DryRunFacts {
+            endpoint,
+            outcome.store,
+            outcome.elapsed,
+        )),
+        Format::Text => reporter.dry_run(
+            &DryRunFacts {
                 image: &job.image,
                 id: &outcome.source.id,
                 tag: tag.as_deref(),
                 endpoint: &endpoint.to_string(),
                 store: outcome.store,
-            };
-            let layout = if job.quiet {
-                Layout::Totals
-            } else {
-                match reporter.stdout_width() {
-                    Some(width) => Layout::Table { width },
-                    None => Layout::Plain,
-                }
-            };
-            reporter.text(&summary::dry_run_text(&facts, &outcome.savings, layout));
-        }
+            },
+            &outcome.savings,
+        ),
     }
     Ok(())
 }
@@ -264,8 +246,8 @@ pub async fn complete(words: &[String]) -> Completion {
         Want::Images { prefix } => prefix,
     };
     let list = async {
-        let endpoint = endpoint::resolve(&GlobalArgs::default(), &Env::from_process()).ok()?;
-        let connection = endpoint::connect(&endpoint).await.ok()?;
+        let endpoint = engine::resolve(&GlobalArgs::default(), &Env::from_process()).ok()?;
+        let connection = engine::connect(&endpoint).await.ok()?;
         connection
             .docker
             .list_images(None::<ListImagesOptions>)
