@@ -12,15 +12,12 @@
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
-use crate::upload::Digests;
-
-const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
-const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
-const LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
-const BLOCK: u64 = 512;
+use super::archive::{
+    blob_path, digest, layer_header, CONFIG_TYPE, INDEX_TYPE, LAYOUT, MANIFEST_TYPE,
+};
+use crate::layer::Digests;
+use crate::tar as blocks;
 
 /// One platform's flattened image: its config over its one layer.
 pub struct PlatformImage {
@@ -107,68 +104,31 @@ impl IndexArchive {
     /// index and `index.json`.
     pub fn metadata(&self) -> Bytes {
         let mut out = Vec::new();
-        append_file(&mut out, "oci-layout", LAYOUT);
+        blocks::append_file(&mut out, "oci-layout", LAYOUT);
         for (image, manifest) in self.images.iter().zip(&self.manifests) {
-            append_file(&mut out, &blob_path(&digest(&image.config)), &image.config);
-            append_file(&mut out, &blob_path(&digest(manifest)), manifest);
+            blocks::append_file(&mut out, &blob_path(&digest(&image.config)), &image.config);
+            blocks::append_file(&mut out, &blob_path(&digest(manifest)), manifest);
         }
-        append_file(&mut out, &blob_path(&self.id()), &self.nested);
-        append_file(&mut out, "index.json", &self.index);
+        blocks::append_file(&mut out, &blob_path(&self.id()), &self.nested);
+        blocks::append_file(&mut out, "index.json", &self.index);
         Bytes::from(out)
     }
 
     /// The tar header of platform `i`'s layer blob.
     pub fn layer_header(&self, i: usize) -> Bytes {
-        let layer = &self.images[i].layer;
-        let mut out = Vec::new();
-        header(&mut out, &blob_path(&layer.blob), layer.blob_size);
-        Bytes::from(out)
+        Bytes::copy_from_slice(&layer_header(&self.images[i].layer))
     }
 
     /// The zeros after platform `i`'s layer blob.
     pub fn layer_padding(&self, i: usize) -> Bytes {
-        Bytes::from(vec![0; padding(self.images[i].layer.blob_size)])
+        Bytes::from(vec![0; blocks::padding(self.images[i].layer.blob_size)])
     }
-
-    /// Two zero blocks end the archive.
-    pub fn end() -> Bytes {
-        Bytes::from(vec![0; 2 * BLOCK as usize])
-    }
-}
-
-fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{:x}", Sha256::digest(bytes))
-}
-
-fn blob_path(digest: &str) -> String {
-    format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))
-}
-
-fn padding(size: u64) -> usize {
-    (size.div_ceil(BLOCK) * BLOCK - size) as usize
-}
-
-fn header(out: &mut Vec<u8>, name: &str, size: u64) {
-    let mut header = tar::Header::new_ustar();
-    header.set_path(name).expect("blob paths are short ASCII");
-    header.set_size(size);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_cksum();
-    out.extend_from_slice(header.as_bytes());
-}
-
-fn append_file(out: &mut Vec<u8>, name: &str, data: &[u8]) {
-    header(out, name, data.len() as u64);
-    out.extend_from_slice(data);
-    out.resize(out.len() + padding(data.len() as u64), 0);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upload::Compression;
+    use crate::layer::Compression;
 
     fn image(arch: &str, blob: &[u8]) -> PlatformImage {
         PlatformImage {
@@ -193,7 +153,7 @@ mod tests {
             whole.extend_from_slice(blob);
             whole.extend_from_slice(&archive.layer_padding(i));
         }
-        whole.extend_from_slice(&IndexArchive::end());
+        whole.extend_from_slice(&blocks::END_OF_ARCHIVE);
         assert_eq!(whole.len() % 512, 0);
 
         let mut files = std::collections::HashMap::new();
