@@ -64,6 +64,7 @@ pub fn lower(
             output,
             compression: args.compression.chosen(),
             force: args.force,
+            platform: args.platform,
         }),
         (false, None) => unreachable!("clap requires TAG without --dry-run"),
     };

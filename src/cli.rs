@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+use crate::platform::Platform;
 use crate::reference::Tag;
 
 /// Flatten a multi-layer Docker image into a one-layer image.
@@ -127,6 +128,15 @@ pub struct FlattenArgs {
     /// Rebuild IMAGE even when it already has one layer (otherwise TAG just points at IMAGE)
     #[arg(long)]
     pub force: bool,
+
+    /// Flatten only this platform of IMAGE: os/arch[/variant], as for docker's --platform
+    ///
+    /// By default every platform of a multi-platform IMAGE whose content the
+    /// engine has is flattened, each on its own, into one multi-platform
+    /// TAG. With --platform, TAG is that platform alone. Matched as the
+    /// engine does: linux/arm64 is linux/arm64/v8, linux/arm is linux/arm/v7.
+    #[arg(long, value_name = "PLATFORM", value_parser = Platform::parse)]
+    pub platform: Option<Platform>,
 
     /// Only print the new image ID (with --dry-run: only the totals)
     #[arg(short, long)]

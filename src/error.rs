@@ -29,6 +29,8 @@ pub enum Step {
     InspectResult,
     Tag(String),
     ReadLayers(String),
+    /// Reading IMAGE's index and choosing what to flatten of it.
+    ChoosePlatforms(String),
     /// The compressed layer into a temporary file.
     Spool(String),
     /// The archive into `--output`'s file, or stdout (`-`).
@@ -51,6 +53,7 @@ impl fmt::Display for Step {
             Step::InspectResult => f.write_str("inspecting the flattened image"),
             Step::Tag(tag) => write!(f, "tagging {tag}"),
             Step::ReadLayers(image) => write!(f, "reading the layers of {image}"),
+            Step::ChoosePlatforms(image) => write!(f, "choosing the platforms of {image}"),
             Step::Spool(image) => write!(
                 f,
                 "writing the flattened layer of {image} to a temporary file"
@@ -76,6 +79,8 @@ pub enum Cause {
     Unsupported(Refusal),
     /// The layer did not stream whole (the step is [`Step::Export`]).
     Layer(LayerError),
+    /// IMAGE lacks what was asked of its platforms.
+    Platforms(crate::platforms::ChoiceError),
     /// Writing on this machine failed: a temporary file, `--output`.
     Local {
         /// The directory that needs room, or cannot be written.
@@ -117,6 +122,7 @@ impl fmt::Display for Error {
                 r.mode, r.engine, r.why, r.instead
             ),
             Cause::Layer(e) => write!(f, "{step} from {endpoint} failed: {e}"),
+            Cause::Platforms(e) => write!(f, "{e} (on {endpoint})"),
             Cause::Local { dir, error } => match step {
                 Step::Spool(_) => write!(
                     f,

@@ -27,7 +27,7 @@ const INDEX_TYPES: &[&str] = &[
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
-const MANIFEST_TYPES: &[&str] = &[
+pub const MANIFEST_TYPES: &[&str] = &[
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 ];
@@ -149,6 +149,69 @@ pub struct Choice<'a> {
     pub others: Vec<String>,
 }
 
+/// What a run flattens of IMAGE: an owned [`Choice`], or IMAGE as the
+/// engine shows it when there is nothing to choose.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// IMAGE as inspected: a graphdriver image, or a one-manifest image
+    /// whose config comes from its save stream beside the export.
+    AsInspected,
+    /// One platform: IMAGE's only one, or the one `--platform` picked from
+    /// its index (`of_index`), whose container must be created for it.
+    One {
+        platform: Platform,
+        manifest: Manifest,
+        of_index: bool,
+    },
+    /// Every present platform of IMAGE's index, into an index.
+    Index(Vec<(Platform, Manifest)>),
+}
+
+/// What a run leaves out of IMAGE, to be said.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LeftOut {
+    /// Platforms whose content the store lacks.
+    pub absent: Vec<Platform>,
+    /// Attestation manifests dropped.
+    pub attestations: usize,
+    /// Media types of entries that are no image.
+    pub others: Vec<String>,
+}
+
+impl LeftOut {
+    pub fn is_empty(&self) -> bool {
+        self.absent.is_empty() && self.attestations == 0 && self.others.is_empty()
+    }
+}
+
+impl Choice<'_> {
+    /// The plan and what it leaves out; `of_index` when IMAGE is an index.
+    pub fn plan(&self, of_index: bool) -> (Plan, LeftOut) {
+        let left_out = LeftOut {
+            absent: self.absent.clone(),
+            attestations: self.attestations,
+            others: self.others.clone(),
+        };
+        let owned = || {
+            self.platforms
+                .iter()
+                .map(|(p, m)| (p.clone(), (*m).clone()))
+                .collect::<Vec<_>>()
+        };
+        let plan = match &self.platforms[..] {
+            [] => Plan::AsInspected,
+            _ if self.index => Plan::Index(owned()),
+            [(platform, manifest)] => Plan::One {
+                platform: platform.clone(),
+                manifest: (*manifest).clone(),
+                of_index,
+            },
+            _ => Plan::Index(owned()),
+        };
+        (plan, left_out)
+    }
+}
+
 /// Why no platform of IMAGE can be flattened as asked.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ChoiceError {
@@ -177,6 +240,15 @@ pub enum ChoiceError {
     NothingPresent {
         image: String,
         offered: Vec<Platform>,
+    },
+    #[error(
+        "an image archive holds one platform for now, and {image} has {}: choose one with \
+         --platform",
+        list(.platforms)
+    )]
+    IndexToArchive {
+        image: String,
+        platforms: Vec<Platform>,
     },
 }
 

@@ -6,6 +6,8 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     Inspect,
+    /// Reading IMAGE's index for its platforms.
+    Platforms,
     Create,
     /// The export into an import.
     Stream,
@@ -13,6 +15,8 @@ pub enum Stage {
     Spool,
     /// The layer file and the config into `docker load`.
     Load,
+    /// Every platform's layer file and config, and their index, into `docker load`.
+    LoadIndex,
     /// The image archive into `--output`'s file or stdout.
     Write,
     /// The dry run's read of the image's layers.

@@ -140,7 +140,12 @@ impl Progress for Reporter {
             Renderer::Terminal(bars) => {
                 let bytes = matches!(
                     stage,
-                    Stage::Stream | Stage::Spool | Stage::Load | Stage::Write | Stage::Read
+                    Stage::Stream
+                        | Stage::Spool
+                        | Stage::Load
+                        | Stage::LoadIndex
+                        | Stage::Write
+                        | Stage::Read
                 );
                 bars.begin(label, bytes);
             }

@@ -47,10 +47,14 @@ pub fn summary(s: &Summary<'_>) -> String {
 pub fn stage_label(stage: Stage, what: &str) -> String {
     match stage {
         Stage::Inspect => format!("Inspecting {what}"),
+        Stage::Platforms => format!("Reading the platforms of {what}"),
         Stage::Create => format!("Creating a temporary container from {what}"),
         Stage::Stream => "Exporting the container into an import".to_owned(),
         Stage::Spool => "Exporting the container into a compressed layer file".to_owned(),
         Stage::Load => format!("Loading the layer with the config and platform of {what}"),
+        Stage::LoadIndex => {
+            format!("Loading the layers with the configs and platforms of {what}")
+        }
         Stage::Write => format!("Writing the image archive to {what}"),
         Stage::Read => format!("Reading the layers of {what}"),
         Stage::Configure => format!("Applying the config and platform of {what}"),

@@ -16,6 +16,7 @@ use futures_util::{Stream, StreamExt};
 
 use crate::error::detail;
 use crate::objects::Objects;
+use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::tarfilter::{self, FilterError, FilterStats, TarFilter};
 
@@ -33,12 +34,15 @@ pub enum ExportError {
     Filter(#[from] FilterError),
 }
 
-/// Creates (never starts) a container of this run from `image_id`,
-/// recorded in `objects` before anything else can fail.
+/// Creates (never starts) a container of this run from `image_id`, for
+/// `platform` of it when given (a multi-platform image's other platforms:
+/// the engine unpacks that platform's layers for it), recorded in
+/// `objects` before anything else can fail.
 pub async fn create_container(
     docker: &Docker,
     objects: &Objects,
     image_id: &str,
+    platform: Option<&Platform>,
 ) -> Result<String, EngineError> {
     let body = ContainerCreateBody {
         image: Some(image_id.to_owned()),
@@ -54,8 +58,16 @@ pub async fn create_container(
         }),
         ..Default::default()
     };
-    let name = format!("docker-flatten-{}", objects.run_id());
-    let options = CreateContainerOptionsBuilder::default().name(&name).build();
+    // One container per platform in a run: the platform keeps names apart.
+    let name = match platform {
+        None => format!("docker-flatten-{}", objects.run_id()),
+        Some(p) => format!("docker-flatten-{}-{}", objects.run_id(), p.to_string().replace('/', "-")),
+    };
+    let mut options = CreateContainerOptionsBuilder::default().name(&name);
+    if let Some(p) = platform {
+        options = options.platform(&p.to_string());
+    }
+    let options = options.build();
     let response = docker.create_container(Some(options), body).await?;
     objects.record(|c| c.containers.push(response.id.clone()));
     Ok(response.id)

@@ -2,7 +2,10 @@
 //! and compression → inspect IMAGE → its config → source (the container
 //! export) → layer (filter and encode) → destination (import, load, file)
 //! → tag. Every temporary object goes in the run's [`Objects`] ledger,
-//! which the caller cleans up whatever happened.
+//! which the caller cleans up whatever happened. A multi-platform IMAGE
+//! takes that path once per platform into one index ([`index`]).
+
+mod index;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -23,6 +26,8 @@ use crate::error::{Cause, Error, Step};
 use crate::image::config::{self, Provenance, Recipe};
 use crate::layer::{self, Compression};
 use crate::objects::Objects;
+use crate::platform::{NotOffered, Offered, Platform};
+use crate::platforms::{self, ChoiceError, LeftOut, Plan, SourceIndex};
 use crate::progress::{Progress, Stage};
 use crate::reference::Tag;
 use crate::save_stream;
@@ -42,6 +47,8 @@ pub struct Request {
     pub compression: Option<Compression>,
     /// Rebuild an image that already has one layer instead of only tagging it.
     pub force: bool,
+    /// `--platform`: only this platform of IMAGE; `None`: every one it has.
+    pub platform: Option<Platform>,
 }
 
 /// IMAGE as the run found it.
@@ -60,6 +67,26 @@ pub struct Finished {
     pub store: Store,
     pub elapsed: Duration,
     pub outcome: Outcome,
+    /// Each platform flattened, in IMAGE's index order (one for a
+    /// one-platform IMAGE); empty when IMAGE was already flat.
+    pub platforms: Vec<Flattened>,
+    /// What of IMAGE's index the result leaves out.
+    pub left_out: LeftOut,
+}
+
+/// One platform of the result.
+#[derive(Debug, Clone)]
+pub struct Flattened {
+    pub platform: Option<Platform>,
+    /// IMAGE's manifest for it, where the store has manifests.
+    pub source_manifest: Option<String>,
+    pub layers_before: usize,
+    /// Its layers' bytes as stored (the engine's figure for a one-platform IMAGE).
+    pub size_before: u64,
+    /// The flattened manifest, where the result has one (not on a graphdriver).
+    pub manifest: Option<String>,
+    /// The flattened layer's bytes as sent.
+    pub size_after: u64,
 }
 
 /// What a finished flatten did.
@@ -164,37 +191,91 @@ impl<'a> Pipeline<'a> {
         };
         progress.begin(Stage::Inspect, image);
         let inspect = self.inspect_source(image).await?;
-        let source = source_image(&inspect);
+        let mut source = source_image(&inspect);
         self.objects.record(|c| c.source = Some(source.id.clone()));
-
-        if source.layers == 1 && !request.force && destination.is_engine() {
+        let (plan, left_out) = self
+            .plan(&inspect, image, store, request.platform.as_ref(), progress.as_ref())
+            .await?;
+        let finished = |source: &SourceImage, outcome, platforms| Finished {
+            source: source.clone(),
+            store,
+            elapsed: started.elapsed(),
+            outcome,
+            platforms,
+            left_out: left_out.clone(),
+        };
+        // One platform of an index is no image of its own that TAG could name.
+        let taggable = !matches!(plan, Plan::One { of_index: true, .. });
+        let flat = match &plan {
+            Plan::Index(platforms) => platforms.iter().all(|(_, m)| m.layers.len() == 1),
+            _ => source.layers == 1,
+        };
+        if flat && taggable && !request.force && destination.is_engine() {
             // Already the shape asked for: a rebuild would give the same
             // files under a new ID, minus the xattrs an export cannot carry.
             self.tag(&source.id, &request.tag, progress.as_ref())
                 .await?;
             progress.end();
             return Ok(Finished {
-                source,
-                store,
-                elapsed: started.elapsed(),
-                outcome: Outcome::AlreadyFlat,
+                left_out: LeftOut::default(),
+                ..finished(&source, Outcome::AlreadyFlat, Vec::new())
             });
+        }
+        let one = match plan {
+            Plan::Index(platforms) => {
+                if !matches!(destination, Destination::Load) {
+                    return Err(self.error(
+                        Step::ChoosePlatforms(image.to_owned()),
+                        Cause::Platforms(ChoiceError::IndexToArchive {
+                            image: image.to_owned(),
+                            platforms: platforms.iter().map(|(p, _)| p.clone()).collect(),
+                        }),
+                    ));
+                }
+                let (made, filter, flattened) = self
+                    .flatten_index(request, &inspect, &platforms, compression, &progress)
+                    .await?;
+                progress.end();
+                let outcome = Outcome::Flattened {
+                    made,
+                    compression,
+                    filter,
+                };
+                return Ok(finished(&source, outcome, flattened));
+            }
+            Plan::One {
+                platform,
+                manifest,
+                of_index,
+            } => Some((platform, manifest, of_index)),
+            Plan::AsInspected => None,
+        };
+        if let Some((_, manifest, _)) = &one {
+            source.layers = manifest.layers.len();
+            source.size = manifest.layers_size();
         }
 
         // A quick inspect on the graphdriver store, so asked before any
         // object exists; on the containerd store a read of the save stream,
-        // which runs beside the layer instead.
-        let config: Config<'_> = match store {
-            Store::Graphdriver => {
+        // which runs beside the layer instead, unless the platform's config
+        // has come with IMAGE's index.
+        let config: Config<'_> = match (&one, store) {
+            (Some((_, manifest, _)), _) => Box::pin(std::future::ready(Ok(manifest.config.clone()))),
+            (None, Store::Graphdriver) => {
                 let config = self.inspected_config(&source.id, image).await?;
                 Box::pin(std::future::ready(Ok(config)))
             }
-            Store::Containerd => Box::pin(self.saved_config(&inspect, image)),
+            (None, Store::Containerd) => Box::pin(self.saved_config(&inspect, image)),
         };
+        let for_platform = one
+            .as_ref()
+            .filter(|(_, _, of_index)| *of_index)
+            .map(|(platform, _, _)| platform);
         progress.begin(Stage::Create, image);
-        let container = export::create_container(&self.docker, self.objects, &source.id)
-            .await
-            .map_err(self.failed(Step::Create(image.to_owned())))?;
+        let container =
+            export::create_container(&self.docker, self.objects, &source.id, for_platform)
+                .await
+                .map_err(self.failed(Step::Create(image.to_owned())))?;
 
         // The containerd store keys a layer's snapshot by its digest, and a
         // loaded image whose snapshot already exists (another flatten of the
@@ -204,7 +285,10 @@ impl<'a> Pipeline<'a> {
         // the files stay the same. An archive may be loaded anywhere.
         let comment = format!("docker-flatten run {}", self.objects.run_id());
         let comment = (destination != Destination::Import).then_some(comment.as_str());
-        let preamble = export::root_entry(&inspect, comment);
+        let preamble = match &one {
+            Some((_, manifest, _)) => export::root_entry(&created_of(&manifest.config), comment),
+            None => export::root_entry(&inspect, comment),
+        };
         progress.expect_bytes(source.size);
         progress.begin(
             match &destination {
@@ -270,16 +354,91 @@ impl<'a> Pipeline<'a> {
             }
         };
         progress.end();
-        Ok(Finished {
-            source,
-            store,
-            elapsed: started.elapsed(),
-            outcome: Outcome::Flattened {
-                made,
-                compression,
-                filter: built.filter,
+        let flattened = Flattened {
+            platform: one
+                .as_ref()
+                .map(|(platform, _, _)| platform.clone())
+                .or_else(|| own_platform(&inspect)),
+            source_manifest: match (&one, store) {
+                (Some((_, manifest, _)), _) => Some(manifest.digest.clone()),
+                (None, Store::Containerd) => Some(source.id.clone()),
+                (None, Store::Graphdriver) => None,
             },
-        })
+            layers_before: source.layers,
+            size_before: source.size,
+            manifest: match (&made, store) {
+                (Made::Image { id, .. }, Store::Containerd) => Some(id.clone()),
+                _ => None,
+            },
+            size_after: built.digests.blob_size,
+        };
+        let outcome = Outcome::Flattened {
+            made,
+            compression,
+            filter: built.filter,
+        };
+        Ok(finished(&source, outcome, vec![flattened]))
+    }
+
+    /// Which platforms of IMAGE to flatten, refused before any object
+    /// exists when IMAGE lacks the one asked for. A graphdriver image, and
+    /// on the containerd store an image the engine says is one manifest
+    /// (its inspect's `Descriptor`, API 1.48+), need no look at the index;
+    /// otherwise IMAGE's save stream says (Engine 26.1 tells no other way).
+    async fn plan(
+        &self,
+        inspect: &ImageInspect,
+        image: &str,
+        store: Store,
+        wanted: Option<&Platform>,
+        progress: &dyn Progress,
+    ) -> Result<(Plan, LeftOut), Error> {
+        let step = || Step::ChoosePlatforms(image.to_owned());
+        let media_type = inspect
+            .descriptor
+            .as_ref()
+            .and_then(|d| d.media_type.as_deref());
+        let one_manifest = media_type.is_some_and(|t| platforms::MANIFEST_TYPES.contains(&t));
+        match (store, wanted) {
+            (Store::Graphdriver, None) => return Ok((Plan::AsInspected, LeftOut::default())),
+            (Store::Containerd, None) if one_manifest => {
+                return Ok((Plan::AsInspected, LeftOut::default()))
+            }
+            (Store::Graphdriver, Some(wanted)) => {
+                let own = own_platform(inspect);
+                if own.as_ref().is_some_and(|own| wanted.matches(own)) {
+                    return Ok((Plan::AsInspected, LeftOut::default()));
+                }
+                let refusal = ChoiceError::NotOffered(NotOffered {
+                    image: image.to_owned(),
+                    wanted: wanted.clone(),
+                    offered: own
+                        .into_iter()
+                        .map(|platform| Offered {
+                            platform,
+                            present: true,
+                        })
+                        .collect(),
+                });
+                return Err(self.error(step(), Cause::Platforms(refusal)));
+            }
+            (Store::Containerd, _) => {}
+        }
+        progress.begin(Stage::Platforms, image);
+        let id = inspect.id.clone().unwrap_or_else(|| image.to_owned());
+        let target = id.clone();
+        let read = save_stream::read(
+            self.docker.export_image(&id),
+            |_| {},
+            move |save| platforms::read(save, &target),
+        )
+        .await
+        .map_err(self.failed(step()))?;
+        let index = read.map_err(|e| self.error(step(), Cause::Unexpected(e.to_string())))?;
+        let choice = index
+            .choose(image, wanted)
+            .map_err(|e| self.error(step(), Cause::Platforms(e)))?;
+        Ok(choice.plan(matches!(index, SourceIndex::Index(_))))
     }
 
     /// Points TAG at the new image `id` and reads its size.
@@ -428,6 +587,25 @@ impl<'a> Pipeline<'a> {
             }) => Err(self.error(step, Cause::NoSuchImage(image.to_owned()))),
             other => other.map_err(self.failed(step)),
         }
+    }
+}
+
+/// IMAGE's platform as its inspect says (the host's on the containerd store).
+fn own_platform(inspect: &ImageInspect) -> Option<Platform> {
+    Platform::from_oci(&serde_json::json!({
+        "os": inspect.os,
+        "architecture": inspect.architecture,
+        "variant": inspect.variant,
+        "os.version": inspect.os_version,
+    }))
+}
+
+/// What the export's root entry takes of an image: when it was made, here
+/// from a platform's own config.
+fn created_of(config: &Value) -> ImageInspect {
+    ImageInspect {
+        created: config["created"].as_str().map(str::to_owned),
+        ..Default::default()
     }
 }
 

@@ -1,0 +1,153 @@
+//! A multi-platform IMAGE on the containerd store, flattened platform by
+//! platform: each gets a container created for that platform, its export
+//! through the filter into a compressed layer spooled to a temporary file,
+//! and a one-layer manifest with that platform's own config; then one
+//! `docker load` of an index over them all ([`IndexArchive`]), tagged TAG.
+//! N platforms cost N exports and one load, about N single flattens.
+//!
+//! Nothing is loaded until every platform has been exported: an interrupt
+//! or a failure on any platform leaves no image and TAG where it was, and
+//! the ledger's cleanup removes the containers made so far.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bollard::models::ImageInspect;
+use bytes::Bytes;
+use futures_util::{stream, Stream, StreamExt};
+use serde_json::Value;
+
+use super::{created_of, Flattened, Made, Pipeline, Request};
+use crate::destination::{load, spool::Spool};
+use crate::error::{Cause, Error, Step};
+use crate::image::config::{Provenance, Recipe};
+use crate::image::index::{IndexArchive, PlatformImage};
+use crate::layer::{self, Compression};
+use crate::platform::Platform;
+use crate::platforms::Manifest;
+use crate::progress::{Progress, Stage};
+use crate::source::{export, Source};
+use crate::tar as blocks;
+use crate::tarfilter::FilterStats;
+
+type Part = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+impl Pipeline<'_> {
+    /// Flattens every one of `platforms` (IMAGE's, in index order) and
+    /// loads them as one index, tagged TAG.
+    pub(super) async fn flatten_index(
+        &self,
+        request: &Request,
+        inspect: &ImageInspect,
+        platforms: &[(Platform, Manifest)],
+        compression: Compression,
+        progress: &Arc<dyn Progress>,
+    ) -> Result<(Made, FilterStats, Vec<Flattened>), Error> {
+        let image = request.image.as_str();
+        let source_id = inspect.id.clone().unwrap_or_else(|| image.to_owned());
+        let engine = self.engine(progress);
+        // See the one-platform path: the run's comment makes each layer's
+        // digest its own.
+        let comment = format!("docker-flatten run {}", self.objects.run_id());
+        let mut images = Vec::with_capacity(platforms.len());
+        let mut spools = Vec::with_capacity(platforms.len());
+        let mut flattened = Vec::with_capacity(platforms.len());
+        let mut filter = FilterStats::default();
+        for (platform, manifest) in platforms {
+            let label = format!("{image} ({platform})");
+            progress.begin(Stage::Create, &label);
+            let container =
+                export::create_container(&self.docker, self.objects, &source_id, Some(platform))
+                    .await
+                    .map_err(self.failed(Step::Create(label.clone())))?;
+            let preamble = export::root_entry(&created_of(&manifest.config), Some(&comment));
+            progress.expect_bytes(manifest.layers_size());
+            progress.begin(Stage::Spool, &label);
+            let source = Source::Export(export::Export::new(
+                &self.docker,
+                &container,
+                preamble,
+                progress.clone(),
+            ));
+            let layer = layer::encode(source, compression).map_err(|e| {
+                self.error(
+                    Step::Export(label.clone()),
+                    Cause::Layer(layer::LayerError::Compress(e)),
+                )
+            })?;
+            let no_config = std::future::ready(Ok(Value::Null));
+            let (built, spool, _) = load::spool_beside(&engine, layer, no_config, &label).await?;
+            let recipe = Recipe {
+                source_id: &source_id,
+                provenance: Provenance {
+                    reference: image,
+                    layers: manifest.layers.len(),
+                },
+            };
+            let config = recipe.config(&manifest.config, &built.digests.diff_id);
+            images.push(PlatformImage {
+                config: serde_json::to_vec(&config).expect("a JSON value serializes"),
+                layer: built.digests.clone(),
+                platform: platform.to_oci(),
+            });
+            flattened.push(Flattened {
+                platform: Some(platform.clone()),
+                source_manifest: Some(manifest.digest.clone()),
+                layers_before: manifest.layers.len(),
+                size_before: manifest.layers_size(),
+                manifest: None,
+                size_after: built.digests.blob_size,
+            });
+            filter.dropped.extend(built.filter.dropped);
+            spools.push(spool);
+        }
+        filter.dropped.sort();
+        filter.dropped.dedup();
+
+        let archive = IndexArchive::new(images);
+        for (f, digest) in flattened.iter_mut().zip(archive.manifest_digests()) {
+            f.manifest = Some(digest);
+        }
+        progress.expect_bytes(flattened.iter().map(|f| f.size_after).sum());
+        progress.begin(Stage::LoadIndex, image);
+        let body = self.archive_body(&archive, spools, progress).await?;
+        let id = load::load_archive(&engine, archive.id(), body, Step::Load).await?;
+        let made = self.tagged(id, &request.tag, progress.as_ref()).await?;
+        Ok((made, filter, flattened))
+    }
+
+    /// The archive's bytes: its metadata, then each platform's layer read
+    /// back from its spool (a blob two platforms share, once), then the end.
+    async fn archive_body(
+        &self,
+        archive: &IndexArchive,
+        spools: Vec<Spool>,
+        progress: &Arc<dyn Progress>,
+    ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + 'static, Error> {
+        let mut parts: Vec<Part> = vec![once(archive.metadata())];
+        let mut written = std::collections::HashSet::new();
+        for (i, spool) in spools.into_iter().enumerate() {
+            if !written.insert(archive.layer_header(i)) {
+                continue;
+            }
+            let blob = spool.read(progress.clone()).await.map_err(|error| {
+                self.error(
+                    Step::Spool(archive.id()),
+                    Cause::Local {
+                        dir: crate::destination::spool::dir(),
+                        error,
+                    },
+                )
+            })?;
+            parts.push(once(archive.layer_header(i)));
+            parts.push(Box::pin(blob));
+            parts.push(once(archive.layer_padding(i)));
+        }
+        parts.push(once(Bytes::from_static(&blocks::END_OF_ARCHIVE)));
+        Ok(stream::iter(parts).flatten())
+    }
+}
+
+fn once(bytes: Bytes) -> Part {
+    Box::pin(stream::once(async { Ok(bytes) }))
+}
