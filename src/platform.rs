@@ -318,12 +318,6 @@ fn offered_list(offered: &[Offered]) -> String {
     format!("; it has {}", listed.join(", "))
 }
 
-/// The index of the entry in `offered` that `wanted` picks: the first that
-/// matches, present or not (the caller says what an absent one means).
-pub fn select(wanted: &Platform, offered: &[Offered]) -> Option<usize> {
-    offered.iter().position(|o| wanted.matches(&o.platform))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,7 +453,6 @@ mod tests {
             },
         ];
         let wanted = Platform::parse("linux/s390x").unwrap();
-        assert_eq!(select(&wanted, &offered), None);
         let err = NotOffered {
             image: "app:1".into(),
             wanted,

@@ -178,12 +178,6 @@ pub struct LeftOut {
     pub others: Vec<String>,
 }
 
-impl LeftOut {
-    pub fn is_empty(&self) -> bool {
-        self.absent.is_empty() && self.attestations == 0 && self.others.is_empty()
-    }
-}
-
 impl Choice<'_> {
     /// The plan and what it leaves out; `of_index` when IMAGE is an index.
     pub fn plan(&self, of_index: bool) -> (Plan, LeftOut) {

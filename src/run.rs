@@ -18,6 +18,7 @@ use crate::objects::Objects;
 use crate::output::json::{Made as Result_, Source};
 use crate::output::{Document, DryRunFacts, Reporter, Summary};
 use crate::pipeline::{Made, Outcome, Pipeline, Request};
+use crate::platforms::LeftOut;
 
 /// A flatten that failed; what it was to change is unchanged.
 #[derive(Debug, thiserror::Error)]
@@ -160,18 +161,21 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
                     compression,
                 },
             };
-            reporter.json(&Document::new(
-                Source {
-                    reference: &job.image,
-                    id: &finished.source.id,
-                    layers: finished.source.layers,
-                    size: finished.source.size,
-                },
-                result,
-                &endpoint,
-                finished.store,
-                finished.elapsed,
-            ))
+            reporter.json(
+                &Document::new(
+                    Source {
+                        reference: &job.image,
+                        id: &finished.source.id,
+                        layers: finished.source.layers,
+                        size: finished.source.size,
+                    },
+                    result,
+                    &endpoint,
+                    finished.store,
+                    finished.elapsed,
+                )
+                .with_platforms(&finished.platforms, &finished.left_out),
+            )
         }
     }
     let target = match &file {
@@ -179,6 +183,9 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
         Some(file) => format!("{file} ({tag})"),
         None => tag.clone(),
     };
+    for warning in left_out_warnings(&job.image, &finished.left_out) {
+        reporter.warn(&warning);
+    }
     reporter.summary(&Summary {
         source: &job.image,
         target: &target,
@@ -187,8 +194,65 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
         size_after: size,
         elapsed: finished.elapsed,
         already_flat: made.is_none(),
+        platforms: finished
+            .platforms
+            .iter()
+            .map(|f| {
+                let platform = f.platform.as_ref().map(ToString::to_string);
+                (
+                    platform.unwrap_or_default(),
+                    f.layers_before,
+                    f.size_before,
+                    f.size_after,
+                )
+            })
+            .collect(),
     });
     Ok(())
+}
+
+/// What the result leaves out of IMAGE's index, said once each.
+fn left_out_warnings(image: &str, left_out: &LeftOut) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if !left_out.absent.is_empty() {
+        let list: Vec<String> = left_out.absent.iter().map(ToString::to_string).collect();
+        warnings.push(format!(
+            "left out {} of {image}: its content is not in the store (a pull fetches only the \
+             host's platform); to flatten it too, pull it (docker pull --platform {} {image}) \
+             and run again",
+            if list.len() == 1 {
+                format!("platform {}", list[0])
+            } else {
+                format!("platforms {}", list.join(", "))
+            },
+            list[0]
+        ));
+    }
+    if left_out.attestations > 0 {
+        warnings.push(format!(
+            "dropped {} attestation manifest(s) of {image} (provenance, SBOM): they describe \
+             its layers, not the flattened ones",
+            left_out.attestations
+        ));
+    }
+    if !left_out.others.is_empty() {
+        warnings.push(format!(
+            "left out {} index entr{} of {image} that {} no image manifest ({})",
+            left_out.others.len(),
+            if left_out.others.len() == 1 {
+                "y"
+            } else {
+                "ies"
+            },
+            if left_out.others.len() == 1 {
+                "is"
+            } else {
+                "are"
+            },
+            left_out.others.join(", ")
+        ));
+    }
+    warnings
 }
 
 async fn dry_run(

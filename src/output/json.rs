@@ -28,6 +28,70 @@ pub struct Document<'a> {
     pub engine: Engine<'a>,
     /// The dry run's layer-by-layer findings; null for a flatten.
     pub analysis: Option<&'a Savings>,
+    /// Each platform flattened, in IMAGE's index order: one for a
+    /// one-platform IMAGE, none when it was already flat.
+    pub platforms: Vec<PlatformEntry>,
+    /// The platforms of IMAGE's index the result leaves out, and why.
+    pub left_out: Vec<LeftOutEntry>,
+    /// IMAGE's attestation manifests (provenance, SBOM), which the result drops.
+    pub attestations_dropped: usize,
+}
+
+/// One platform of the result.
+#[derive(Debug, Serialize)]
+pub struct PlatformEntry {
+    /// `os/arch[/variant]`; null where the engine names none.
+    pub platform: Option<String>,
+    pub source: PlatformImage,
+    pub result: PlatformImage,
+}
+
+/// One platform's image, before or after.
+#[derive(Debug, Serialize)]
+pub struct PlatformImage {
+    /// Its manifest's digest; null on a graphdriver, which has none.
+    pub manifest: Option<String>,
+    pub layers: usize,
+    /// Its layers' bytes as stored.
+    pub size: u64,
+}
+
+/// A platform of IMAGE's index that the result does not hold.
+#[derive(Debug, Serialize)]
+pub struct LeftOutEntry {
+    pub platform: String,
+    pub reason: &'static str,
+}
+
+impl PlatformEntry {
+    pub fn from(f: &crate::pipeline::Flattened) -> PlatformEntry {
+        PlatformEntry {
+            platform: f.platform.as_ref().map(ToString::to_string),
+            source: PlatformImage {
+                manifest: f.source_manifest.clone(),
+                layers: f.layers_before,
+                size: f.size_before,
+            },
+            result: PlatformImage {
+                manifest: f.manifest.clone(),
+                layers: 1,
+                size: f.size_after,
+            },
+        }
+    }
+}
+
+impl LeftOutEntry {
+    pub fn list(left_out: &crate::platforms::LeftOut) -> Vec<LeftOutEntry> {
+        left_out
+            .absent
+            .iter()
+            .map(|p| LeftOutEntry {
+                platform: p.to_string(),
+                reason: "its content is not in the store",
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -156,7 +220,22 @@ impl<'a> Document<'a> {
                 store,
             },
             analysis: savings,
+            platforms: Vec::new(),
+            left_out: Vec::new(),
+            attestations_dropped: 0,
         }
+    }
+
+    /// With the platforms a flatten made and what it left out of IMAGE.
+    pub fn with_platforms(
+        mut self,
+        platforms: &[crate::pipeline::Flattened],
+        left_out: &crate::platforms::LeftOut,
+    ) -> Document<'a> {
+        self.platforms = platforms.iter().map(PlatformEntry::from).collect();
+        self.left_out = LeftOutEntry::list(left_out);
+        self.attestations_dropped = left_out.attestations;
+        self
     }
 }
 
@@ -193,13 +272,16 @@ mod tests {
         keys
     }
 
-    const FIELDS: [&str; 9] = [
+    const FIELDS: [&str; 12] = [
         "already_flat",
         "analysis",
+        "attestations_dropped",
         "compression",
         "dry_run",
         "duration_seconds",
         "engine",
+        "left_out",
+        "platforms",
         "result",
         "source",
         "wasted_bytes",

@@ -22,6 +22,9 @@ pub struct Summary<'a> {
     pub elapsed: Duration,
     /// Nothing was built: the source has one layer and TAG now points at it.
     pub already_flat: bool,
+    /// Each platform flattened: `(os/arch[/variant], layers, size before,
+    /// size after)`; said one by one when there are several.
+    pub platforms: Vec<(String, usize, u64, u64)>,
 }
 
 /// The closing summary, one line.
@@ -30,6 +33,28 @@ pub fn summary(s: &Summary<'_>) -> String {
         return format!(
             "{} is already one layer; tagged it as {}, nothing rebuilt (use --force to rebuild it)",
             s.source, s.target
+        );
+    }
+    if s.platforms.len() > 1 {
+        let each: Vec<String> = s
+            .platforms
+            .iter()
+            .map(|(platform, layers, before, after)| {
+                format!(
+                    "{platform} {} → 1, {} → {}",
+                    count(*layers as u64, "layer"),
+                    HumanBytes(*before),
+                    HumanBytes(*after)
+                )
+            })
+            .collect();
+        return format!(
+            "Flattened {} → {}: {} platforms ({}), in {}",
+            s.source,
+            s.target,
+            s.platforms.len(),
+            each.join("; "),
+            seconds(s.elapsed)
         );
     }
     format!(
@@ -325,11 +350,19 @@ mod tests {
             size_after: 1024,
             elapsed: Duration::from_millis(1250),
             already_flat: false,
+            platforms: vec![("linux/amd64".into(), 1, 2048, 1024)],
         };
         assert_eq!(
             summary(&s),
             "Flattened app:1 → app:flat: 1 layer → 1 layer, 2.00 KiB → 1.00 KiB, in 1.2s"
         );
+        s.platforms.push(("linux/arm64/v8".into(), 3, 4096, 1024));
+        assert_eq!(
+            summary(&s),
+            "Flattened app:1 → app:flat: 2 platforms (linux/amd64 1 layer → 1, 2.00 KiB → \
+             1.00 KiB; linux/arm64/v8 3 layers → 1, 4.00 KiB → 1.00 KiB), in 1.2s"
+        );
+        s.platforms.pop();
         s.layers_before = 3;
         assert!(summary(&s).contains(": 3 layers → 1 layer,"));
         s.already_flat = true;

@@ -194,7 +194,13 @@ impl<'a> Pipeline<'a> {
         let mut source = source_image(&inspect);
         self.objects.record(|c| c.source = Some(source.id.clone()));
         let (plan, left_out) = self
-            .plan(&inspect, image, store, request.platform.as_ref(), progress.as_ref())
+            .plan(
+                &inspect,
+                image,
+                store,
+                request.platform.as_ref(),
+                progress.as_ref(),
+            )
             .await?;
         let finished = |source: &SourceImage, outcome, platforms| Finished {
             source: source.clone(),
@@ -260,7 +266,9 @@ impl<'a> Pipeline<'a> {
         // which runs beside the layer instead, unless the platform's config
         // has come with IMAGE's index.
         let config: Config<'_> = match (&one, store) {
-            (Some((_, manifest, _)), _) => Box::pin(std::future::ready(Ok(manifest.config.clone()))),
+            (Some((_, manifest, _)), _) => {
+                Box::pin(std::future::ready(Ok(manifest.config.clone())))
+            }
             (None, Store::Graphdriver) => {
                 let config = self.inspected_config(&source.id, image).await?;
                 Box::pin(std::future::ready(Ok(config)))

@@ -61,7 +61,11 @@ pub async fn create_container(
     // One container per platform in a run: the platform keeps names apart.
     let name = match platform {
         None => format!("docker-flatten-{}", objects.run_id()),
-        Some(p) => format!("docker-flatten-{}-{}", objects.run_id(), p.to_string().replace('/', "-")),
+        Some(p) => format!(
+            "docker-flatten-{}-{}",
+            objects.run_id(),
+            p.to_string().replace('/', "-")
+        ),
     };
     let mut options = CreateContainerOptionsBuilder::default().name(&name);
     if let Some(p) = platform {
