@@ -23,6 +23,8 @@ pub enum Mode {
     /// `--dry-run`: analyse IMAGE's layers; TAG only checked.
     DryRun {
         tag: Option<Tag>,
+        /// `--platform`: only this platform of IMAGE.
+        platform: Option<crate::platform::Platform>,
     },
     Flatten(Request),
 }
@@ -57,7 +59,10 @@ pub fn lower(
         return Err(ArgsError::ArchiveToTerminal);
     }
     let mode = match (args.dry_run, args.tag) {
-        (true, tag) => Mode::DryRun { tag },
+        (true, tag) => Mode::DryRun {
+            tag,
+            platform: args.platform,
+        },
         (false, Some(tag)) => Mode::Flatten(Request {
             image: args.image.clone(),
             tag,
@@ -113,6 +118,6 @@ mod tests {
     #[test]
     fn a_dry_run_keeps_its_optional_tag() {
         let j = job(&["flatten", "--dry-run", "-q", "img"], false).unwrap();
-        assert!(matches!(j.mode, Mode::DryRun { tag: None }));
+        assert!(matches!(j.mode, Mode::DryRun { tag: None, .. }));
     }
 }

@@ -32,3 +32,21 @@ pub async fn analyze(
         .map_err(DryRunError::Engine)?
         .map_err(DryRunError::Savings)
 }
+
+/// Reads the whole save stream and returns what flattening each of
+/// `images` (its layer blobs' digests, bottom first, and its config) would
+/// gain: every platform of a multi-platform IMAGE in one read.
+pub async fn analyze_images(
+    save: impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static,
+    images: Vec<(Vec<String>, serde_json::Value)>,
+    progress: Arc<dyn Progress>,
+) -> Result<Vec<Savings>, DryRunError> {
+    save_stream::read(
+        save,
+        move |n| progress.bytes(n),
+        move |reader| savings::analyze_images(reader, &images),
+    )
+    .await
+    .map_err(DryRunError::Engine)?
+    .map_err(DryRunError::Savings)
+}

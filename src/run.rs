@@ -65,8 +65,18 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
         &objects,
     );
     let request = match &job.mode {
-        Mode::DryRun { tag } => {
-            return dry_run(&pipeline, &endpoint, job, tag, &reporter, &mut interrupts).await
+        Mode::DryRun { tag, platform } => {
+            let wanted = platform.as_ref();
+            return dry_run(
+                &pipeline,
+                &endpoint,
+                job,
+                tag,
+                wanted,
+                &reporter,
+                &mut interrupts,
+            )
+            .await;
         }
         Mode::Flatten(request) => request,
     };
@@ -260,11 +270,12 @@ async fn dry_run(
     endpoint: &Endpoint,
     job: &Job,
     tag: &Option<crate::reference::Tag>,
+    platform: Option<&crate::platform::Platform>,
     reporter: &Arc<Reporter>,
     interrupts: &mut Interrupts,
 ) -> anyhow::Result<()> {
     let outcome = tokio::select! {
-        outcome = pipeline.dry_run(&job.image, reporter.clone()) => outcome,
+        outcome = pipeline.dry_run(&job.image, platform, reporter.clone()) => outcome,
         interrupt = interrupts.next() => {
             reporter.stage_failed();
             return Err(Interrupted { interrupt, what: "nothing was changed".into() }.into())
@@ -273,31 +284,45 @@ async fn dry_run(
     let outcome = outcome.inspect_err(|_| reporter.stage_failed())?;
     let tag = tag.as_ref().map(ToString::to_string);
     match job.format {
-        Format::Json => reporter.json(&Document::new(
-            Source {
-                reference: &job.image,
-                id: &outcome.source.id,
-                layers: outcome.source.layers,
-                size: outcome.source.size,
-            },
-            Result_::DryRun {
-                tag: tag.as_deref(),
-                savings: &outcome.savings,
-            },
-            endpoint,
-            outcome.store,
-            outcome.elapsed,
-        )),
-        Format::Text => reporter.dry_run(
-            &DryRunFacts {
-                image: &job.image,
-                id: &outcome.source.id,
-                tag: tag.as_deref(),
-                endpoint: &endpoint.to_string(),
-                store: outcome.store,
-            },
-            &outcome.savings,
+        Format::Json => reporter.json(
+            &Document::new(
+                Source {
+                    reference: &job.image,
+                    id: &outcome.source.id,
+                    layers: outcome.source.layers,
+                    size: outcome.source.size,
+                },
+                Result_::DryRun {
+                    tag: tag.as_deref(),
+                    savings: &outcome.platforms[0].savings,
+                },
+                endpoint,
+                outcome.store,
+                outcome.elapsed,
+            )
+            .with_analyses(&outcome.platforms, &outcome.left_out),
         ),
+        Format::Text => {
+            let several = outcome.platforms.len() > 1;
+            for (i, analysed) in outcome.platforms.iter().enumerate() {
+                let platform = analysed.platform.as_ref().map(ToString::to_string);
+                reporter.dry_run(
+                    &DryRunFacts {
+                        image: &job.image,
+                        id: &outcome.source.id,
+                        tag: tag.as_deref(),
+                        endpoint: &endpoint.to_string(),
+                        store: outcome.store,
+                        platform: platform.as_deref().filter(|_| several || analysed.chosen),
+                        first: i == 0,
+                    },
+                    &analysed.savings,
+                );
+            }
+            for warning in left_out_warnings(&job.image, &outcome.left_out) {
+                reporter.warn(&warning);
+            }
+        }
     }
     Ok(())
 }

@@ -384,3 +384,57 @@ fn ctrl_c_between_platforms_leaves_nothing_and_tag_untouched() {
     assert_eq!(inspect(&tag.reference)["Id"], tag.id.as_str(), "TAG moved");
     assert_nothing_left(&f.source, &before, &[], "Ctrl-C between platforms");
 }
+
+/// A dry run reports each platform a flatten would take, from one read of
+/// the save stream: each platform's own waste (the base file its second
+/// layer overwrites, the file its third deletes).
+#[test]
+fn a_dry_run_reports_per_platform() {
+    let f = fixture("plat-dry", two_platforms(), &IndexExtras::default());
+    let image = &f.source.image.reference;
+    let json = flatten_json(&["--dry-run", image]).expect("dry run");
+    let wasted = |tag: &str| 40_000 + format!("deleted later, {tag}").len() as u64;
+    let entries = json["platforms"].as_array().expect("platforms");
+    let expected: Vec<(String, u64)> = if containerd_store() {
+        vec![
+            (f.written.platforms[0].platform.clone(), wasted("host")),
+            (f.written.platforms[1].platform.clone(), wasted("foreign")),
+        ]
+    } else {
+        vec![(f.written.platforms[0].platform.clone(), wasted("host"))]
+    };
+    let got: Vec<(String, u64)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["platform"].as_str().unwrap_or_default().to_owned(),
+                e["analysis"]["wasted_bytes"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected, "{json}");
+    assert_eq!(json["wasted_bytes"], expected[0].1);
+    let out = plugin(&["flatten", "--dry-run", image]);
+    check_ok(&out, "dry run, text");
+    let report = text(&out.stdout);
+    for (platform, _) in &expected {
+        let said = format!("platform {platform},");
+        assert_eq!(
+            report.contains(&said),
+            expected.len() > 1,
+            "{said}: {report}"
+        );
+    }
+    let (arch, _) = foreign_architecture();
+    let asked = format!("linux/{arch}");
+    let one = flatten_json(&["--dry-run", "--platform", &asked, image]);
+    if containerd_store() {
+        let one = one.expect("dry run --platform");
+        assert_eq!(one["platforms"].as_array().map(Vec::len), Some(1));
+        assert_eq!(one["wasted_bytes"], wasted("foreign"));
+    } else {
+        let (code, err) = one.expect_err("no foreign platform on a graphdriver");
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains(&format!("has no platform {asked}")), "{err}");
+    }
+}

@@ -43,7 +43,10 @@ pub struct PlatformEntry {
     /// `os/arch[/variant]`; null where the engine names none.
     pub platform: Option<String>,
     pub source: PlatformImage,
-    pub result: PlatformImage,
+    /// Null in a dry run.
+    pub result: Option<PlatformImage>,
+    /// The dry run's findings for this platform; null for a flatten.
+    pub analysis: Option<Savings>,
 }
 
 /// One platform's image, before or after.
@@ -72,11 +75,12 @@ impl PlatformEntry {
                 layers: f.layers_before,
                 size: f.size_before,
             },
-            result: PlatformImage {
+            result: Some(PlatformImage {
                 manifest: f.manifest.clone(),
                 layers: 1,
                 size: f.size_after,
-            },
+            }),
+            analysis: None,
         }
     }
 }
@@ -233,6 +237,31 @@ impl<'a> Document<'a> {
         left_out: &crate::platforms::LeftOut,
     ) -> Document<'a> {
         self.platforms = platforms.iter().map(PlatformEntry::from).collect();
+        self.left_out = LeftOutEntry::list(left_out);
+        self.attestations_dropped = left_out.attestations;
+        self
+    }
+
+    /// With a dry run's analysis of each platform and what a flatten would
+    /// leave out of IMAGE; `analysis` stays the first platform's.
+    pub fn with_analyses(
+        mut self,
+        analysed: &[crate::pipeline::Analysed],
+        left_out: &crate::platforms::LeftOut,
+    ) -> Document<'a> {
+        self.platforms = analysed
+            .iter()
+            .map(|a| PlatformEntry {
+                platform: a.platform.as_ref().map(ToString::to_string),
+                source: PlatformImage {
+                    manifest: a.manifest.clone(),
+                    layers: a.layers,
+                    size: a.size,
+                },
+                result: None,
+                analysis: Some(a.savings.clone()),
+            })
+            .collect();
         self.left_out = LeftOutEntry::list(left_out);
         self.attestations_dropped = left_out.attestations;
         self

@@ -95,6 +95,10 @@ pub struct DryRunFacts<'a> {
     pub tag: Option<&'a str>,
     pub endpoint: &'a str,
     pub store: Store,
+    /// The platform reported on, when IMAGE has several or one was asked for.
+    pub platform: Option<&'a str>,
+    /// The first report of the run: the others follow it after a blank line.
+    pub first: bool,
 }
 
 /// How the text report is laid out.
@@ -116,13 +120,21 @@ pub fn dry_run_text(facts: &DryRunFacts<'_>, s: &Savings, layout: Layout) -> Str
         Store::Graphdriver => "graphdriver",
         Store::Containerd => "containerd",
     };
+    let platform = facts
+        .platform
+        .map_or(String::new(), |p| format!(", platform {p},"));
+    if !facts.first {
+        out.push('\n');
+    }
     if layout != Layout::Totals {
         let _ = writeln!(
             out,
-            "Dry run of {} ({short}) on {} ({store} store); nothing was changed.",
+            "Dry run of {} ({short}){platform} on {} ({store} store); nothing was changed.",
             facts.image, facts.endpoint
         );
         out.push('\n');
+    } else if let Some(p) = facts.platform {
+        let _ = writeln!(out, "Platform: {p}");
     }
     match layout {
         Layout::Table { width } => layer_table(&mut out, s, width),
@@ -304,6 +316,8 @@ mod tests {
             tag: None,
             endpoint: "unix:///var/run/docker.sock",
             store: Store::Graphdriver,
+            platform: None,
+            first: true,
         }
     }
 

@@ -116,9 +116,26 @@ pub enum Made {
 #[derive(Debug)]
 pub struct DryRunOutcome {
     pub source: SourceImage,
-    pub savings: Savings,
+    /// Per platform, in IMAGE's index order: one for a one-platform IMAGE.
+    pub platforms: Vec<Analysed>,
+    /// What of IMAGE's index a flatten would leave out.
+    pub left_out: LeftOut,
     pub elapsed: Duration,
     pub store: Store,
+}
+
+/// One platform's analysis.
+#[derive(Debug)]
+pub struct Analysed {
+    pub platform: Option<Platform>,
+    /// IMAGE's manifest for it, where the store has manifests.
+    pub manifest: Option<String>,
+    pub layers: usize,
+    /// Its layers' bytes as stored.
+    pub size: u64,
+    pub savings: Savings,
+    /// Picked with `--platform`.
+    pub chosen: bool,
 }
 
 /// IMAGE's config as the store keeps it, now or later.
@@ -466,9 +483,13 @@ impl<'a> Pipeline<'a> {
 
     /// Reads IMAGE's layers as `docker save` would and works out what
     /// flattening would gain. Creates nothing on the engine.
+    ///
+    /// A multi-platform IMAGE is analysed per platform, as a flatten would
+    /// take it: every present platform, or the one `wanted`.
     pub async fn dry_run(
         &self,
         image: &str,
+        wanted: Option<&Platform>,
         progress: Arc<dyn Progress>,
     ) -> Result<DryRunOutcome, Error> {
         let started = Instant::now();
@@ -478,19 +499,70 @@ impl<'a> Pipeline<'a> {
         let store = store::probe(&self.docker)
             .await
             .map_err(self.failed(Step::ReadInfo))?;
-        progress.expect_bytes(source.size);
+        let (plan, left_out) = self
+            .plan(&inspect, image, store, wanted, progress.as_ref())
+            .await?;
+        let chosen: Vec<(Platform, platforms::Manifest)> = match plan {
+            Plan::AsInspected => Vec::new(),
+            Plan::One {
+                platform, manifest, ..
+            } => vec![(platform, manifest)],
+            Plan::Index(platforms) => platforms,
+        };
+        progress.expect_bytes(match &chosen[..] {
+            [] => source.size,
+            some => some.iter().map(|(_, m)| m.layers_size()).sum(),
+        });
         progress.begin(Stage::Read, image);
         let step = || Step::ReadLayers(image.to_owned());
-        let savings = dryrun::analyze(self.docker.export_image(&source.id), progress.clone())
-            .await
-            .map_err(|e| match e {
-                DryRunError::Engine(e) => self.error(step(), Cause::Engine(e)),
-                DryRunError::Savings(e) => self.error(step(), Cause::Unexpected(e.to_string())),
-            })?;
+        let failed = |e| match e {
+            DryRunError::Engine(e) => self.error(step(), Cause::Engine(e)),
+            DryRunError::Savings(e) => self.error(step(), Cause::Unexpected(e.to_string())),
+        };
+        let save = self.docker.export_image(&source.id);
+        let platforms = if chosen.is_empty() {
+            let savings = dryrun::analyze(save, progress.clone())
+                .await
+                .map_err(failed)?;
+            vec![Analysed {
+                platform: own_platform(&inspect),
+                manifest: (store == Store::Containerd).then(|| source.id.clone()),
+                layers: source.layers,
+                size: source.size,
+                savings,
+                chosen: wanted.is_some(),
+            }]
+        } else {
+            let images = chosen
+                .iter()
+                .map(|(_, m)| {
+                    (
+                        m.layers.iter().map(|l| l.digest.clone()).collect(),
+                        m.config.clone(),
+                    )
+                })
+                .collect();
+            let all = dryrun::analyze_images(save, images, progress.clone())
+                .await
+                .map_err(failed)?;
+            chosen
+                .into_iter()
+                .zip(all)
+                .map(|((platform, manifest), savings)| Analysed {
+                    platform: Some(platform),
+                    layers: manifest.layers.len(),
+                    size: manifest.layers_size(),
+                    manifest: Some(manifest.digest),
+                    savings,
+                    chosen: wanted.is_some(),
+                })
+                .collect()
+        };
         progress.end();
         Ok(DryRunOutcome {
             source,
-            savings,
+            platforms,
+            left_out,
             elapsed: started.elapsed(),
             store,
         })
