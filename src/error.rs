@@ -80,7 +80,7 @@ pub enum Cause {
     /// The layer did not stream whole (the step is [`Step::Export`]).
     Layer(LayerError),
     /// IMAGE lacks what was asked of its platforms.
-    Platforms(crate::platforms::ChoiceError),
+    Platforms(Box<crate::platforms::ChoiceError>),
     /// Writing on this machine failed: a temporary file, `--output`.
     Local {
         /// The directory that needs room, or cannot be written.

@@ -463,13 +463,5 @@ mod tests {
             "app:1 has no platform linux/s390x; it has linux/amd64, \
              linux/arm64/v8 (content not in the store)"
         );
-        assert_eq!(
-            select(&Platform::parse("linux/arm64").unwrap(), &offered),
-            Some(1)
-        );
-        assert_eq!(
-            select(&Platform::parse("linux/x86_64").unwrap(), &offered),
-            Some(0)
-        );
     }
 }

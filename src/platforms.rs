@@ -261,13 +261,13 @@ impl SourceIndex {
         &self,
         image: &str,
         wanted: Option<&Platform>,
-    ) -> Result<Choice<'_>, ChoiceError> {
+    ) -> Result<Choice<'_>, Box<ChoiceError>> {
         let not_offered = |wanted: &Platform| {
-            ChoiceError::NotOffered(NotOffered {
+            Box::new(ChoiceError::NotOffered(NotOffered {
                 image: image.to_owned(),
                 wanted: wanted.clone(),
                 offered: self.offered(),
-            })
+            }))
         };
         let entries = match self {
             SourceIndex::Manifest(m) => {
@@ -311,9 +311,11 @@ impl SourceIndex {
                 .iter()
                 .find(|(p, _)| wanted.matches(p))
                 .ok_or_else(|| not_offered(wanted))?;
-            let manifest = entry.content.as_ref().ok_or_else(|| ChoiceError::Absent {
-                image: image.to_owned(),
-                platform: (*platform).clone(),
+            let manifest = entry.content.as_ref().ok_or_else(|| {
+                Box::new(ChoiceError::Absent {
+                    image: image.to_owned(),
+                    platform: (*platform).clone(),
+                })
             })?;
             choice.platforms.push(((*platform).clone(), manifest));
             return Ok(choice);
@@ -324,20 +326,20 @@ impl SourceIndex {
                 continue;
             };
             if let Some((_, first)) = choice.platforms.iter().find(|(p, _)| p.matches(platform)) {
-                return Err(ChoiceError::Ambiguous {
+                return Err(Box::new(ChoiceError::Ambiguous {
                     image: image.to_owned(),
                     platform: (*platform).clone(),
                     first: first.digest.clone(),
                     second: manifest.digest.clone(),
-                });
+                }));
             }
             choice.platforms.push(((*platform).clone(), manifest));
         }
         if choice.platforms.is_empty() {
-            return Err(ChoiceError::NothingPresent {
+            return Err(Box::new(ChoiceError::NothingPresent {
                 image: image.to_owned(),
                 offered: images.iter().map(|(p, _)| (*p).clone()).collect(),
-            });
+            }));
         }
         Ok(choice)
     }
@@ -734,7 +736,7 @@ mod tests {
             ["linux/arm64/v8"]
         );
         let absent = pulled.choose("app:1", Some(&arm64)).unwrap_err();
-        assert!(matches!(absent, ChoiceError::Absent { .. }), "{absent}");
+        assert!(matches!(*absent, ChoiceError::Absent { .. }), "{absent}");
         assert!(
             absent
                 .to_string()
@@ -750,7 +752,10 @@ mod tests {
             .unwrap()
             .choose("app:1", None)
             .unwrap_err();
-        assert!(matches!(none, ChoiceError::NothingPresent { .. }), "{none}");
+        assert!(
+            matches!(*none, ChoiceError::NothingPresent { .. }),
+            "{none}"
+        );
     }
 
     #[test]
@@ -762,7 +767,7 @@ mod tests {
                                            "manifests": [a, b]}));
         let twice = read(&save.tar()[..], &id).unwrap();
         let err = twice.choose("app:1", None).unwrap_err();
-        assert!(matches!(err, ChoiceError::Ambiguous { .. }), "{err}");
+        assert!(matches!(*err, ChoiceError::Ambiguous { .. }), "{err}");
 
         let mut save = Save::new();
         let (_, manifest, _) = save.image("amd64", None);

@@ -249,10 +249,10 @@ impl<'a> Pipeline<'a> {
                 if !matches!(destination, Destination::Load) {
                     return Err(self.error(
                         Step::ChoosePlatforms(image.to_owned()),
-                        Cause::Platforms(ChoiceError::IndexToArchive {
+                        Cause::Platforms(Box::new(ChoiceError::IndexToArchive {
                             image: image.to_owned(),
                             platforms: platforms.iter().map(|(p, _)| p.clone()).collect(),
-                        }),
+                        })),
                     ));
                 }
                 let (made, filter, flattened) = self
@@ -434,7 +434,7 @@ impl<'a> Pipeline<'a> {
                 if own.as_ref().is_some_and(|own| wanted.matches(own)) {
                     return Ok((Plan::AsInspected, LeftOut::default()));
                 }
-                let refusal = ChoiceError::NotOffered(NotOffered {
+                let refusal = Box::new(ChoiceError::NotOffered(NotOffered {
                     image: image.to_owned(),
                     wanted: wanted.clone(),
                     offered: own
@@ -444,7 +444,7 @@ impl<'a> Pipeline<'a> {
                             present: true,
                         })
                         .collect(),
-                });
+                }));
                 return Err(self.error(step(), Cause::Platforms(refusal)));
             }
             (Store::Containerd, _) => {}
