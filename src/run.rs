@@ -16,12 +16,25 @@ use crate::interrupt::{Interrupt, Interrupts};
 use crate::output::json::{Made, Source};
 use crate::output::{Document, DryRunFacts, Reporter, Summary};
 
-/// A flatten that failed; TAG was not touched.
-#[derive(Debug, thiserror::Error)]
-#[error("{source}; {tag} is unchanged")]
+/// A flatten that failed; TAG was not touched. Says the failure's own
+/// message, with the note, and hands on the failure's cause, as a
+/// transparent error would: the message it quotes is not a link of its own.
+#[derive(Debug)]
 pub struct Failed {
     tag: String,
     source: FlattenError,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}; {} is unchanged", self.source, self.tag)
+    }
+}
+
+impl std::error::Error for Failed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.source)
+    }
 }
 
 /// A run stopped by the user; carries the exit code to use.
@@ -232,3 +245,31 @@ pub async fn complete(words: &[String]) -> Completion {
 }
 
 const COMPLETION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_says_its_message_once_and_that_tag_is_unchanged() {
+        let failed = Failed {
+            tag: "app:flat".into(),
+            source: FlattenError::NoSuchImage {
+                image: "app:1".into(),
+                endpoint: "unix:///s (context \"default\")".into(),
+            },
+        };
+        let said = failed.to_string();
+        assert!(
+            said.starts_with("no such image \"app:1\" on unix:///s"),
+            "{said}"
+        );
+        assert!(said.ends_with("; app:flat is unchanged"), "{said}");
+        crate::output::assert_causes_said_once(&failed);
+        let interrupted = Interrupted {
+            interrupt: Interrupt::Sigterm,
+            what: "nothing was changed".into(),
+        };
+        crate::output::assert_causes_said_once(&interrupted);
+    }
+}
