@@ -50,3 +50,29 @@ pub async fn analyze_images(
     .map_err(DryRunError::Engine)?
     .map_err(DryRunError::Savings)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_says_its_cause_once() {
+        let io = || std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+        for err in [
+            DryRunError::Engine(EngineError::from(io())),
+            DryRunError::Engine(EngineError::DockerResponseServerError {
+                status_code: 500,
+                message: "no space left on device".into(),
+            }),
+            DryRunError::Savings(SavingsError::Io(io())),
+            DryRunError::Savings(SavingsError::NoManifest),
+            DryRunError::Savings(SavingsError::Invalid {
+                what: "manifest.json".into(),
+                detail: "no image".into(),
+            }),
+            DryRunError::Savings(SavingsError::MissingLayer("l.tar".into())),
+        ] {
+            crate::output::assert_causes_said_once(&err);
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! What the pipeline tells the user about its progress, and the stages it
 //! goes through. The pipeline owns this interface and depends on nothing
-//! else for output; the renderers (`report.rs`) implement it.
+//! else for output; the renderers in `output/` implement it.
 
 /// The steps of a flatten, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,16 +15,24 @@ const SMALL: u64 = 1 << 20;
 /// How many wasted paths the report names.
 pub const TOP_WASTED: usize = 10;
 
+/// Why the archive could not be read. An I/O error is quoted, not returned
+/// from `source()`: the flatten's message carries it whole.
 #[derive(Debug, thiserror::Error)]
 pub enum SavingsError {
     #[error("reading the image archive failed: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("the image archive has no manifest.json")]
     NoManifest,
     #[error("the image archive's {what} is not valid: {detail}")]
     Invalid { what: String, detail: String },
     #[error("layer {0} named in the image archive's manifest is not in the archive")]
     MissingLayer(String),
+}
+
+impl From<std::io::Error> for SavingsError {
+    fn from(e: std::io::Error) -> SavingsError {
+        SavingsError::Io(e)
+    }
 }
 
 /// One layer, as the report shows it.

@@ -84,19 +84,12 @@ impl Reporter {
         }
     }
 
-    /// Prints an error: the message alone, or with `debug` the whole cause chain.
+    /// Prints an error: its message, one line; with `debug`, then each
+    /// cause below it, one per line.
     pub fn error(&self, err: &anyhow::Error, debug: bool) {
         self.abandon();
-        let mut said = err.to_string();
-        eprintln!("docker flatten: {said}");
-        if debug {
-            for cause in err.chain().skip(1).map(|c| c.to_string()) {
-                // Our messages quote the engine's words; don't repeat them.
-                if !said.contains(&cause) {
-                    eprintln!("  caused by: {cause}");
-                    said.push_str(&cause);
-                }
-            }
+        for line in error_lines(err, debug) {
+            eprintln!("{line}");
         }
     }
 
@@ -173,6 +166,21 @@ impl Progress for Reporter {
     }
 }
 
+/// An error as printed. Each link of the chain is printed once: every error
+/// either quotes its cause in its message or returns it from `source()`,
+/// never both ([`assert_causes_said_once`] holds each error type to it), so
+/// nothing needs to be left out. The message says what failed, where and
+/// what to do, so it stands alone; the causes are for `--debug`.
+fn error_lines(err: &anyhow::Error, debug: bool) -> Vec<String> {
+    let mut lines = vec![format!("docker flatten: {err}")];
+    if debug {
+        for cause in err.chain().skip(1) {
+            lines.push(format!("  caused by: {cause}"));
+        }
+    }
+    lines
+}
+
 /// The width of the terminal on stdout; `None` if stdout is no terminal
 /// (or `TERM=dumb`), where text should be plain.
 fn stdout_width() -> Option<usize> {
@@ -203,5 +211,36 @@ pub fn assert_causes_said_once(err: &(dyn std::error::Error + 'static)) {
             );
         }
         link = cause;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read {path}")]
+    struct Outer {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn the_message_stands_alone_and_debug_adds_each_cause_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let err = anyhow::Error::new(Outer {
+            path: "/x",
+            source: io,
+        });
+        assert_eq!(error_lines(&err, false), ["docker flatten: cannot read /x"]);
+        assert_eq!(
+            error_lines(&err, true),
+            [
+                "docker flatten: cannot read /x",
+                "  caused by: permission denied"
+            ]
+        );
+        let err = err.context("cannot flatten");
+        assert_eq!(error_lines(&err, true).len(), 3);
     }
 }
