@@ -122,7 +122,7 @@ impl fmt::Display for Error {
                 r.mode, r.engine, r.why, r.instead
             ),
             Cause::Layer(e) => write!(f, "{step} from {endpoint} failed: {e}"),
-            Cause::Platforms(e) => write!(f, "{e} (on {endpoint})"),
+            Cause::Platforms(e) => write!(f, "{step} on {endpoint}: {e}"),
             Cause::Local { dir, error } => match step {
                 Step::Spool(_) => write!(
                     f,

@@ -296,11 +296,15 @@ impl<'a> Pipeline<'a> {
             .as_ref()
             .filter(|(_, _, of_index)| *of_index)
             .map(|(platform, _, _)| platform);
-        progress.begin(Stage::Create, image);
+        let label = match for_platform {
+            Some(platform) => format!("{image} ({platform})"),
+            None => image.to_owned(),
+        };
+        progress.begin(Stage::Create, &label);
         let container =
             export::create_container(&self.docker, self.objects, &source.id, for_platform)
                 .await
-                .map_err(self.failed(Step::Create(image.to_owned())))?;
+                .map_err(self.failed(Step::Create(label.clone())))?;
 
         // The containerd store keys a layer's snapshot by its digest, and a
         // loaded image whose snapshot already exists (another flatten of the
