@@ -11,7 +11,9 @@
 //! for IMAGE's index, in digest order (`tests/engines.rs` asserts both).
 //! JSON blobs are kept (manifests, configs, the index: kilobytes), layers
 //! are only noted and read past, and the read stops as soon as everything
-//! the index names is accounted for.
+//! the index names is accounted for. Then [`SourceIndex::choose`]: what a
+//! run flattens of it. (Over half this file is its tests, with the builder
+//! of the save streams they read.)
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;

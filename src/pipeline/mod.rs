@@ -2,10 +2,14 @@
 //! and compression → inspect IMAGE → its config → source (the container
 //! export) → layer (filter and encode) → destination (import, load, file)
 //! → tag. Every temporary object goes in the run's [`Objects`] ledger,
-//! which the caller cleans up whatever happened. A multi-platform IMAGE
-//! takes that path once per platform into one index ([`index`]).
+//! which the caller cleans up whatever happened. Which platforms of IMAGE
+//! the run takes is decided first ([`plan`]); a multi-platform IMAGE takes
+//! the export once per platform into one index ([`index`]). The dry run
+//! ([`dry_run`]) reads instead of building.
 
+mod dry_run;
 mod index;
+mod plan;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -20,14 +24,13 @@ use bollard::Docker;
 use serde_json::Value;
 
 use crate::destination::{self, file, Destination, Engine};
-use crate::dryrun::{self, DryRunError};
 use crate::engine::InspectJson;
 use crate::error::{Cause, Error, Step};
 use crate::image::config::{self, Provenance, Recipe};
 use crate::layer::{self, Compression};
 use crate::objects::Objects;
-use crate::platform::{NotOffered, Offered, Platform};
-use crate::platforms::{self, ChoiceError, LeftOut, Plan, SourceIndex};
+use crate::platform::Platform;
+use crate::platforms::{ChoiceError, LeftOut, Plan};
 use crate::progress::{Progress, Stage};
 use crate::reference::Tag;
 use crate::save_stream;
@@ -409,67 +412,6 @@ impl<'a> Pipeline<'a> {
         Ok(finished(&source, outcome, vec![flattened]))
     }
 
-    /// Which platforms of IMAGE to flatten, refused before any object
-    /// exists when IMAGE lacks the one asked for. A graphdriver image, and
-    /// on the containerd store an image the engine says is one manifest
-    /// (its inspect's `Descriptor`, API 1.48+), need no look at the index;
-    /// otherwise IMAGE's save stream says (Engine 26.1 tells no other way).
-    async fn plan(
-        &self,
-        inspect: &ImageInspect,
-        image: &str,
-        store: Store,
-        wanted: Option<&Platform>,
-        progress: &dyn Progress,
-    ) -> Result<(Plan, LeftOut), Error> {
-        let step = || Step::ChoosePlatforms(image.to_owned());
-        let media_type = inspect
-            .descriptor
-            .as_ref()
-            .and_then(|d| d.media_type.as_deref());
-        let one_manifest = media_type.is_some_and(|t| platforms::MANIFEST_TYPES.contains(&t));
-        match (store, wanted) {
-            (Store::Graphdriver, None) => return Ok((Plan::AsInspected, LeftOut::default())),
-            (Store::Containerd, None) if one_manifest => {
-                return Ok((Plan::AsInspected, LeftOut::default()))
-            }
-            (Store::Graphdriver, Some(wanted)) => {
-                let own = own_platform(inspect);
-                if own.as_ref().is_some_and(|own| wanted.matches(own)) {
-                    return Ok((Plan::AsInspected, LeftOut::default()));
-                }
-                let refusal = Box::new(ChoiceError::NotOffered(NotOffered {
-                    image: image.to_owned(),
-                    wanted: wanted.clone(),
-                    offered: own
-                        .into_iter()
-                        .map(|platform| Offered {
-                            platform,
-                            present: true,
-                        })
-                        .collect(),
-                }));
-                return Err(self.error(step(), Cause::Platforms(refusal)));
-            }
-            (Store::Containerd, _) => {}
-        }
-        progress.begin(Stage::Platforms, image);
-        let id = inspect.id.clone().unwrap_or_else(|| image.to_owned());
-        let target = id.clone();
-        let read = save_stream::read(
-            self.docker.export_image(&id),
-            |_| {},
-            move |save| platforms::read(save, &target),
-        )
-        .await
-        .map_err(self.failed(step()))?;
-        let index = read.map_err(|e| self.error(step(), Cause::Unexpected(e.to_string())))?;
-        let choice = index
-            .choose(image, wanted)
-            .map_err(|e| self.error(step(), Cause::Platforms(e)))?;
-        Ok(choice.plan(matches!(index, SourceIndex::Index(_))))
-    }
-
     /// Points TAG at the new image `id` and reads its size.
     async fn tagged(&self, id: String, tag: &Tag, progress: &dyn Progress) -> Result<Made, Error> {
         self.tag(&id, tag, progress).await?;
@@ -483,93 +425,6 @@ impl<'a> Pipeline<'a> {
             .unwrap_or(0)
             .max(0) as u64;
         Ok(Made::Image { id, size })
-    }
-
-    /// Reads IMAGE's layers as `docker save` would and works out what
-    /// flattening would gain. Creates nothing on the engine.
-    ///
-    /// A multi-platform IMAGE is analysed per platform, as a flatten would
-    /// take it: every present platform, or the one `wanted`.
-    pub async fn dry_run(
-        &self,
-        image: &str,
-        wanted: Option<&Platform>,
-        progress: Arc<dyn Progress>,
-    ) -> Result<DryRunOutcome, Error> {
-        let started = Instant::now();
-        progress.begin(Stage::Inspect, image);
-        let inspect = self.inspect_source(image).await?;
-        let source = source_image(&inspect);
-        let store = store::probe(&self.docker)
-            .await
-            .map_err(self.failed(Step::ReadInfo))?;
-        let (plan, left_out) = self
-            .plan(&inspect, image, store, wanted, progress.as_ref())
-            .await?;
-        let chosen: Vec<(Platform, platforms::Manifest)> = match plan {
-            Plan::AsInspected => Vec::new(),
-            Plan::One {
-                platform, manifest, ..
-            } => vec![(platform, manifest)],
-            Plan::Index(platforms) => platforms,
-        };
-        progress.expect_bytes(match &chosen[..] {
-            [] => source.size,
-            some => some.iter().map(|(_, m)| m.layers_size()).sum(),
-        });
-        progress.begin(Stage::Read, image);
-        let step = || Step::ReadLayers(image.to_owned());
-        let failed = |e| match e {
-            DryRunError::Engine(e) => self.error(step(), Cause::Engine(e)),
-            DryRunError::Savings(e) => self.error(step(), Cause::Unexpected(e.to_string())),
-        };
-        let save = self.docker.export_image(&source.id);
-        let platforms = if chosen.is_empty() {
-            let savings = dryrun::analyze(save, progress.clone())
-                .await
-                .map_err(failed)?;
-            vec![Analysed {
-                platform: own_platform(&inspect),
-                manifest: (store == Store::Containerd).then(|| source.id.clone()),
-                layers: source.layers,
-                size: source.size,
-                savings,
-                chosen: wanted.is_some(),
-            }]
-        } else {
-            let images = chosen
-                .iter()
-                .map(|(_, m)| {
-                    (
-                        m.layers.iter().map(|l| l.digest.clone()).collect(),
-                        m.config.clone(),
-                    )
-                })
-                .collect();
-            let all = dryrun::analyze_images(save, images, progress.clone())
-                .await
-                .map_err(failed)?;
-            chosen
-                .into_iter()
-                .zip(all)
-                .map(|((platform, manifest), savings)| Analysed {
-                    platform: Some(platform),
-                    layers: manifest.layers.len(),
-                    size: manifest.layers_size(),
-                    manifest: Some(manifest.digest),
-                    savings,
-                    chosen: wanted.is_some(),
-                })
-                .collect()
-        };
-        progress.end();
-        Ok(DryRunOutcome {
-            source,
-            platforms,
-            left_out,
-            elapsed: started.elapsed(),
-            store,
-        })
     }
 
     /// Points `tag` at the image `id`.

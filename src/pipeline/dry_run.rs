@@ -1,0 +1,102 @@
+//! `--dry-run`: IMAGE's layers read as `docker save` streams them and
+//! analysed per platform a flatten would take. Creates nothing.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{own_platform, source_image, Analysed, DryRunOutcome, Pipeline};
+use crate::dryrun::{self, DryRunError};
+use crate::error::{Cause, Error, Step};
+use crate::platform::Platform;
+use crate::platforms::{self, Plan};
+use crate::progress::{Progress, Stage};
+use crate::store::{self, Store};
+
+impl Pipeline<'_> {
+    /// Reads IMAGE's layers as `docker save` would and works out what
+    /// flattening would gain. Creates nothing on the engine.
+    ///
+    /// A multi-platform IMAGE is analysed per platform, as a flatten would
+    /// take it: every present platform, or the one `wanted`.
+    pub async fn dry_run(
+        &self,
+        image: &str,
+        wanted: Option<&Platform>,
+        progress: Arc<dyn Progress>,
+    ) -> Result<DryRunOutcome, Error> {
+        let started = Instant::now();
+        progress.begin(Stage::Inspect, image);
+        let inspect = self.inspect_source(image).await?;
+        let source = source_image(&inspect);
+        let store = store::probe(&self.docker)
+            .await
+            .map_err(self.failed(Step::ReadInfo))?;
+        let (plan, left_out) = self
+            .plan(&inspect, image, store, wanted, progress.as_ref())
+            .await?;
+        let chosen: Vec<(Platform, platforms::Manifest)> = match plan {
+            Plan::AsInspected => Vec::new(),
+            Plan::One {
+                platform, manifest, ..
+            } => vec![(platform, manifest)],
+            Plan::Index(platforms) => platforms,
+        };
+        progress.expect_bytes(match &chosen[..] {
+            [] => source.size,
+            some => some.iter().map(|(_, m)| m.layers_size()).sum(),
+        });
+        progress.begin(Stage::Read, image);
+        let step = || Step::ReadLayers(image.to_owned());
+        let failed = |e| match e {
+            DryRunError::Engine(e) => self.error(step(), Cause::Engine(e)),
+            DryRunError::Savings(e) => self.error(step(), Cause::Unexpected(e.to_string())),
+        };
+        let save = self.docker.export_image(&source.id);
+        let platforms = if chosen.is_empty() {
+            let savings = dryrun::analyze(save, progress.clone())
+                .await
+                .map_err(failed)?;
+            vec![Analysed {
+                platform: own_platform(&inspect),
+                manifest: (store == Store::Containerd).then(|| source.id.clone()),
+                layers: source.layers,
+                size: source.size,
+                savings,
+                chosen: wanted.is_some(),
+            }]
+        } else {
+            let images = chosen
+                .iter()
+                .map(|(_, m)| {
+                    (
+                        m.layers.iter().map(|l| l.digest.clone()).collect(),
+                        m.config.clone(),
+                    )
+                })
+                .collect();
+            let all = dryrun::analyze_images(save, images, progress.clone())
+                .await
+                .map_err(failed)?;
+            chosen
+                .into_iter()
+                .zip(all)
+                .map(|((platform, manifest), savings)| Analysed {
+                    platform: Some(platform),
+                    layers: manifest.layers.len(),
+                    size: manifest.layers_size(),
+                    manifest: Some(manifest.digest),
+                    savings,
+                    chosen: wanted.is_some(),
+                })
+                .collect()
+        };
+        progress.end();
+        Ok(DryRunOutcome {
+            source,
+            platforms,
+            left_out,
+            elapsed: started.elapsed(),
+            store,
+        })
+    }
+}
