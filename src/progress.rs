@@ -6,8 +6,6 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     Inspect,
-    /// Reading IMAGE's index for its platforms.
-    Platforms,
     Create,
     /// The export into an import.
     Stream,

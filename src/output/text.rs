@@ -72,7 +72,6 @@ pub fn summary(s: &Summary<'_>) -> String {
 pub fn stage_label(stage: Stage, what: &str) -> String {
     match stage {
         Stage::Inspect => format!("Inspecting {what}"),
-        Stage::Platforms => format!("Reading the platforms of {what}"),
         Stage::Create => format!("Creating a temporary container from {what}"),
         Stage::Stream => "Exporting the container into an import".to_owned(),
         Stage::Spool => "Exporting the container into a compressed layer file".to_owned(),

@@ -31,9 +31,7 @@ impl Pipeline<'_> {
         let store = store::probe(&self.docker)
             .await
             .map_err(self.failed(Step::ReadInfo))?;
-        let (plan, left_out) = self
-            .plan(&inspect, image, store, wanted, progress.as_ref())
-            .await?;
+        let (plan, left_out) = self.plan(&inspect, image, store, wanted).await?;
         let chosen: Vec<(Platform, platforms::Manifest)> = match plan {
             Plan::AsInspected => Vec::new(),
             Plan::One {

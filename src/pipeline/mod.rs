@@ -214,13 +214,7 @@ impl<'a> Pipeline<'a> {
         let mut source = source_image(&inspect);
         self.objects.record(|c| c.source = Some(source.id.clone()));
         let (plan, left_out) = self
-            .plan(
-                &inspect,
-                image,
-                store,
-                request.platform.as_ref(),
-                progress.as_ref(),
-            )
+            .plan(&inspect, image, store, request.platform.as_ref())
             .await?;
         let finished = |source: &SourceImage, outcome, platforms| Finished {
             source: source.clone(),
@@ -276,7 +270,9 @@ impl<'a> Pipeline<'a> {
             } => Some((platform, manifest, of_index)),
             Plan::AsInspected => None,
         };
-        if let Some((_, manifest, _)) = &one {
+        // One platform of an index is IMAGE as far as the run goes; IMAGE as
+        // one manifest keeps the engine's figures.
+        if let Some((_, manifest, true)) = &one {
             source.layers = manifest.layers.len();
             source.size = manifest.layers_size();
         }

@@ -7,7 +7,6 @@ use super::{own_platform, Pipeline};
 use crate::error::{Cause, Error, Step};
 use crate::platform::{NotOffered, Offered, Platform};
 use crate::platforms::{self, ChoiceError, LeftOut, Plan, SourceIndex};
-use crate::progress::{Progress, Stage};
 use crate::save_stream;
 use crate::store::Store;
 
@@ -23,7 +22,6 @@ impl Pipeline<'_> {
         image: &str,
         store: Store,
         wanted: Option<&Platform>,
-        progress: &dyn Progress,
     ) -> Result<(Plan, LeftOut), Error> {
         let step = || Step::ChoosePlatforms(image.to_owned());
         let media_type = inspect
@@ -56,7 +54,6 @@ impl Pipeline<'_> {
             }
             (Store::Containerd, _) => {}
         }
-        progress.begin(Stage::Platforms, image);
         let id = inspect.id.clone().unwrap_or_else(|| image.to_owned());
         let target = id.clone();
         let read = save_stream::read(
