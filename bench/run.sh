@@ -14,7 +14,12 @@ then, per size, times in alternating rounds with hyperfine:
   bare      docker create + docker export | docker import + docker rm
   squash    docker-squash -t TAG IMAGE (if installed, see --with-squash)
   zstd      docker flatten --compression zstd (containerd store, if supported)
-and one run of the plugin under /usr/bin/time -v for its peak RSS.
+  output    docker flatten -o FILE IMAGE TAG (if supported), FILE in the
+            results dir's disk (--out), beside:
+  pigz      docker create + docker export | pigz -1 > FILE + docker rm
+  save      docker save -o FILE IMAGE (the source, for scale)
+and one run of the plugin under /usr/bin/time -v for its peak RSS (and one
+with -o for that).
 Prints a markdown table; hyperfine JSON and logs go to the results dir.
 Honours DOCKER_HOST (e.g. DOCKER_HOST=unix:///run/dflt-c8d/docker.sock).
 
@@ -239,6 +244,14 @@ zstd=false
 if [[ $store == containerd ]] && docker flatten --help 2>/dev/null | grep -q -- '--compression'; then
   zstd=true
 fi
+output=false
+if docker flatten --help 2>/dev/null | grep -q -- '--output'; then
+  if command -v pigz >/dev/null; then
+    output=true
+  else
+    log "pigz not installed (Debian package pigz): --output not timed"
+  fi
+fi
 
 # --- timing -------------------------------------------------------------------
 [[ -n $out ]] || out=$bench_dir/results/$(date -u +%Y%m%d-%H%M%S)-$store
@@ -277,6 +290,14 @@ for size in "${size_list[@]}"; do
     names+=(zstd)
     cmd[zstd]="docker flatten -q --compression zstd $(q "$src") $(q "$repo:zstd")"
   fi
+  # Archives go to the results dir: a real disk, as a user's file would.
+  archive() { q "$out/$size-$1.tar"; }
+  if $output; then
+    names+=(output pigz save)
+    cmd[output]="docker flatten -q -o $(archive output) $(q "$src") $(q "$repo:output")"
+    cmd[pigz]="$(q "$bench_dir/export-pigz.sh") $(q "$src") $(archive pigz) $(q "$run_label")"
+    cmd[save]="docker save -o $(archive save) $(q "$src")"
+  fi
   for name in "${names[@]}"; do echo "command $size $name: ${cmd[$name]}"; done >>"$out/env.txt"
   declare -A failed=()
   settle
@@ -292,7 +313,7 @@ for size in "${size_list[@]}"; do
       logf=$out/logs/$size-$name-$r.log
       status=0
       hyperfine --runs 1 --style none --shell bash -n "$name" \
-        --prepare "docker rmi -f $(q "$tag") >/dev/null 2>&1 || true" \
+        --prepare "docker rmi -f $(q "$tag") >/dev/null 2>&1; rm -f $(archive "$name") || true" \
         --output "$logf" --export-json "$json" "${cmd[$name]} 2>&1" >>"$logf.hyperfine" 2>&1 || status=$?
       # Bash runs no INT trap when its child exits normally after Ctrl-C.
       if ((status > 128)) || grep -qE 'exit code: (130|143)\.' "$logf.hyperfine"; then
@@ -301,6 +322,7 @@ for size in "${size_list[@]}"; do
       elif ((status == 0)); then
         t=$(python3 -c 'import json,sys; print("%.2f" % json.load(open(sys.argv[1]))["results"][0]["median"])' "$json")
         log "$size MiB, round $r/$runs: $name ${t}s"
+        [[ ! -f $out/$size-$name.tar ]] || stat -c %s "$out/$size-$name.tar" >"$out/json/$size-$name.bytes"
       else
         failed[$name]=1
         rm -f -- "$json"
@@ -308,6 +330,7 @@ for size in "${size_list[@]}"; do
         tail -n 15 "$logf" "$logf.hyperfine" >&2 || true
       fi
       docker rmi -f "$tag" >/dev/null 2>&1 || true
+      rm -f -- "$out/$size-$name.tar"
       settle
     done
   done
@@ -327,6 +350,20 @@ for size in "${size_list[@]}"; do
     tail -n 15 "$out/logs/$size-rss.log" >&2 || true
   fi
   docker rmi -f "$repo:rss" >/dev/null 2>&1 || true
+  if $output; then
+    status=0
+    /usr/bin/time -v -o "$out/logs/$size-rss-output.time" "$plugin_bin" flatten -q \
+      -o "$out/$size-rss.tar" "$src" "$repo:rss" >"$out/logs/$size-rss-output.log" 2>&1 || status=$?
+    rm -f -- "$out/$size-rss.tar"
+    if ((status == 130 || status == 143)); then
+      log "interrupted"
+      exit 130
+    elif ((status == 0)); then
+      rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$out/logs/$size-rss-output.time")
+      echo "$rss" >"$out/json/$size-rss-output.kb"
+      log "$size MiB: flatten -o peak RSS $((rss / 1024)) MiB"
+    fi
+  fi
   unset cmd failed
 done
 
@@ -338,9 +375,10 @@ import glob, json, os, statistics, sys
 
 out, engine, machine, runs, size_info = sys.argv[1:]
 sizes = [tuple(x.split(":")) for x in size_info.split()]
-names = ["flatten", "bare", "squash", "zstd"]
+names = ["flatten", "bare", "squash", "zstd", "output", "pigz", "save"]
 titles = {"flatten": "docker flatten", "bare": "export \\| import",
-          "squash": "docker-squash", "zstd": "flatten zstd"}
+          "squash": "docker-squash", "zstd": "flatten zstd",
+          "output": "flatten -o FILE", "pigz": "export \\| pigz -1", "save": "docker save"}
 
 def times(size, name):
     ts = []
@@ -370,7 +408,11 @@ if "squash" in shown:
     head.append("squash / flatten")
 if "zstd" in shown:
     head.append("zstd / flatten")
+if "output" in shown:
+    head.append("-o / pigz")
 head.append("flatten peak RSS")
+if "output" in shown:
+    head.append("-o peak RSS")
 print("| " + " | ".join(head) + " |")
 print("|" + "|".join(" --- " for _ in head) + "|")
 for s, nlayers in sizes:
@@ -381,9 +423,19 @@ for s, nlayers in sizes:
         row.append(ratio(s, "squash", "flatten"))
     if "zstd" in shown:
         row.append(ratio(s, "zstd", "flatten"))
-    rss = f"{out}/json/{s}-rss.kb"
-    row.append(f"{int(open(rss).read()) / 1024:.1f} MiB" if os.path.exists(rss) else "–")
+    if "output" in shown:
+        row.append(ratio(s, "output", "pigz"))
+    for kind in ["rss"] + (["rss-output"] if "output" in shown else []):
+        rss = f"{out}/json/{s}-{kind}.kb"
+        row.append(f"{int(open(rss).read()) / 1024:.1f} MiB" if os.path.exists(rss) else "–")
     print("| " + " | ".join(row) + " |")
+files = [(s, n) for s, _ in sizes for n in ["output", "pigz", "save"]
+         if os.path.exists(f"{out}/json/{s}-{n}.bytes")]
+if files:
+    print()
+    print("Files written: " + "; ".join(
+        f"{titles[n]} {int(open(f'{out}/json/{s}-{n}.bytes').read()) / 2**20:.1f} MiB ({s} MiB image)"
+        for s, n in files))
 EOF
 echo
 cat "$out/results.md"

@@ -121,7 +121,15 @@ pub struct FlattenArgs {
     #[arg(long, value_enum, default_value_t = Format::Text, value_name = "FORMAT")]
     pub format: Format,
 
-    /// How the layer travels to the engine
+    /// Write the flattened image to FILE instead of the engine ("-": stdout)
+    ///
+    /// An OCI image archive, as `docker save` writes it, that `docker load`
+    /// takes on every engine; TAG is the name inside it, and nothing is
+    /// tagged or left on the engine. FILE is replaced only once it is whole.
+    #[arg(short, long, value_name = "FILE", conflicts_with = "dry_run")]
+    pub output: Option<PathBuf>,
+
+    /// How the layer is compressed for the engine or the file
     #[arg(long, value_enum, value_name = "MODE", default_value_t = CompressionArg::Auto)]
     pub compression: CompressionArg,
 
@@ -155,9 +163,9 @@ pub enum Format {
 /// Values of `--compression`; the doc comments are their help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CompressionArg {
-    /// none on a graphdriver engine, gzip on the containerd image store
+    /// none on a graphdriver engine, gzip on the containerd image store and in a file
     Auto,
-    /// a plain tar (graphdriver engines only: the containerd store would keep and push it uncompressed)
+    /// a plain tar (graphdriver engines and files only: the containerd store would keep and push it uncompressed)
     None,
     /// parallel gzip on every core: readable by every engine and registry
     Gzip,
@@ -255,6 +263,29 @@ mod tests {
                 .unwrap_err()
                 .exit_code(),
             2
+        );
+    }
+
+    #[test]
+    fn output_takes_a_file_or_stdout_but_not_a_dry_run() {
+        for (args, want) in [
+            (&["flatten", "-o", "app.tar", "a", "b"][..], "app.tar"),
+            (&["flatten", "--output=-", "a", "b"], "-"),
+            (&["flatten", "a", "b", "-o-"], "-"),
+        ] {
+            let Command::Flatten(f) = parse(args).unwrap().command else {
+                panic!("not flatten")
+            };
+            assert_eq!(f.output.as_deref(), Some(std::path::Path::new(want)));
+        }
+        let err = parse(&["flatten", "--dry-run", "-o", "x.tar", "a"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert_eq!(
+            parse(&["flatten", "-o", "x.tar", "a"])
+                .unwrap_err()
+                .exit_code(),
+            2,
+            "TAG names the image inside the archive"
         );
     }
 
