@@ -177,6 +177,27 @@ fn every_platform_is_flattened_into_one_index() {
         );
     }
     assert_eq!(json["left_out"], serde_json::json!([]), "{json}");
+    if containerd_store() {
+        // An archive of an index is not written yet: refused, nothing left.
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let file = dir.path().join("all.tar");
+        let out = plugin(&[
+            "flatten",
+            "-o",
+            file.to_str().expect("UTF-8"),
+            &f.source.image.reference,
+            &tag,
+        ]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("choose one with --platform"), "{err}");
+        assert!(!file.exists(), "a refused run wrote FILE");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("read dir").count(),
+            0,
+            "temporary file left"
+        );
+    }
 }
 
 #[test]
