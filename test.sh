@@ -16,7 +16,8 @@ Debian's packages:
      private containerd-store engines unpacked from Debian's packages by
      .ci/containerd-engine (Engine 26.1 from trixie, Engine 28.5 from sid);
   3. cargo fmt --check and cargo clippy --all-targets -D warnings;
-  4. cargo test --locked against each engine in turn (DOCKER_HOST set to it);
+  4. cargo test --locked --no-fail-fast against each engine in turn
+     (DOCKER_HOST set to it), so one failing test binary hides no other;
   5. a line per engine with its version, image store and test counts.
 It stops the engines it started. It fails if an engine does not start, a
 check fails, a test fails, or a test is ignored: no engine is ever skipped.
@@ -175,7 +176,7 @@ for e in "${engines[@]}"; do
   log=$(mktemp)
   t0=$SECONDS
   rc=0
-  (unset DOCKER_CONTEXT; DOCKER_HOST=${host[$e]} cargo test --locked "${cargo_args[@]}") 2>&1 | tee "$log" || rc=$?
+  (unset DOCKER_CONTEXT; DOCKER_HOST=${host[$e]} cargo test --locked --no-fail-fast "${cargo_args[@]}") 2>&1 | tee "$log" || rc=$?
   # "test result: ok. 57 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; ..."
   read -r passed failed_n ignored binaries < <(awk '
     /^test result: / { b++; for (i = 1; i <= NF; i++) {
