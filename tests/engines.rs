@@ -210,11 +210,27 @@ fn manifests_of(id: &str, api: (u32, u32)) -> Vec<(String, bool, u64)> {
     let host = docker_host();
     let socket = host.strip_prefix("unix://").expect("a unix socket engine");
     let url = format!("http://engine/v{}.{}/images/json?manifests=1", api.0, api.1);
-    let out = std::process::Command::new("curl")
-        .args(["-sf", "--unix-socket", socket, &url])
-        .output()
-        .expect("run curl");
-    assert!(out.status.success(), "curl {url}: {}", text(&out.stderr));
+    // Listing every image fails now and then while other tests remove
+    // theirs; ask again.
+    let curl = || {
+        std::process::Command::new("curl")
+            .args(["-sS", "--fail-with-body", "--unix-socket", socket, &url])
+            .output()
+            .expect("run curl")
+    };
+    let mut out = curl();
+    for _ in 0..2 {
+        if out.status.success() {
+            break;
+        }
+        out = curl();
+    }
+    assert!(
+        out.status.success(),
+        "curl {url}: {}{}",
+        text(&out.stderr),
+        text(&out.stdout)
+    );
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let image = list
         .as_array()

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
-use super::engine::{containerd_store, docker, docker_ok, inspect, require_engine, TestImage};
+use super::engine::{containerd_store, docker_ok, inspect, load_ok, require_engine, TestImage};
 
 /// 2023-11-14T22:13:20Z: a plain, recognisable default that is neither the
 /// epoch nor "now", so a tool that resets mtimes is caught.
@@ -519,19 +519,13 @@ pub fn load_image(spec: &ImageSpec, reference: &str) -> TestImage {
     let reference = with_tag(reference);
     let (_dir, path) = archive_path();
     let (config_id, diff_ids) = write_archive(spec, &reference, &path);
-    let path_str = path.to_str().expect("temp path is UTF-8");
     // Guard first, so a half-successful load is still cleaned up (by tag:
     // the ID is only known after the load on the containerd store).
     let mut image = TestImage {
         reference: reference.clone(),
         id: config_id.clone(),
     };
-    // Engine 26.1 (containerd 1.7) once failed a fixture's load with "parent
-    // snapshot … does not exist" while other tests loaded and removed images;
-    // the content is in the store by then, and a second load unpacks it.
-    if !docker(&["load", "-q", "-i", path_str]).status.success() {
-        docker_ok(&["load", "-q", "-i", path_str]);
-    }
+    load_ok(&path);
     let info = inspect(&reference);
     let actual = info["Id"]
         .as_str()

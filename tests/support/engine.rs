@@ -226,6 +226,21 @@ pub fn docker<S: AsRef<OsStr>>(args: &[S]) -> Output {
     run_with_timeout(docker_command(args), DOCKER_TIMEOUT)
 }
 
+/// `docker load -q -i PATH` of a fixture archive, which must succeed.
+/// Engine 26.1 (containerd 1.7) now and then fails a load with "parent
+/// snapshot … does not exist" while other tests load and remove images; the
+/// content is in the store by then and another load unpacks it.
+pub fn load_ok(path: &Path) {
+    let path = path.to_str().expect("temp path is UTF-8");
+    let args = ["load", "-q", "-i", path];
+    for _ in 0..2 {
+        if docker(&args).status.success() {
+            return;
+        }
+    }
+    docker_ok(&args);
+}
+
 /// `docker <args>` that must succeed; returns stdout.
 pub fn docker_ok<S: AsRef<OsStr>>(args: &[S]) -> String {
     let out = docker(args);

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use super::archive::{archive_member, archive_path, sha256_hex, with_tag, ImageSpec};
-use super::engine::{containerd_store, docker_ok, inspect, require_engine, TestImage};
+use super::engine::{containerd_store, docker_ok, inspect, load_ok, require_engine, TestImage};
 use serde_json::{json, Value};
 
 pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -301,12 +301,7 @@ pub fn load_multi_platform_with(
         reference: reference.clone(),
         id,
     };
-    docker_ok(&[
-        "load",
-        "-q",
-        "-i",
-        path.to_str().expect("temp path is UTF-8"),
-    ]);
+    load_ok(&path);
     assert_eq!(
         inspect(&reference)["Id"],
         json!(image.id),
