@@ -25,6 +25,7 @@ use crate::image_config::{self, Provenance};
 use crate::inspect_json::InspectJson;
 use crate::reference::Tag;
 use crate::report::{Progress, Stage};
+use crate::save_archive;
 use crate::save_stream;
 use crate::savings::Savings;
 use crate::tarfilter::{self, FilterError, FilterStats, TarFilter};
@@ -523,7 +524,7 @@ impl Flattener {
         let found = save_stream::read(
             self.docker.export_image(id),
             |_| {},
-            move |save| save_stream::find_config(save, &diff_ids, &os, &arch),
+            move |save| save_archive::find_config(save, &diff_ids, &os, &arch),
         )
         .await
         .map_err(self.engine(step.clone()))?;

@@ -1,31 +1,21 @@
-//! What flattening would gain. Reads the archive `docker save` streams (the
-//! docker-archive of graphdriver engines or the OCI layout of the containerd
-//! store; layers plain tar, gzip or zstd) once, front to back, keeping only file
-//! lists, then merges the layers the way the engine does to find the bytes
+//! What flattening would gain. Reads IMAGE's save stream once, front to
+//! back, through [`save_archive::read`], keeping only each layer's list of
+//! changes, then stacks the layers the way the engine does to find the bytes
 //! that later layers delete or overwrite.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Read;
 
 use serde::Serialize;
 
-/// Archive members up to this size are kept in memory: the manifest, the
-/// config, and small layers (which may be empty tars that no peek recognises).
-const SMALL: u64 = 1 << 20;
+use crate::merge::normalize;
+use crate::save_archive::{self, ReadError};
+use crate::tar_entry::{End, TarError, TarReader};
+
 /// How many wasted paths the report names.
 pub const TOP_WASTED: usize = 10;
 
-#[derive(Debug, thiserror::Error)]
-pub enum SavingsError {
-    #[error("reading the image archive failed: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("the image archive has no manifest.json")]
-    NoManifest,
-    #[error("the image archive's {what} is not valid: {detail}")]
-    Invalid { what: String, detail: String },
-    #[error("layer {0} named in the image archive's manifest is not in the archive")]
-    MissingLayer(String),
-}
+pub type SavingsError = ReadError<TarError>;
 
 /// One layer, as the report shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -91,49 +81,8 @@ type Changes = Vec<(Vec<u8>, Change)>;
 
 /// Reads a whole `docker save` stream and works out the savings.
 pub fn analyze(reader: impl Read) -> Result<Savings, SavingsError> {
-    let mut layers: HashMap<String, Changes> = HashMap::new();
-    let mut small: HashMap<String, Vec<u8>> = HashMap::new();
-    let mut links: HashMap<String, String> = HashMap::new();
-    let mut archive = tar::Archive::new(reader);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let name = member_name(&entry.path_bytes());
-        match entry.header().entry_type() {
-            // `docker save` links a layer that appears twice to its first copy.
-            tar::EntryType::Symlink => {
-                if let Some(target) = entry.link_name_bytes() {
-                    links.insert(name.clone(), resolve_link(&name, &target));
-                }
-            }
-            kind if kind.is_file() => {
-                if entry.size() <= SMALL {
-                    let mut bytes = Vec::with_capacity(entry.size() as usize);
-                    entry.read_to_end(&mut bytes)?;
-                    small.insert(name, bytes);
-                } else if let Some(changes) = read_layer(&mut entry)? {
-                    layers.insert(name, changes);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    let manifest = small.get("manifest.json").ok_or(SavingsError::NoManifest)?;
-    let manifest: serde_json::Value = parse_json(manifest, "manifest.json")?;
-    let image = manifest
-        .get(0)
-        .ok_or_else(|| invalid("manifest.json", "no image"))?;
-    let config_path = image["Config"]
-        .as_str()
-        .ok_or_else(|| invalid("manifest.json", "no Config"))?;
-    let config: serde_json::Value = match small.get(&member_name(config_path.as_bytes())) {
-        Some(bytes) => parse_json(bytes, config_path)?,
-        None => return Err(invalid(config_path, "missing")),
-    };
-    let diff_ids: Vec<Option<String>> = config["rootfs"]["diff_ids"]
-        .as_array()
-        .map(|ids| ids.iter().map(|v| v.as_str().map(str::to_owned)).collect())
-        .unwrap_or_default();
+    let saved = save_archive::read(reader, list_changes)?;
+    let config = &saved.config;
     // History entries that made no layer (ENV, CMD, ...) are marked empty.
     let steps: Vec<Option<String>> = config["history"]
         .as_array()
@@ -144,77 +93,23 @@ pub fn analyze(reader: impl Read) -> Result<Savings, SavingsError> {
                 .collect()
         })
         .unwrap_or_default();
-
-    let paths: Vec<&str> = image["Layers"]
-        .as_array()
-        .ok_or_else(|| invalid("manifest.json", "no Layers"))?
-        .iter()
-        .map(|v| {
-            v.as_str()
-                .ok_or_else(|| invalid("manifest.json", "a layer is not a path"))
-        })
-        .collect::<Result<_, _>>()?;
-    let mut ordered = Vec::with_capacity(paths.len());
-    for path in &paths {
-        let mut name = member_name(path.as_bytes());
-        for _ in 0..8 {
-            match links.get(&name) {
-                Some(target) => name = target.clone(),
-                None => break,
-            }
-        }
-        let changes = match (layers.get(&name), small.get(&name)) {
-            (Some(changes), _) => changes.clone(),
-            (None, Some(bytes)) => {
-                read_layer(&mut &bytes[..])?.ok_or_else(|| invalid(path, "not a tar archive"))?
-            }
-            (None, None) => return Err(SavingsError::MissingLayer((*path).to_owned())),
-        };
-        ordered.push(changes);
-    }
+    let ordered: Vec<&Changes> = saved.layers.iter().map(|l| &saved.blobs[l.blob]).collect();
     let same_count = steps.len() == ordered.len();
     let mut savings = merge(&ordered);
     for (i, layer) in savings.layers.iter_mut().enumerate() {
-        layer.diff_id = diff_ids.get(i).cloned().flatten();
+        layer.diff_id = Some(saved.layers[i].diff_id.clone());
         layer.created_by = if same_count { steps[i].clone() } else { None };
     }
     Ok(savings)
 }
 
-/// Lists a layer's changes; `None` if the member is not a layer at all.
-fn read_layer(member: &mut dyn Read) -> Result<Option<Changes>, SavingsError> {
-    // A read may return less than a block, so take the head in full first.
-    let mut head = Vec::with_capacity(512);
-    (&mut *member).take(512).read_to_end(&mut head)?;
-    let gzip = head.starts_with(&[0x1f, 0x8b]);
-    let zstd = head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
-    // A tar header, or the zero blocks of an empty tar.
-    let tar = head.len() == 512 && (&head[257..262] == b"ustar" || head.iter().all(|&b| b == 0));
-    let input = std::io::Cursor::new(head).chain(member);
-    Ok(if gzip {
-        Some(list_changes(flate2::read::MultiGzDecoder::new(input))?)
-    } else if zstd {
-        let decoder = zstd::stream::read::Decoder::new(input).map_err(SavingsError::Io)?;
-        Some(list_changes(decoder)?)
-    } else if tar {
-        Some(list_changes(input)?)
-    } else {
-        None
-    })
-}
-
-fn list_changes(layer: impl Read) -> std::io::Result<Changes> {
+/// A layer's changes, in order.
+fn list_changes(layer: &mut dyn Read) -> Result<Changes, TarError> {
     let mut changes = Vec::new();
-    let mut archive = tar::Archive::new(layer);
-    for entry in archive.entries()? {
-        let entry = entry?;
-        // PAX global headers describe the archive, not a file (earlier
-        // builds of this plugin began their layers with one).
-        if entry.header().entry_type() == tar::EntryType::XGlobalHeader {
-            continue;
-        }
-        let Some(path) = normalize(&entry.path_bytes()) else {
-            continue;
+    let mut tar = TarReader::new(layer, End::Lenient);
+    while let Some(entry) = tar.next_entry()? {
+        let Some(Some(path)) = normalize(&entry.path) else {
+            continue; // the root, or a path outside it
         };
         let (parent, base) = match path.iter().rposition(|&b| b == b'/') {
             Some(i) => (&path[..i], &path[i + 1..]),
@@ -226,11 +121,11 @@ fn list_changes(layer: impl Read) -> std::io::Result<Changes> {
             continue; // aufs bookkeeping, not a path
         } else if let Some(victim) = base.strip_prefix(b".wh.") {
             (join(parent, victim), Change::Whiteout)
-        } else if entry.header().entry_type().is_dir() {
+        } else if entry.is_dir() {
             (path, Change::Dir)
         } else {
-            let size = if entry.header().entry_type().is_file() {
-                entry.size()
+            let size = if matches!(entry.typeflag, b'0' | b'\0' | b'7') {
+                entry.size
             } else {
                 0
             };
@@ -249,7 +144,7 @@ struct Node {
 }
 
 /// Applies the layers in order, as the engine stacks them.
-fn merge(layers: &[Changes]) -> Savings {
+fn merge(layers: &[&Changes]) -> Savings {
     let mut m = Merge {
         fs: BTreeMap::new(),
         report: (0..layers.len())
@@ -265,7 +160,7 @@ fn merge(layers: &[Changes]) -> Savings {
             .collect(),
         wasted: Vec::new(),
     };
-    for (i, changes) in layers.iter().enumerate() {
+    for (i, changes) in layers.iter().copied().enumerate() {
         for (path, change) in changes {
             match change {
                 Change::Whiteout => {
@@ -372,19 +267,6 @@ fn descendants<'a>(
         .filter(|(p, _)| !p.is_empty())
 }
 
-/// `a/b/` and `./a/b` are `a/b`; the root itself is no entry.
-fn normalize(path: &[u8]) -> Option<Vec<u8>> {
-    let parts: Vec<&[u8]> = path
-        .split(|&b| b == b'/')
-        .filter(|p| !p.is_empty() && *p != b".")
-        .collect();
-    (!parts.is_empty()).then(|| parts.join(&b'/'))
-}
-
-fn member_name(path: &[u8]) -> String {
-    String::from_utf8_lossy(&normalize(path).unwrap_or_default()).into_owned()
-}
-
 fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
     if dir.is_empty() {
         return name.to_vec();
@@ -395,46 +277,14 @@ fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
     p
 }
 
-/// The member a symlink inside the archive points at.
-fn resolve_link(name: &str, target: &[u8]) -> String {
-    let target = String::from_utf8_lossy(target);
-    let mut parts: Vec<&str> = if target.starts_with('/') {
-        Vec::new()
-    } else {
-        name.split('/').collect()
-    };
-    parts.pop(); // the link's own name
-    for part in target.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    parts.join("/")
-}
-
 fn show(path: &[u8]) -> String {
     format!("/{}", String::from_utf8_lossy(path))
-}
-
-fn parse_json(bytes: &[u8], what: &str) -> Result<serde_json::Value, SavingsError> {
-    serde_json::from_slice(bytes).map_err(|e| invalid(what, &e.to_string()))
-}
-
-fn invalid(what: &str, detail: &str) -> SavingsError {
-    SavingsError::Invalid {
-        what: what.to_owned(),
-        detail: detail.to_owned(),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use crate::save_archive::tests::{docker_archive, gzip, member, oci_archive, sha};
 
     enum E<'a> {
         Dir(&'a str),
@@ -468,37 +318,10 @@ mod tests {
         b.into_inner().unwrap()
     }
 
-    fn gzip(data: &[u8]) -> Vec<u8> {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(data).unwrap();
-        gz.finish().unwrap()
-    }
-
-    fn member(b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        b.append_data(&mut h, name, data).unwrap();
-    }
-
     /// A docker-archive with the manifest last, as `docker save` writes it.
     fn save(layers: &[(&str, Vec<u8>)], history: serde_json::Value) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (name, data) in layers {
-            member(&mut b, name, data);
-        }
-        let config = serde_json::json!({
-            "rootfs": {"type": "layers", "diff_ids": layers.iter().enumerate()
-                .map(|(i, _)| format!("sha256:{i}")).collect::<Vec<_>>()},
-            "history": history,
-        });
-        member(&mut b, "cfg.json", config.to_string().as_bytes());
-        let manifest = serde_json::json!([{
-            "Config": "cfg.json",
-            "Layers": layers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-        }]);
-        member(&mut b, "manifest.json", manifest.to_string().as_bytes());
-        b.into_inner().unwrap()
+        let tars: Vec<Vec<u8>> = layers.iter().map(|(_, t)| t.clone()).collect();
+        docker_archive(&tars, history)
     }
 
     #[test]
@@ -526,7 +349,7 @@ mod tests {
         let archive = save(
             &[
                 ("1/layer.tar", l1),
-                ("2/layer.tar", l2),
+                ("2/layer.tar", l2.clone()),
                 ("3/layer.tar", l3),
             ],
             history,
@@ -540,7 +363,7 @@ mod tests {
         assert_eq!(s.layers[0].wasted, 5510);
         assert_eq!(s.layers[1].deletes, 1);
         assert_eq!(s.layers[2].created_by.as_deref(), Some("RUN reset cache"));
-        assert_eq!(s.layers[1].diff_id.as_deref(), Some("sha256:1"));
+        assert_eq!(s.layers[1].diff_id.as_deref(), Some(&sha(&l2)[..]));
         assert_eq!(
             s.largest_wasted[0],
             Wasted {
@@ -602,33 +425,22 @@ mod tests {
     }
 
     #[test]
-    fn reads_gzip_and_zstd_layers_large_layers_and_linked_duplicates() {
-        // Over SMALL, so it is read as a stream rather than kept.
-        let big = layer(&[E::File("blob", (SMALL + 4096) as usize)]);
-        let gz = gzip(&layer(&[E::File("g", 3)]));
-        let zst = zstd::encode_all(&layer(&[E::File("z", 5)])[..], 1).unwrap();
-        let mut b = tar::Builder::new(Vec::new());
-        member(&mut b, "blobs/sha256/aa", &big);
-        member(&mut b, "blobs/sha256/bb", &gz);
-        member(&mut b, "blobs/sha256/cc", &zst);
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_size(0);
-        b.append_link(&mut h, "dup/layer.tar", "../blobs/sha256/aa")
-            .unwrap();
-        member(&mut b, "c.json", br#"{"rootfs":{"diff_ids":[]}}"#);
-        let manifest = r#"[{"Config":"c.json","Layers":["blobs/sha256/aa","blobs/sha256/bb","blobs/sha256/cc","dup/layer.tar"]}]"#;
-        member(&mut b, "manifest.json", manifest.as_bytes());
-        let s = analyze(&b.into_inner().unwrap()[..]).unwrap();
+    fn reads_gzip_and_zstd_layers_large_layers_and_repeated_ones() {
+        let big = layer(&[E::File("blob", 300 << 10)]);
+        let g = layer(&[E::File("g", 3)]);
+        let z = layer(&[E::File("z", 5)]);
+        let (archive, _) = oci_archive(&[big.clone(), g, z, big], Some(2));
+        let s = analyze(&archive[..]).unwrap();
         assert_eq!(s.layers.len(), 4);
         assert_eq!(s.layers[1].size, 3);
         assert_eq!(s.layers[2].size, 5, "a zstd layer is read");
-        assert_eq!(s.layers[3].size, SMALL + 4096);
+        assert_eq!(s.layers[3].size, 300 << 10);
         assert_eq!(
             s.wasted_bytes,
-            SMALL + 4096,
+            300 << 10,
             "the repeated layer overwrites the first"
         );
+        let _ = gzip;
     }
 
     #[test]
@@ -636,29 +448,11 @@ mod tests {
         let mut b = tar::Builder::new(Vec::new());
         member(&mut b, "x", b"y");
         let err = analyze(&b.into_inner().unwrap()[..]).unwrap_err();
-        assert!(matches!(err, SavingsError::NoManifest), "{err}");
-        let archive = save(&[], serde_json::json!([]));
-        let mut b = tar::Builder::new(Vec::new());
-        member(&mut b, "cfg.json", br#"{}"#);
-        member(
-            &mut b,
-            "manifest.json",
-            br#"[{"Config":"cfg.json","Layers":["gone.tar"]}]"#,
-        );
-        let err = analyze(&b.into_inner().unwrap()[..]).unwrap_err();
-        assert!(
-            matches!(err, SavingsError::MissingLayer(ref p) if p == "gone.tar"),
-            "{err}"
-        );
-        assert_eq!(analyze(&archive[..]).unwrap().layers.len(), 0);
-    }
-
-    #[test]
-    fn links_resolve_inside_the_archive() {
         assert_eq!(
-            resolve_link("a/layer.tar", b"../b/layer.tar"),
-            "b/layer.tar"
+            err.to_string(),
+            "the archive has no manifest.json or index.json"
         );
-        assert_eq!(resolve_link("a/layer.tar", b"c.tar"), "a/c.tar");
+        let archive = save(&[], serde_json::json!([]));
+        assert_eq!(analyze(&archive[..]).unwrap().layers.len(), 0);
     }
 }
