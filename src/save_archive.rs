@@ -289,6 +289,7 @@ fn process<T, E: std::error::Error + 'static>(
         inner: member,
         hasher: &mut stored_hash,
         count: 0,
+        enabled: true,
     };
     let mut head = [0u8; 4];
     let mut n = 0;
@@ -305,6 +306,8 @@ fn process<T, E: std::error::Error + 'static>(
     } else {
         Compression::None
     };
+    // A plain layer is its own blob: hashed once.
+    stored.enabled = compression != Compression::None;
     let mut diff_hash = Sha256::new();
     let value = {
         let input = (&head[..n]).chain(&mut stored);
@@ -320,6 +323,7 @@ fn process<T, E: std::error::Error + 'static>(
                 inner: decoded,
                 hasher: &mut diff_hash,
                 count: 0,
+                enabled: true,
             },
             error: None,
         };
@@ -337,13 +341,19 @@ fn process<T, E: std::error::Error + 'static>(
         value
     };
     io::copy(&mut stored, &mut io::sink()).map_err(ArchiveError::from)?;
+    let stored_size = stored.count;
+    let diff_hex = hex(&diff_hash.finalize());
+    let stored_hex = match compression {
+        Compression::None => diff_hex.clone(),
+        _ => hex(&stored_hash.finalize()),
+    };
+    check_hex(name, &stored_hex)?;
     let blob = Blob {
-        diff_id: format!("sha256:{}", hex(&diff_hash.finalize())),
+        diff_id: format!("sha256:{diff_hex}"),
         compression,
-        stored_size: stored.count,
+        stored_size,
         index: 0,
     };
-    check_hex(name, &hex(&stored_hash.finalize()))?;
     Ok((value, blob))
 }
 
@@ -497,12 +507,15 @@ struct Hashing<'h, R> {
     inner: R,
     hasher: &'h mut Sha256,
     count: u64,
+    enabled: bool,
 }
 
 impl<R: Read> Read for Hashing<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if self.enabled {
+            self.hasher.update(&buf[..n]);
+        }
         self.count += n as u64;
         Ok(n)
     }
