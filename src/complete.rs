@@ -8,6 +8,7 @@
 use clap::CommandFactory;
 
 use crate::cli::Cli;
+use crate::output::text::short_id;
 
 /// What the docker CLI runs the plugin with to ask for completions.
 pub const REQUEST: &str = "__complete";
@@ -137,8 +138,7 @@ pub fn images(prefix: &str, images: &[(Vec<String>, String)]) -> Completion {
     let mut candidates: Vec<(String, String)> = images
         .iter()
         .flat_map(|(tags, id)| {
-            let short = id.strip_prefix("sha256:").unwrap_or(id);
-            let short = short[..short.len().min(12)].to_owned();
+            let short = short_id(id).to_owned();
             tags.iter()
                 .filter(|t| !t.contains("<none>"))
                 .map(move |t| (t.clone(), format!("image {short}")))

@@ -7,7 +7,7 @@ use bollard::errors::Error as EngineError;
 use bytes::Bytes;
 use futures_util::Stream;
 
-use crate::report::Progress;
+use crate::progress::Progress;
 use crate::save_stream;
 use crate::savings::{self, Savings, SavingsError};
 
@@ -28,4 +28,43 @@ pub async fn analyze(
         .await
         .map_err(DryRunError::Engine)?
         .map_err(DryRunError::Savings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::save_archive::ArchiveError;
+    use crate::tar_entry::TarError;
+
+    #[test]
+    fn every_error_says_its_cause_once() {
+        let io = || std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+        for err in [
+            DryRunError::Engine(EngineError::from(io())),
+            DryRunError::Engine(EngineError::DockerResponseServerError {
+                status_code: 500,
+                message: "no space left on device".into(),
+            }),
+            DryRunError::Savings(SavingsError::from(ArchiveError::from(io()))),
+            DryRunError::Savings(SavingsError::from(ArchiveError::Missing(
+                "manifest.json".into(),
+            ))),
+            DryRunError::Savings(SavingsError::from(ArchiveError::Invalid {
+                what: "manifest.json".into(),
+                detail: "no image".into(),
+            })),
+            DryRunError::Savings(SavingsError::from(ArchiveError::Tar(TarError::Truncated {
+                offset: 1024,
+            }))),
+            DryRunError::Savings(SavingsError::Layer {
+                member: "l.tar".into(),
+                error: TarError::Corrupt {
+                    offset: 0,
+                    why: "bad header checksum".into(),
+                },
+            }),
+        ] {
+            crate::output::assert_causes_said_once(&err);
+        }
+    }
 }

@@ -21,10 +21,10 @@ use futures_util::{stream, Stream, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::dryrun::{self, DryRunError};
+use crate::engine::InspectJson;
 use crate::image_config::{self, Provenance};
-use crate::inspect_json::InspectJson;
+use crate::progress::{Progress, Stage};
 use crate::reference::Tag;
-use crate::report::{Progress, Stage};
 use crate::save_archive;
 use crate::save_stream;
 use crate::savings::Savings;

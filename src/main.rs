@@ -1,26 +1,23 @@
 //! `docker-flatten`: a Docker CLI plugin that flattens an image into one layer.
 
-mod bridge;
 mod cli;
 mod complete;
 mod dryrun;
-mod endpoint;
+mod engine;
 mod flatten;
 mod image_config;
-mod inspect_json;
 mod interrupt;
 mod merge;
 mod metadata;
+mod output;
+mod progress;
 mod reference;
-mod report;
 mod run;
 mod save_archive;
 mod save_stream;
 mod savings;
-mod summary;
 mod tar_entry;
 mod tarfilter;
-mod tls;
 mod upload;
 
 use std::process::ExitCode;
@@ -29,7 +26,7 @@ use std::sync::Arc;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::report::Reporter;
+use crate::output::Reporter;
 
 fn main() -> ExitCode {
     tune_allocator();

@@ -10,18 +10,31 @@ use bollard::query_parameters::ListImagesOptions;
 
 use crate::cli::{FlattenArgs, Format, GlobalArgs};
 use crate::complete::{self, Completion, Want};
-use crate::endpoint::{self, Endpoint, Env};
+use crate::engine::{self, Endpoint, Env};
 use crate::flatten::{FlattenError, Flattener, Options};
 use crate::interrupt::{Interrupt, Interrupts};
-use crate::report::{Reporter, Summary};
-use crate::summary::{self, Document, DryRunFacts, Engine, Image, Layout};
+use crate::output::json::{Made, Source};
+use crate::output::{Document, DryRunFacts, Reporter, Summary};
 
-/// A flatten that failed; TAG was not touched.
-#[derive(Debug, thiserror::Error)]
-#[error("{source}; {tag} is unchanged")]
+/// A flatten that failed; TAG was not touched. Says the failure's own
+/// message, with the note, and hands on the failure's cause, as a
+/// transparent error would: the message it quotes is not a link of its own.
+#[derive(Debug)]
 pub struct Failed {
     tag: String,
     source: FlattenError,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}; {} is unchanged", self.source, self.tag)
+    }
+}
+
+impl std::error::Error for Failed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.source)
+    }
 }
 
 /// A run stopped by the user; carries the exit code to use.
@@ -38,12 +51,11 @@ pub async fn flatten(
     reporter: Arc<Reporter>,
 ) -> anyhow::Result<()> {
     let mut interrupts = Interrupts::listen().context("cannot install signal handlers")?;
-    let endpoint = endpoint::resolve(globals, &Env::from_process())
-        .context("cannot choose the Docker engine")?;
+    let endpoint = engine::resolve(globals, &Env::from_process())?;
     reporter.debug(globals.debug, &format!("engine endpoint: {endpoint}"));
     // Kept to the end: a TLS or ssh endpoint is reached through its bridge.
     let connection = tokio::select! {
-        connection = endpoint::connect(&endpoint) => connection?,
+        connection = engine::connect(&endpoint) => connection?,
         interrupt = interrupts.next() => {
             return Err(Interrupted { interrupt, what: "nothing was changed".into() }.into())
         }
@@ -128,31 +140,24 @@ pub async fn flatten(
     let target = tag.to_string();
     match args.format {
         Format::Text => reporter.result(&outcome.id),
-        Format::Json => reporter.json(&Document {
-            dry_run: false,
-            already_flat: outcome.already_flat,
-            source: Image::source(
-                &args.image,
-                &outcome.source_id,
-                outcome.layers_before,
-                outcome.size_before,
-            ),
-            result: Image {
-                reference: Some(&target),
-                id: Some(&outcome.id),
-                layers: 1,
-                size: Some(outcome.size_after),
+        Format::Json => reporter.json(&Document::new(
+            Source {
+                reference: &args.image,
+                id: &outcome.source_id,
+                layers: outcome.layers_before,
+                size: outcome.size_before,
             },
-            wasted_bytes: None,
-            duration_seconds: summary::seconds(outcome.elapsed),
-            compression: Some(outcome.compression),
-            engine: Engine {
-                endpoint: &endpoint.host,
-                context: &endpoint.context,
-                store: outcome.store,
+            Made::Image {
+                reference: &target,
+                id: &outcome.id,
+                size: outcome.size_after,
+                compression: outcome.compression,
+                already_flat: outcome.already_flat,
             },
-            analysis: None,
-        }),
+            &endpoint,
+            outcome.store,
+            outcome.elapsed,
+        )),
     }
     reporter.summary(&Summary {
         source: &args.image,
@@ -183,49 +188,31 @@ async fn dry_run(
     let outcome = outcome.inspect_err(|_| reporter.stage_failed())?;
     let tag = args.tag.as_ref().map(ToString::to_string);
     match args.format {
-        Format::Json => reporter.json(&Document {
-            dry_run: true,
-            already_flat: false,
-            source: Image::source(
-                &args.image,
-                &outcome.source_id,
-                outcome.layers_before,
-                outcome.size_before,
-            ),
-            result: Image {
-                reference: tag.as_deref(),
-                id: None,
-                layers: 1,
-                size: None,
+        Format::Json => reporter.json(&Document::new(
+            Source {
+                reference: &args.image,
+                id: &outcome.source_id,
+                layers: outcome.layers_before,
+                size: outcome.size_before,
             },
-            wasted_bytes: Some(outcome.savings.wasted_bytes),
-            duration_seconds: summary::seconds(outcome.elapsed),
-            compression: None,
-            engine: Engine {
-                endpoint: &endpoint.host,
-                context: &endpoint.context,
-                store: outcome.store,
+            Made::DryRun {
+                tag: tag.as_deref(),
+                savings: &outcome.savings,
             },
-            analysis: Some(&outcome.savings),
-        }),
-        Format::Text => {
-            let facts = DryRunFacts {
+            endpoint,
+            outcome.store,
+            outcome.elapsed,
+        )),
+        Format::Text => reporter.dry_run(
+            &DryRunFacts {
                 image: &args.image,
                 id: &outcome.source_id,
                 tag: tag.as_deref(),
                 endpoint: &endpoint.to_string(),
                 store: outcome.store,
-            };
-            let layout = if args.quiet {
-                Layout::Totals
-            } else {
-                match reporter.stdout_width() {
-                    Some(width) => Layout::Table { width },
-                    None => Layout::Plain,
-                }
-            };
-            reporter.text(&summary::dry_run_text(&facts, &outcome.savings, layout));
-        }
+            },
+            &outcome.savings,
+        ),
     }
     Ok(())
 }
@@ -238,8 +225,8 @@ pub async fn complete(words: &[String]) -> Completion {
         Want::Images { prefix } => prefix,
     };
     let list = async {
-        let endpoint = endpoint::resolve(&GlobalArgs::default(), &Env::from_process()).ok()?;
-        let connection = endpoint::connect(&endpoint).await.ok()?;
+        let endpoint = engine::resolve(&GlobalArgs::default(), &Env::from_process()).ok()?;
+        let connection = engine::connect(&endpoint).await.ok()?;
         connection
             .docker
             .list_images(None::<ListImagesOptions>)
@@ -258,3 +245,31 @@ pub async fn complete(words: &[String]) -> Completion {
 }
 
 const COMPLETION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_says_its_message_once_and_that_tag_is_unchanged() {
+        let failed = Failed {
+            tag: "app:flat".into(),
+            source: FlattenError::NoSuchImage {
+                image: "app:1".into(),
+                endpoint: "unix:///s (context \"default\")".into(),
+            },
+        };
+        let said = failed.to_string();
+        assert!(
+            said.starts_with("no such image \"app:1\" on unix:///s"),
+            "{said}"
+        );
+        assert!(said.ends_with("; app:flat is unchanged"), "{said}");
+        crate::output::assert_causes_said_once(&failed);
+        let interrupted = Interrupted {
+            interrupt: Interrupt::Sigterm,
+            what: "nothing was changed".into(),
+        };
+        crate::output::assert_causes_said_once(&interrupted);
+    }
+}

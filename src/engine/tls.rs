@@ -20,56 +20,88 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{self, ClientConfig, DigitallySignedStruct, RootCertStore};
 
-use crate::endpoint::Tls;
+use super::resolve::Tls;
 
+/// A file of TLS material, and the flag that names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum File {
+    Ca,
+    Cert,
+    Key,
+}
+
+impl File {
+    fn flag(self) -> &'static str {
+        match self {
+            File::Ca => "--tlscacert",
+            File::Cert => "--tlscert",
+            File::Key => "--tlskey",
+        }
+    }
+}
+
+impl std::fmt::Display for File {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            File::Ca => "CA certificate",
+            File::Cert => "client certificate",
+            File::Key => "client key",
+        })
+    }
+}
+
+/// Why the TLS client could not be set up. Each message quotes its cause
+/// itself (none is returned from `source()`): the cause is the point.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read the {what} {path}")]
+    #[error("cannot read the {file} {}: {error}; give the right file with {}", path.display(), file.flag())]
     Read {
-        what: &'static str,
+        file: File,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("the {what} {path} holds no usable PEM data")]
+    #[error("the {file} {} holds no usable PEM data ({error}); give the right file with {}", path.display(), file.flag())]
     Pem {
-        what: &'static str,
+        file: File,
         path: PathBuf,
-        source: rustls::pki_types::pem::Error,
+        error: rustls::pki_types::pem::Error,
     },
-    #[error("the CA certificate {path} is not a valid certificate")]
-    BadCa {
-        path: PathBuf,
-        source: rustls::Error,
-    },
-    #[error("TLS client authentication needs both a certificate and a key: {missing} is missing")]
+    #[error("the CA certificate {} is not a valid certificate ({error})", path.display())]
+    BadCa { path: PathBuf, error: rustls::Error },
+    #[error(
+        "TLS client authentication needs both a certificate and a key: {missing} is missing; \
+         give both --tlscert and --tlskey, or neither"
+    )]
     HalfClientAuth { missing: &'static str },
-    #[error("the client certificate and key cannot be used together")]
-    ClientAuth { source: rustls::Error },
+    #[error("the client certificate and key cannot be used together ({error}); check that the key is the certificate's")]
+    ClientAuth { error: rustls::Error },
     #[error("no trusted CA: give --tlscacert, or add the system's CA certificates")]
     NoRoots,
-    #[error("cannot set up TLS")]
-    Setup { source: rustls::Error },
+    #[error("\"{host}\" is neither a DNS name nor an IP address, so no certificate can be checked against it")]
+    ServerName { host: String },
+    #[error("cannot set up TLS ({error})")]
+    Setup { error: rustls::Error },
 }
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(crypto::ring::default_provider())
 }
 
-fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        what,
+fn read(file: File, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|error| TlsError::Read {
+        file,
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
-fn certificates(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem_error = |source| TlsError::Pem {
-        what,
+fn certificates(file: File, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem_error = |error| TlsError::Pem {
+        file,
         path: path.to_owned(),
-        source,
+        error,
     };
-    let certs = CertificateDer::pem_slice_iter(&read(what, path)?)
+    let certs = CertificateDer::pem_slice_iter(&read(file, path)?)
         .collect::<Result<Vec<_>, _>>()
         .map_err(pem_error)?;
     if certs.is_empty() {
@@ -82,10 +114,10 @@ fn roots(ca: Option<&Path>) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     match ca {
         Some(path) => {
-            for cert in certificates("CA certificate", path)? {
-                roots.add(cert).map_err(|source| TlsError::BadCa {
+            for cert in certificates(File::Ca, path)? {
+                roots.add(cert).map_err(|error| TlsError::BadCa {
                     path: path.to_owned(),
-                    source,
+                    error,
                 })?;
             }
         }
@@ -106,7 +138,7 @@ pub fn client_config(tls: &Tls) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|source| TlsError::Setup { source })?;
+        .map_err(|error| TlsError::Setup { error })?;
     let builder = if tls.verify {
         builder.with_root_certificates(roots(tls.ca.as_deref())?)
     } else {
@@ -123,18 +155,17 @@ pub fn client_config(tls: &Tls) -> Result<Arc<ClientConfig>, TlsError> {
             })
         }
         (Some(cert), Some(key)) => {
-            let chain = certificates("client certificate", cert)?;
-            let key =
-                PrivateKeyDer::from_pem_slice(&read("client key", key)?).map_err(|source| {
-                    TlsError::Pem {
-                        what: "client key",
-                        path: key.to_owned(),
-                        source,
-                    }
-                })?;
+            let chain = certificates(File::Cert, cert)?;
+            let key = PrivateKeyDer::from_pem_slice(&read(File::Key, key)?).map_err(|error| {
+                TlsError::Pem {
+                    file: File::Key,
+                    path: key.to_owned(),
+                    error,
+                }
+            })?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|source| TlsError::ClientAuth { source })?
+                .map_err(|error| TlsError::ClientAuth { error })?
         }
     };
     // Every connection makes a full handshake, as the docker CLI's do (Go
@@ -145,9 +176,10 @@ pub fn client_config(tls: &Tls) -> Result<Arc<ClientConfig>, TlsError> {
 }
 
 /// The name the server's certificate must carry: a DNS name or an IP address.
-pub fn server_name(host: &str) -> Option<ServerName<'static>> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    ServerName::try_from(bare.to_owned()).ok()
+pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
+    ServerName::try_from(host.to_owned()).map_err(|_| TlsError::ServerName {
+        host: host.to_owned(),
+    })
 }
 
 /// Whether a failed TLS connection failed on a certificate, ours or the
@@ -273,16 +305,55 @@ mod tests {
     fn server_names_are_hosts_or_addresses() {
         assert!(matches!(
             server_name("127.0.0.1"),
-            Some(ServerName::IpAddress(_))
+            Ok(ServerName::IpAddress(_))
         ));
-        assert!(matches!(
-            server_name("[::1]"),
-            Some(ServerName::IpAddress(_))
-        ));
+        assert!(matches!(server_name("::1"), Ok(ServerName::IpAddress(_))));
         assert!(matches!(
             server_name("docker.example"),
-            Some(ServerName::DnsName(_))
+            Ok(ServerName::DnsName(_))
         ));
-        assert!(server_name("bad host").is_none());
+        assert!(matches!(
+            server_name("bad host"),
+            Err(TlsError::ServerName { .. })
+        ));
+    }
+
+    #[test]
+    fn every_error_says_its_cause_once() {
+        let io = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let tls = || rustls::Error::General("bad".into());
+        let path = PathBuf::from("/t/ca.pem");
+        for err in [
+            TlsError::Read {
+                file: File::Ca,
+                path: path.clone(),
+                error: io(),
+            },
+            TlsError::Pem {
+                file: File::Key,
+                path: path.clone(),
+                error: rustls::pki_types::pem::Error::NoItemsFound,
+            },
+            TlsError::BadCa { path, error: tls() },
+            TlsError::HalfClientAuth { missing: "the key" },
+            TlsError::ClientAuth { error: tls() },
+            TlsError::NoRoots,
+            TlsError::ServerName { host: "a b".into() },
+            TlsError::Setup { error: tls() },
+        ] {
+            crate::output::assert_causes_said_once(&err);
+        }
+        let missing = client_config(&Tls {
+            verify: true,
+            ca: Some("/nonexistent/ca.pem".into()),
+            cert: None,
+            key: None,
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            missing.contains("/nonexistent/ca.pem: ") && missing.contains("--tlscacert"),
+            "says why and what to do: {missing}"
+        );
     }
 }

@@ -47,20 +47,11 @@ impl InspectJson {
 /// Points a `GET /images/{name}/get` at `/images/{name}/json`; leaves any
 /// other request alone.
 fn save_to_inspect(request: BollardRequest) -> BollardRequest {
-    let (mut parts, body) = request.into_parts();
-    let rewritten = parts.uri.path_and_query().and_then(|pq| {
+    super::rewrite_path(request, |pq| {
         let name = pq.path().strip_prefix("/images/")?.strip_suffix("/get")?;
         let query = pq.query().map(|q| format!("?{q}")).unwrap_or_default();
-        format!("/images/{name}/json{query}").parse().ok()
-    });
-    if let Some(pq) = rewritten {
-        let mut uri = parts.uri.clone().into_parts();
-        uri.path_and_query = Some(pq);
-        if let Ok(uri) = http::Uri::from_parts(uri) {
-            parts.uri = uri;
-        }
-    }
-    BollardRequest::from_parts(parts, body)
+        Some(format!("/images/{name}/json{query}"))
+    })
 }
 
 #[cfg(test)]

@@ -24,7 +24,8 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::TlsConnector;
 
-use crate::tls;
+use super::resolve::authority;
+use super::tls;
 
 /// How long a failed ssh gets to exit and say why, once its output ended.
 const SSH_EXIT_GRACE: Duration = Duration::from_secs(5);
@@ -42,17 +43,22 @@ pub enum Upstream {
     Ssh { args: Vec<String> },
 }
 
-/// Why a connection could not be carried to the engine.
+/// Why a connection could not be carried to the engine. Each message
+/// quotes its cause itself (none is returned from `source()`): the cause,
+/// often the only clue, belongs on the one line the user sees.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
-    #[error("cannot open a TCP connection to {addr}: {source}")]
-    Tcp { addr: String, source: io::Error },
-    #[error("TLS certificate problem: {source}")]
-    Certificate { source: io::Error },
-    #[error("TLS handshake failed: {source}")]
-    Handshake { source: io::Error },
-    #[error("cannot run ssh: {source}")]
-    SshSpawn { source: io::Error },
+    #[error("cannot open a TCP connection to {addr}: {error}; is the engine listening there?")]
+    Tcp { addr: String, error: io::Error },
+    #[error(
+        "TLS certificate problem: {error}; check that the CA (--tlscacert) is the one \
+         that signed the engine's certificate, and that the engine accepts the client's"
+    )]
+    Certificate { error: io::Error },
+    #[error("TLS handshake failed: {error}; does the engine speak TLS on that port?")]
+    Handshake { error: io::Error },
+    #[error("cannot run ssh: {error}; install an ssh client (openssh-client)")]
+    SshSpawn { error: io::Error },
     #[error("ssh failed ({status}): {said}")]
     Ssh { status: String, said: String },
 }
@@ -141,11 +147,11 @@ async fn accept_loop(listener: UnixListener, upstream: Arc<Upstream>, failures: 
     }
 }
 
-fn tls_failure(source: io::Error) -> DialError {
-    if tls::is_certificate_problem(&source) {
-        DialError::Certificate { source }
+fn tls_failure(error: io::Error) -> DialError {
+    if tls::is_certificate_problem(&error) {
+        DialError::Certificate { error }
     } else {
-        DialError::Handshake { source }
+        DialError::Handshake { error }
     }
 }
 
@@ -157,13 +163,11 @@ async fn carry_tls(
     config: &Arc<ClientConfig>,
     failures: &Failures,
 ) {
-    let tcp = match TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port))
-        .await
-    {
+    let tcp = match TcpStream::connect((host, port)).await {
         Ok(tcp) => tcp,
-        Err(source) => {
-            let addr = format!("{host}:{port}");
-            return failures.record(DialError::Tcp { addr, source });
+        Err(error) => {
+            let addr = authority(host, port);
+            return failures.record(DialError::Tcp { addr, error });
         }
     };
     let _ = tcp.set_nodelay(true);
@@ -175,7 +179,7 @@ async fn carry_tls(
     // The server may still refuse our certificate after the handshake (TLS 1.3).
     if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut engine).await {
         if tls::is_certificate_problem(&err) {
-            failures.record(DialError::Certificate { source: err });
+            failures.record(DialError::Certificate { error: err });
         }
     }
 }
@@ -190,7 +194,7 @@ async fn carry_ssh(client: UnixStream, args: &[String], failures: &Failures) {
         .spawn();
     let mut child = match spawned {
         Ok(child) => child,
-        Err(source) => return failures.record(DialError::SshSpawn { source }),
+        Err(error) => return failures.record(DialError::SshSpawn { error }),
     };
     let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -302,5 +306,25 @@ mod tests {
         let err = bridge.failure().expect("a recorded failure").to_string();
         assert!(err.contains("exit status 255"), "{err}");
         assert!(err.to_lowercase().contains("nosuchoption"), "{err}");
+    }
+
+    #[test]
+    fn every_error_says_its_cause_once() {
+        let io = || io::Error::from(io::ErrorKind::ConnectionRefused);
+        for err in [
+            DialError::Tcp {
+                addr: "h:1".into(),
+                error: io(),
+            },
+            DialError::Certificate { error: io() },
+            DialError::Handshake { error: io() },
+            DialError::SshSpawn { error: io() },
+            DialError::Ssh {
+                status: "exit status 255".into(),
+                said: "Connection refused".into(),
+            },
+        ] {
+            crate::output::assert_causes_said_once(&err);
+        }
     }
 }

@@ -1,69 +1,61 @@
-//! What a run leaves on stdout besides the bare image ID: the JSON document
-//! of `--format json` (its field names are an interface, documented in the
-//! README: add fields, never rename them) and the dry-run report as text.
-//! Pure functions from facts to text; the reporter prints them.
+//! Results as plain text: the dry-run report, the closing summary, the
+//! stages' labels, and the small helpers every renderer shares (plurals,
+//! cutting to a width, short IDs, seconds). Pure functions from facts to
+//! text; the [`Reporter`](super::Reporter) prints them.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use indicatif::HumanBytes;
-use serde::Serialize;
 
 use crate::flatten::Store;
+use crate::progress::Stage;
 use crate::savings::Savings;
-use crate::upload::Compression;
 
-/// The `--format json` document, for a flatten and for a dry run alike.
-#[derive(Debug, Serialize)]
-pub struct Document<'a> {
-    pub dry_run: bool,
-    /// IMAGE had one layer already, so TAG now points at it; nothing rebuilt.
+/// The facts for the closing summary of a flatten.
+pub struct Summary<'a> {
+    pub source: &'a str,
+    pub target: &'a str,
+    pub layers_before: usize,
+    pub size_before: u64,
+    pub size_after: u64,
+    pub elapsed: Duration,
+    /// Nothing was built: the source has one layer and TAG now points at it.
     pub already_flat: bool,
-    pub source: Image<'a>,
-    pub result: Image<'a>,
-    /// Bytes that later layers delete or overwrite; known after a dry run only.
-    pub wasted_bytes: Option<u64>,
-    pub duration_seconds: f64,
-    /// How the layer was uploaded to the import; null in a dry run.
-    pub compression: Option<Compression>,
-    pub engine: Engine<'a>,
-    /// The dry run's layer-by-layer findings; null for a flatten.
-    pub analysis: Option<&'a Savings>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct Image<'a> {
-    /// As the user wrote it (IMAGE, or TAG normalized to name:tag).
-    pub reference: Option<&'a str>,
-    pub id: Option<&'a str>,
-    pub layers: usize,
-    /// The engine's figure for the image's size, in bytes.
-    pub size: Option<u64>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Engine<'a> {
-    /// The engine's address, e.g. `unix:///var/run/docker.sock`.
-    pub endpoint: &'a str,
-    /// The docker context it came from (`default` when none was used).
-    pub context: &'a str,
-    pub store: Store,
-}
-
-impl<'a> Image<'a> {
-    /// IMAGE, as the run found it.
-    pub fn source(reference: &'a str, id: &'a str, layers: usize, size: u64) -> Image<'a> {
-        Image {
-            reference: Some(reference),
-            id: Some(id),
-            layers,
-            size: Some(size),
-        }
+/// The closing summary, one line.
+pub fn summary(s: &Summary<'_>) -> String {
+    if s.already_flat {
+        return format!(
+            "{} is already one layer; tagged it as {}, nothing rebuilt (use --force to rebuild it)",
+            s.source, s.target
+        );
     }
+    format!(
+        "Flattened {} → {}: {} → 1 layer, {} → {}, in {}",
+        s.source,
+        s.target,
+        count(s.layers_before as u64, "layer"),
+        HumanBytes(s.size_before),
+        HumanBytes(s.size_after),
+        seconds(s.elapsed)
+    )
 }
 
-pub fn seconds(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1000.0).round() / 1000.0
+/// What a stage says it is doing; `what` names its subject.
+pub fn stage_label(stage: Stage, what: &str) -> String {
+    match stage {
+        Stage::Inspect => format!("Inspecting {what}"),
+        Stage::Create => format!("Creating a temporary container from {what}"),
+        Stage::Stream => "Exporting the container into an import".to_owned(),
+        Stage::Spool => "Exporting the container into a compressed layer file".to_owned(),
+        Stage::Load => format!("Loading the layer with the config and platform of {what}"),
+        Stage::Read => format!("Reading the layers of {what}"),
+        Stage::Configure => format!("Applying the config and platform of {what}"),
+        Stage::Tag => format!("Tagging {what}"),
+        Stage::Cleanup => "Removing temporary objects".to_owned(),
+    }
 }
 
 /// Facts the dry-run report names besides the analysis.
@@ -206,7 +198,8 @@ fn step(created_by: Option<&str>) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn count(n: u64, what: &str) -> String {
+/// `1 file`, `2 files`.
+pub fn count(n: u64, what: &str) -> String {
     if n == 1 {
         format!("1 {what}")
     } else {
@@ -214,7 +207,8 @@ fn count(n: u64, what: &str) -> String {
     }
 }
 
-fn cut(s: &str, room: usize) -> String {
+/// `s` in at most `room` characters, cut with `…`.
+pub fn cut(s: &str, room: usize) -> String {
     if s.chars().count() <= room {
         return s.to_owned();
     }
@@ -223,9 +217,15 @@ fn cut(s: &str, room: usize) -> String {
     t
 }
 
-fn short_id(id: &str) -> &str {
+/// An image ID as `docker images` shows it: 12 hex digits, no `sha256:`.
+pub fn short_id(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     &hex[..hex.len().min(12)]
+}
+
+/// A duration as people read it: `1.2s`.
+pub fn seconds(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
 }
 
 #[cfg(test)]
@@ -311,52 +311,33 @@ mod tests {
     }
 
     #[test]
-    fn json_field_names_are_stable() {
-        let s = savings();
-        let doc = Document {
-            dry_run: true,
+    fn summaries_say_layers_sizes_and_time() {
+        let mut s = Summary {
+            source: "app:1",
+            target: "app:flat",
+            layers_before: 1,
+            size_before: 2048,
+            size_after: 1024,
+            elapsed: Duration::from_millis(1250),
             already_flat: false,
-            source: Image {
-                reference: Some("app:1"),
-                id: Some("sha256:01"),
-                layers: 2,
-                size: Some(9),
-            },
-            result: Image {
-                reference: None,
-                id: None,
-                layers: 1,
-                size: None,
-            },
-            wasted_bytes: Some(s.wasted_bytes),
-            duration_seconds: seconds(Duration::from_millis(1234)),
-            compression: None,
-            engine: Engine {
-                endpoint: "unix:///x",
-                context: "default",
-                store: Store::Containerd,
-            },
-            analysis: Some(&s),
         };
-        let v = serde_json::to_value(&doc).unwrap();
-        assert_eq!(v["engine"]["store"], "containerd");
-        assert_eq!(v["duration_seconds"], 1.234);
-        assert_eq!(v["analysis"]["largest_wasted"][0]["removed_by"], 2);
-        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-        keys.sort_unstable();
         assert_eq!(
-            keys,
-            [
-                "already_flat",
-                "analysis",
-                "compression",
-                "dry_run",
-                "duration_seconds",
-                "engine",
-                "result",
-                "source",
-                "wasted_bytes"
-            ]
+            summary(&s),
+            "Flattened app:1 → app:flat: 1 layer → 1 layer, 2.00 KiB → 1.00 KiB, in 1.2s"
         );
+        s.layers_before = 3;
+        assert!(summary(&s).contains(": 3 layers → 1 layer,"));
+        s.already_flat = true;
+        assert!(summary(&s).starts_with("app:1 is already one layer; tagged it as app:flat"));
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(cut("abcdef", 4), "abc…");
+        assert_eq!(cut("abc", 3), "abc");
+        assert_eq!(short_id("sha256:0123456789abcdef"), "0123456789ab");
+        assert_eq!(short_id("abc"), "abc");
+        assert_eq!(count(1, "file"), "1 file");
+        assert_eq!(count(0, "file"), "0 files");
     }
 }

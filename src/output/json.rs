@@ -1,0 +1,250 @@
+//! The `--format json` document, for a flatten and for a dry run alike. Its
+//! field names are an interface, documented in the README: add fields,
+//! never rename or remove them. [`Document::new`] is the one place it is
+//! put together.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::engine::Endpoint;
+use crate::flatten::Store;
+use crate::savings::Savings;
+use crate::upload::Compression;
+
+/// The `--format json` document.
+#[derive(Debug, Serialize)]
+pub struct Document<'a> {
+    pub dry_run: bool,
+    /// IMAGE had one layer already, so TAG now points at it; nothing rebuilt.
+    pub already_flat: bool,
+    pub source: Image<'a>,
+    pub result: Image<'a>,
+    /// Bytes that later layers delete or overwrite; known after a dry run only.
+    pub wasted_bytes: Option<u64>,
+    pub duration_seconds: f64,
+    /// How the layer was uploaded to the import; null in a dry run.
+    pub compression: Option<Compression>,
+    pub engine: Engine<'a>,
+    /// The dry run's layer-by-layer findings; null for a flatten.
+    pub analysis: Option<&'a Savings>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Image<'a> {
+    /// As the user wrote it (IMAGE, or TAG normalized to name:tag).
+    pub reference: Option<&'a str>,
+    pub id: Option<&'a str>,
+    pub layers: usize,
+    /// The engine's figure for the image's size, in bytes.
+    pub size: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Engine<'a> {
+    /// The engine's address, e.g. `unix:///var/run/docker.sock`.
+    pub endpoint: &'a str,
+    /// The docker context it came from (`default` when none was used).
+    pub context: &'a str,
+    pub store: Store,
+}
+
+/// IMAGE as the run found it.
+pub struct Source<'a> {
+    pub reference: &'a str,
+    pub id: &'a str,
+    pub layers: usize,
+    pub size: u64,
+}
+
+/// What the run made of IMAGE.
+pub enum Made<'a> {
+    /// A flatten: TAG points at the image `id`.
+    Image {
+        reference: &'a str,
+        id: &'a str,
+        size: u64,
+        compression: Compression,
+        already_flat: bool,
+    },
+    /// A dry run: nothing, and what flattening would save.
+    DryRun {
+        tag: Option<&'a str>,
+        savings: &'a Savings,
+    },
+}
+
+impl<'a> Document<'a> {
+    pub fn new(
+        source: Source<'a>,
+        made: Made<'a>,
+        endpoint: &'a Endpoint,
+        store: Store,
+        elapsed: Duration,
+    ) -> Document<'a> {
+        let (result, compression, already_flat, savings) = match made {
+            Made::Image {
+                reference,
+                id,
+                size,
+                compression,
+                already_flat,
+            } => {
+                let image = Image {
+                    reference: Some(reference),
+                    id: Some(id),
+                    layers: 1,
+                    size: Some(size),
+                };
+                (image, Some(compression), already_flat, None)
+            }
+            Made::DryRun { tag, savings } => {
+                let image = Image {
+                    reference: tag,
+                    id: None,
+                    layers: 1,
+                    size: None,
+                };
+                (image, None, false, Some(savings))
+            }
+        };
+        Document {
+            dry_run: savings.is_some(),
+            already_flat,
+            source: Image {
+                reference: Some(source.reference),
+                id: Some(source.id),
+                layers: source.layers,
+                size: Some(source.size),
+            },
+            result,
+            wasted_bytes: savings.map(|s| s.wasted_bytes),
+            duration_seconds: duration_seconds(elapsed),
+            compression,
+            engine: Engine {
+                endpoint: &endpoint.host,
+                context: &endpoint.context,
+                store,
+            },
+            analysis: savings,
+        }
+    }
+}
+
+/// Seconds to the millisecond, as JSON numbers go.
+fn duration_seconds(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{resolve, Env};
+
+    fn endpoint() -> Endpoint {
+        let globals = crate::cli::GlobalArgs {
+            host: vec!["unix:///x".into()],
+            ..Default::default()
+        };
+        resolve(&globals, &Env::default()).unwrap()
+    }
+
+    fn source() -> Source<'static> {
+        Source {
+            reference: "app:1",
+            id: "sha256:01",
+            layers: 2,
+            size: 9,
+        }
+    }
+
+    fn keys(v: &serde_json::Value) -> Vec<&str> {
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    const FIELDS: [&str; 9] = [
+        "already_flat",
+        "analysis",
+        "compression",
+        "dry_run",
+        "duration_seconds",
+        "engine",
+        "result",
+        "source",
+        "wasted_bytes",
+    ];
+
+    #[test]
+    fn a_dry_run_document_keeps_its_field_names() {
+        let s = Savings {
+            layers: Vec::new(),
+            bytes_now: 10,
+            bytes_after: 4,
+            wasted_bytes: 6,
+            wasted_percent: 60.0,
+            files_after: 1,
+            largest_wasted: vec![crate::savings::Wasted {
+                path: "/big".into(),
+                size: 6,
+                layer: 1,
+                removed_by: 2,
+            }],
+        };
+        let endpoint = endpoint();
+        let made = Made::DryRun {
+            tag: None,
+            savings: &s,
+        };
+        let doc = Document::new(
+            source(),
+            made,
+            &endpoint,
+            Store::Containerd,
+            Duration::from_millis(1234),
+        );
+        let v = serde_json::to_value(&doc).unwrap();
+        assert_eq!(keys(&v), FIELDS);
+        assert_eq!(v["dry_run"], true);
+        assert_eq!(v["engine"]["store"], "containerd");
+        assert_eq!(v["engine"]["endpoint"], "unix:///x");
+        assert_eq!(v["engine"]["context"], "default");
+        assert_eq!(v["duration_seconds"], 1.234);
+        assert_eq!(v["wasted_bytes"], 6);
+        assert_eq!(v["compression"], serde_json::Value::Null);
+        assert_eq!(v["result"]["id"], serde_json::Value::Null);
+        assert_eq!(v["analysis"]["largest_wasted"][0]["removed_by"], 2);
+    }
+
+    #[test]
+    fn a_flatten_document_keeps_its_field_names() {
+        let endpoint = endpoint();
+        let made = Made::Image {
+            reference: "app:flat",
+            id: "sha256:02",
+            size: 5,
+            compression: Compression::Gzip,
+            already_flat: false,
+        };
+        let doc = Document::new(
+            source(),
+            made,
+            &endpoint,
+            Store::Graphdriver,
+            Duration::ZERO,
+        );
+        let v = serde_json::to_value(&doc).unwrap();
+        assert_eq!(keys(&v), FIELDS);
+        assert_eq!(keys(&v["source"]), ["id", "layers", "reference", "size"]);
+        assert_eq!(keys(&v["result"]), ["id", "layers", "reference", "size"]);
+        assert_eq!(keys(&v["engine"]), ["context", "endpoint", "store"]);
+        assert_eq!(v["dry_run"], false);
+        assert_eq!(v["result"]["reference"], "app:flat");
+        assert_eq!(v["result"]["layers"], 1);
+        assert_eq!(v["source"]["size"], 9);
+        assert_eq!(v["compression"], "gzip");
+        assert_eq!(v["analysis"], serde_json::Value::Null);
+        assert_eq!(v["wasted_bytes"], serde_json::Value::Null);
+    }
+}
