@@ -24,7 +24,7 @@ pub async fn analyze(
     save: impl Stream<Item = Result<Bytes, EngineError>>,
     progress: &dyn Progress,
 ) -> Result<Savings, DryRunError> {
-    save_stream::read(save, |n| progress.bytes(n), savings::analyze)
+    save_stream::read(save, |n| progress.bytes(n), |r| savings::analyze(r, 0))
         .await
         .map_err(DryRunError::Engine)?
         .map_err(DryRunError::Savings)

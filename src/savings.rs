@@ -49,6 +49,8 @@ pub struct Wasted {
 /// The whole answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Savings {
+    /// Bottom layers the flatten keeps as they are (0: all are merged).
+    pub kept_layers: usize,
     pub layers: Vec<Layer>,
     /// File bytes in all layers together: what the layers hold now.
     pub bytes_now: u64,
@@ -79,8 +81,9 @@ enum Change {
 
 type Changes = Vec<(Vec<u8>, Change)>;
 
-/// Reads a whole `docker save` stream and works out the savings.
-pub fn analyze(reader: impl Read) -> Result<Savings, SavingsError> {
+/// Reads a whole `docker save` stream and works out the savings of
+/// flattening all but the bottom `keep` layers.
+pub fn analyze(reader: impl Read, keep: usize) -> Result<Savings, SavingsError> {
     let saved = save_archive::read(reader, list_changes)?;
     let config = &saved.config;
     // History entries that made no layer (ENV, CMD, ...) are marked empty.
@@ -95,7 +98,7 @@ pub fn analyze(reader: impl Read) -> Result<Savings, SavingsError> {
         .unwrap_or_default();
     let ordered: Vec<&Changes> = saved.layers.iter().map(|l| &saved.blobs[l.blob]).collect();
     let same_count = steps.len() == ordered.len();
-    let mut savings = merge(&ordered);
+    let mut savings = merge(&ordered, keep);
     for (i, layer) in savings.layers.iter_mut().enumerate() {
         layer.diff_id = Some(saved.layers[i].diff_id.clone());
         layer.created_by = if same_count { steps[i].clone() } else { None };
@@ -143,8 +146,10 @@ struct Node {
     dir: bool,
 }
 
-/// Applies the layers in order, as the engine stacks them.
-fn merge(layers: &[&Changes]) -> Savings {
+/// Applies the layers in order, as the engine stacks them. With `keep`,
+/// the bottom layers stay as they are: what later layers delete of theirs
+/// stays in them, and only what the merged layers waste is saved.
+fn merge(layers: &[&Changes], keep: usize) -> Savings {
     let mut m = Merge {
         fs: BTreeMap::new(),
         report: (0..layers.len())
@@ -198,11 +203,17 @@ fn merge(layers: &[&Changes]) -> Savings {
         report,
         mut wasted,
     } = m;
+    wasted.retain(|w| w.layer > keep);
     wasted.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.path.cmp(&b.path)));
     let wasted_bytes = wasted.iter().map(|w| w.size).sum();
     wasted.truncate(TOP_WASTED);
-    let survivors = fs.values().filter(|n| !n.dir);
-    let (files_after, bytes_after) = survivors.fold((0, 0), |(n, b), node| (n + 1, b + node.size));
+    let kept = &report[..keep.min(report.len())];
+    let kept_totals = kept
+        .iter()
+        .fold((0, 0), |(n, b), l| (n + l.files, b + l.size));
+    let survivors = fs.values().filter(|n| !n.dir && n.layer >= keep);
+    let (files_after, bytes_after) =
+        survivors.fold(kept_totals, |(n, b), node| (n + 1, b + node.size));
     let bytes_now: u64 = report.iter().map(|l| l.size).sum();
     let wasted_percent = if bytes_now == 0 {
         0.0
@@ -210,6 +221,7 @@ fn merge(layers: &[&Changes]) -> Savings {
         (wasted_bytes as f64 * 1000.0 / bytes_now as f64).round() / 10.0
     };
     Savings {
+        kept_layers: keep,
         bytes_now,
         layers: report,
         bytes_after,
@@ -354,7 +366,7 @@ mod tests {
             ],
             history,
         );
-        let s = analyze(&archive[..]).unwrap();
+        let s = analyze(&archive[..], 0).unwrap();
         assert_eq!(s.bytes_now, 5000 + 10 + 300 + 200 + 20 + 7);
         assert_eq!(s.wasted_bytes, 5000 + 10 + 300 + 200);
         assert_eq!(s.bytes_after, 20 + 7);
@@ -415,7 +427,11 @@ mod tests {
         global.extend_from_slice(b"15 comment=run\n");
         global.resize(1024, 0);
         let l1 = [&global[..], &l1[..]].concat();
-        let s = analyze(&save(&[("a.tar", l1), ("b.tar", l2)], serde_json::json!([]))[..]).unwrap();
+        let s = analyze(
+            &save(&[("a.tar", l1), ("b.tar", l2)], serde_json::json!([]))[..],
+            0,
+        )
+        .unwrap();
         assert_eq!((s.wasted_bytes, s.bytes_after, s.files_after), (40, 1, 1));
         assert_eq!(s.layers[0].files, 2);
         assert!(
@@ -430,7 +446,7 @@ mod tests {
         let g = layer(&[E::File("g", 3)]);
         let z = layer(&[E::File("z", 5)]);
         let (archive, _) = oci_archive(&[big.clone(), g, z, big], Some(2));
-        let s = analyze(&archive[..]).unwrap();
+        let s = analyze(&archive[..], 0).unwrap();
         assert_eq!(s.layers.len(), 4);
         assert_eq!(s.layers[1].size, 3);
         assert_eq!(s.layers[2].size, 5, "a zstd layer is read");
@@ -444,15 +460,38 @@ mod tests {
     }
 
     #[test]
+    fn a_partial_flatten_saves_only_what_the_merged_layers_waste() {
+        let l1 = layer(&[E::File("base", 100), E::File("gone", 50)]);
+        let l2 = layer(&[E::File("tmp", 30), E::File(".wh.gone", 0)]);
+        let l3 = layer(&[E::File(".wh.tmp", 0), E::File("app", 7)]);
+        let archive = save(
+            &[("1.tar", l1), ("2.tar", l2), ("3.tar", l3)],
+            serde_json::json!([]),
+        );
+        let all = analyze(&archive[..], 0).unwrap();
+        assert_eq!(
+            (all.wasted_bytes, all.bytes_after, all.files_after),
+            (80, 107, 2)
+        );
+        let s = analyze(&archive[..], 1).unwrap();
+        assert_eq!(s.kept_layers, 1);
+        // The deleted base file stays in the kept layer; the temporary one goes.
+        assert_eq!((s.wasted_bytes, s.bytes_after, s.files_after), (30, 157, 3));
+        assert_eq!(s.bytes_now - s.wasted_bytes, s.bytes_after);
+        assert_eq!(s.largest_wasted.len(), 1);
+        assert_eq!(s.largest_wasted[0].path, "/tmp");
+    }
+
+    #[test]
     fn broken_archives_say_what_is_wrong() {
         let mut b = tar::Builder::new(Vec::new());
         member(&mut b, "x", b"y");
-        let err = analyze(&b.into_inner().unwrap()[..]).unwrap_err();
+        let err = analyze(&b.into_inner().unwrap()[..], 0).unwrap_err();
         assert_eq!(
             err.to_string(),
             "the archive has no manifest.json or index.json"
         );
         let archive = save(&[], serde_json::json!([]));
-        assert_eq!(analyze(&archive[..]).unwrap().layers.len(), 0);
+        assert_eq!(analyze(&archive[..], 0).unwrap().layers.len(), 0);
     }
 }

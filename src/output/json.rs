@@ -179,6 +179,7 @@ mod tests {
     #[test]
     fn a_dry_run_document_keeps_its_field_names() {
         let s = Savings {
+            kept_layers: 0,
             layers: Vec::new(),
             bytes_now: 10,
             bytes_after: 4,

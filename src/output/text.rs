@@ -244,6 +244,7 @@ mod tests {
             wasted,
         };
         Savings {
+            kept_layers: 0,
             layers: vec![
                 layer(1, 4096, 1024, "/bin/sh -c #(nop) ADD rootfs.tar /"),
                 layer(
