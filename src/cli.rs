@@ -157,8 +157,8 @@ pub enum CompressionArg {
 
 impl CompressionArg {
     /// `None` for auto: the engine's image store decides.
-    pub fn chosen(self) -> Option<crate::upload::Compression> {
-        use crate::upload::Compression;
+    pub fn chosen(self) -> Option<crate::layer::Compression> {
+        use crate::layer::Compression;
         match self {
             CompressionArg::Auto => None,
             CompressionArg::None => Some(Compression::None),

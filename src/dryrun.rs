@@ -1,9 +1,12 @@
 //! `--dry-run`: IMAGE's layers as the engine streams them for `docker save`
-//! (`GET /images/{name}/get`), fed through [`save_stream::read`] into
-//! [`savings::analyze`] on a blocking thread. Nothing touches the disk and
+//! (`GET /images/{name}/get`), fed through [`save_stream::read`] (a
+//! [`crate::stream`] forward) into [`savings::analyze`] on a blocking
+//! thread. Nothing touches the disk and
 //! nothing is created on the engine.
 
 use bollard::errors::Error as EngineError;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures_util::Stream;
 
@@ -21,10 +24,10 @@ pub enum DryRunError {
 
 /// Reads the whole save stream and returns what flattening would gain.
 pub async fn analyze(
-    save: impl Stream<Item = Result<Bytes, EngineError>>,
-    progress: &dyn Progress,
+    save: impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static,
+    progress: Arc<dyn Progress>,
 ) -> Result<Savings, DryRunError> {
-    save_stream::read(save, |n| progress.bytes(n), |r| savings::analyze(r, 0))
+    save_stream::read(save, move |n| progress.bytes(n), |r| savings::analyze(r, 0))
         .await
         .map_err(DryRunError::Engine)?
         .map_err(DryRunError::Savings)

@@ -1,15 +1,20 @@
 //! `docker-flatten`: a Docker CLI plugin that flattens an image into one layer.
 
+mod args;
 mod cli;
 mod complete;
+mod destination;
 mod dryrun;
 mod engine;
-mod flatten;
-mod image_config;
+mod error;
+mod image;
 mod interrupt;
 mod merge;
+mod layer;
 mod metadata;
+mod objects;
 mod output;
+mod pipeline;
 mod progress;
 mod reference;
 mod run;
@@ -17,9 +22,13 @@ mod save_archive;
 mod save_stream;
 mod savings;
 mod tar_entry;
+mod source;
+mod store;
+mod stream;
+mod tar;
 mod tarfilter;
-mod upload;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -49,6 +58,14 @@ fn main() -> ExitCode {
         Command::Flatten(args) => args,
     };
     let reporter = Arc::new(Reporter::new(args.quiet));
+    let job = match args::lower(cli.globals, args, || std::io::stdout().is_terminal()) {
+        Ok(job) => job,
+        Err(e) => {
+            reporter.error(&e.into(), false);
+            // As for any other wrong arguments: nothing was done.
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -62,10 +79,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run::flatten(&cli.globals, &args, reporter.clone())) {
+    match runtime.block_on(run::run(&job, reporter.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            reporter.error(&err, cli.globals.debug);
+            reporter.error(&err, job.globals.debug);
             match err.downcast_ref::<run::Interrupted>() {
                 Some(i) => ExitCode::from(i.interrupt.exit_code()),
                 None => ExitCode::FAILURE,

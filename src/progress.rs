@@ -13,6 +13,8 @@ pub enum Stage {
     Spool,
     /// The layer file and the config into `docker load`.
     Load,
+    /// The image archive into `--output`'s file or stdout.
+    Write,
     /// The dry run's read of the image's layers.
     Read,
     Configure,

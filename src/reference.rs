@@ -46,6 +46,25 @@ impl Tag {
     }
 }
 
+impl Tag {
+    /// The fully qualified name, as the containerd image store keeps it
+    /// (`io.containerd.image.name`): `app:1` is `docker.io/library/app:1`.
+    pub fn full_name(&self) -> String {
+        let (first, rest) = self.repo.split_once('/').unwrap_or(("", &self.repo));
+        let names_registry = !first.is_empty()
+            && (first.contains('.')
+                || first.contains(':')
+                || first == "localhost"
+                || first.bytes().any(|b| b.is_ascii_uppercase()));
+        let repo = match (names_registry, first.is_empty()) {
+            (true, _) => self.repo.clone(),
+            (false, true) => format!("docker.io/library/{rest}"),
+            (false, false) => format!("docker.io/{}", self.repo),
+        };
+        format!("{repo}:{}", self.tag)
+    }
+}
+
 impl fmt::Display for Tag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.repo, self.tag)
@@ -150,6 +169,20 @@ fn valid_tag(tag: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_names_are_as_the_containerd_store_keeps_them() {
+        for (short, full) in [
+            ("app", "docker.io/library/app:latest"),
+            ("app:1", "docker.io/library/app:1"),
+            ("team/app:1", "docker.io/team/app:1"),
+            ("localhost:5000/app:1", "localhost:5000/app:1"),
+            ("registry.example/a/b:2", "registry.example/a/b:2"),
+            ("docker.io/library/app:1", "docker.io/library/app:1"),
+        ] {
+            assert_eq!(Tag::parse(short).unwrap().full_name(), full, "{short}");
+        }
+    }
 
     #[test]
     fn accepts_valid_references() {

@@ -1,40 +1,31 @@
-//! One `flatten` invocation: pick the engine, connect, flatten while
+//! One `flatten` job: pick the engine, connect, run the pipeline while
 //! listening for interrupts, always clean up, and hand the result to the
 //! reporter.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use bollard::query_parameters::ListImagesOptions;
 
-use crate::cli::{FlattenArgs, Format, GlobalArgs};
+use crate::args::{Job, Mode};
+use crate::cli::{Format, GlobalArgs};
 use crate::complete::{self, Completion, Want};
 use crate::engine::{self, Endpoint, Env};
-use crate::flatten::{FlattenError, Flattener, Options};
 use crate::interrupt::{Interrupt, Interrupts};
-use crate::output::json::{Made, Source};
+use crate::objects::Objects;
+use crate::output::json::{Made as Result_, Source};
 use crate::output::{Document, DryRunFacts, Reporter, Summary};
+use crate::pipeline::{Made, Outcome, Pipeline, Request};
 
-/// A flatten that failed; TAG was not touched. Says the failure's own
-/// message, with the note, and hands on the failure's cause, as a
-/// transparent error would: the message it quotes is not a link of its own.
-#[derive(Debug)]
+/// A flatten that failed; what it was to change is unchanged.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}; {unchanged}")]
 pub struct Failed {
-    tag: String,
-    source: FlattenError,
-}
-
-impl std::fmt::Display for Failed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}; {} is unchanged", self.source, self.tag)
-    }
-}
-
-impl std::error::Error for Failed {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        std::error::Error::source(&self.source)
-    }
+    /// Quoted in the message, so not its `source()`.
+    error: crate::error::Error,
+    unchanged: String,
 }
 
 /// A run stopped by the user; carries the exit code to use.
@@ -45,14 +36,19 @@ pub struct Interrupted {
     pub what: String,
 }
 
-pub async fn flatten(
-    globals: &GlobalArgs,
-    args: &FlattenArgs,
-    reporter: Arc<Reporter>,
-) -> anyhow::Result<()> {
+/// What a failed or interrupted flatten left as it was.
+fn unchanged(request: &Request) -> String {
+    match request.output.as_deref() {
+        None => format!("{} is unchanged", request.tag),
+        Some(path) if path == Path::new("-") => "the archive on stdout is incomplete".into(),
+        Some(path) => format!("{} is unchanged", path.display()),
+    }
+}
+
+pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
     let mut interrupts = Interrupts::listen().context("cannot install signal handlers")?;
-    let endpoint = engine::resolve(globals, &Env::from_process())?;
-    reporter.debug(globals.debug, &format!("engine endpoint: {endpoint}"));
+    let endpoint = engine::resolve(&job.globals, &Env::from_process())?;
+    reporter.debug(job.globals.debug, &format!("engine endpoint: {endpoint}"));
     // Kept to the end: a TLS or ssh endpoint is reached through its bridge.
     let connection = tokio::select! {
         connection = engine::connect(&endpoint) => connection?,
@@ -60,24 +56,22 @@ pub async fn flatten(
             return Err(Interrupted { interrupt, what: "nothing was changed".into() }.into())
         }
     };
-    let flattener = Flattener::new(
+    let objects = Objects::new();
+    let pipeline = Pipeline::new(
         connection.docker.clone(),
         connection.inspect_json.clone(),
         endpoint.to_string(),
+        &objects,
     );
-    let tag = match (&args.tag, args.dry_run) {
-        (_, true) => return dry_run(&flattener, &endpoint, args, &reporter, &mut interrupts).await,
-        (Some(tag), false) => tag,
-        (None, false) => unreachable!("clap requires TAG without --dry-run"),
-    };
-
-    let options = Options {
-        compression: args.compression.chosen(),
-        force: args.force,
+    let request = match &job.mode {
+        Mode::DryRun { tag } => {
+            return dry_run(&pipeline, &endpoint, job, tag, &reporter, &mut interrupts).await
+        }
+        Mode::Flatten(request) => request,
     };
 
     let result = tokio::select! {
-        result = flattener.flatten(&args.image, tag, options, reporter.clone()) => Ok(result),
+        result = pipeline.flatten(request, reporter.clone()) => Ok(result),
         interrupt = interrupts.next() => Err(interrupt),
     };
     let stopped = Instant::now();
@@ -87,115 +81,142 @@ pub async fn flatten(
 
     // A second interrupt during cleanup skips it, saying what is left.
     let leftovers = tokio::select! {
-        left = flattener.cleanup(reporter.as_ref()) => Some(left),
+        left = objects.cleanup(&connection.docker, reporter.as_ref()) => Some(left),
         _ = interrupts.next_signal_after(stopped) => None,
     };
     match &leftovers {
-        None => {
-            let made = flattener.made_so_far();
-            let label = format!("{}={}", crate::flatten::RUN_LABEL, flattener.run_id());
-            let known = if made.is_empty() {
-                String::new()
-            } else {
-                format!("{made}; ")
-            };
-            reporter.warn(&format!(
-                "cleanup skipped; remove what this run made with: {known}\
-                 docker rm -fv $(docker ps -aq --filter label={label}); \
-                 docker rmi $(docker images -q --filter label={label})"
-            ))
-        }
+        None => reporter.warn(&format!(
+            "cleanup skipped; remove what this run made with: {}",
+            objects.removal_commands()
+        )),
         Some(left) if !left.is_empty() => reporter.warn(&format!(
             "could not remove every temporary object; remove them with: {left}"
         )),
         Some(_) => {}
     }
 
-    let outcome = match result {
+    let finished = match result {
         Err(interrupt) => {
             return Err(Interrupted {
                 interrupt,
-                what: format!("{tag} is unchanged"),
+                what: unchanged(request),
             }
             .into())
         }
-        Ok(Err(source)) => {
+        Ok(Err(error)) => {
             return Err(Failed {
-                tag: tag.to_string(),
-                source,
+                error,
+                unchanged: unchanged(request),
             }
             .into())
         }
-        Ok(Ok(outcome)) => outcome,
+        Ok(Ok(finished)) => finished,
     };
-    reporter.debug(
-        globals.debug,
-        &format!(
-            "source {}; upload compression: {}; removed from the export: {}",
-            outcome.source_id,
-            outcome.compression,
-            outcome.filter.dropped.join(", ")
+    let tag = request.tag.to_string();
+    let (made, compression) = match &finished.outcome {
+        Outcome::AlreadyFlat => (None, None),
+        Outcome::Flattened {
+            made,
+            compression,
+            filter,
+        } => {
+            reporter.debug(
+                job.globals.debug,
+                &format!(
+                    "source {}; layer compression: {compression}; removed from the export: {}",
+                    finished.source.id,
+                    filter.dropped.join(", ")
+                ),
+            );
+            (Some(made), Some(*compression))
+        }
+    };
+    // Already flat: TAG is IMAGE itself.
+    let (id, size, file) = match made {
+        None => (
+            Some(finished.source.id.as_str()),
+            finished.source.size,
+            None,
         ),
-    );
-    let target = tag.to_string();
-    match args.format {
-        Format::Text => reporter.result(&outcome.id),
-        Format::Json => reporter.json(&Document::new(
-            Source {
-                reference: &args.image,
-                id: &outcome.source_id,
-                layers: outcome.layers_before,
-                size: outcome.size_before,
-            },
-            Made::Image {
-                reference: &target,
-                id: &outcome.id,
-                size: outcome.size_after,
-                compression: outcome.compression,
-                already_flat: outcome.already_flat,
-            },
-            &endpoint,
-            outcome.store,
-            outcome.elapsed,
-        )),
+        Some(Made::Image { id, size }) => (Some(id.as_str()), *size, None),
+        Some(Made::Archive { path, size }) => (None, *size, Some(path.display().to_string())),
+    };
+    match (job.format, id, &file) {
+        (Format::Text, Some(id), None) => reporter.result(id),
+        // The archive is the result: in the file, or on stdout.
+        (Format::Text, _, _) => {}
+        (Format::Json, _, _) => {
+            let result = match (&file, id, compression) {
+                (Some(file), _, Some(compression)) => Result_::Archive {
+                    reference: &tag,
+                    file,
+                    size,
+                    compression,
+                },
+                (_, id, compression) => Result_::Image {
+                    reference: &tag,
+                    id: id.unwrap_or_default(),
+                    size,
+                    compression,
+                },
+            };
+            reporter.json(&Document::new(
+                Source {
+                    reference: &job.image,
+                    id: &finished.source.id,
+                    layers: finished.source.layers,
+                    size: finished.source.size,
+                },
+                result,
+                &endpoint,
+                finished.store,
+                finished.elapsed,
+            ))
+        }
     }
+    let target = match &file {
+        Some(file) if file == "-" => format!("stdout ({tag})"),
+        Some(file) => format!("{file} ({tag})"),
+        None => tag.clone(),
+    };
     reporter.summary(&Summary {
-        source: &args.image,
+        source: &job.image,
         target: &target,
-        layers_before: outcome.layers_before,
-        size_before: outcome.size_before,
-        size_after: outcome.size_after,
-        elapsed: outcome.elapsed,
-        already_flat: outcome.already_flat,
+        layers_before: finished.source.layers,
+        size_before: finished.source.size,
+        size_after: size,
+        elapsed: finished.elapsed,
+        already_flat: made.is_none(),
     });
     Ok(())
 }
 
 async fn dry_run(
-    flattener: &Flattener,
+    pipeline: &Pipeline<'_>,
     endpoint: &Endpoint,
-    args: &FlattenArgs,
+    job: &Job,
+    tag: &Option<crate::reference::Tag>,
     reporter: &Arc<Reporter>,
     interrupts: &mut Interrupts,
 ) -> anyhow::Result<()> {
     let outcome = tokio::select! {
-        outcome = flattener.dry_run(&args.image, reporter.clone()) => outcome,
+        outcome = pipeline.dry_run(&job.image, reporter.clone()) => outcome,
         interrupt = interrupts.next() => {
             reporter.stage_failed();
             return Err(Interrupted { interrupt, what: "nothing was changed".into() }.into())
         }
     };
     let outcome = outcome.inspect_err(|_| reporter.stage_failed())?;
-    let tag = args.tag.as_ref().map(ToString::to_string);
-    match args.format {
+    let tag = tag.as_ref().map(ToString::to_string);
+    match job.format {
         Format::Json => reporter.json(&Document::new(
             Source {
-                reference: &args.image,
-                id: &outcome.source_id,
-                layers: outcome.layers_before,
-                size: outcome.size_before,
+                reference: &job.image,
+                id: &outcome.source.id,
+                layers: outcome.source.layers,
+                size: outcome.source.size,
             },
-            Made::DryRun {
+            Result_::DryRun {
                 tag: tag.as_deref(),
                 savings: &outcome.savings,
             },
@@ -205,8 +226,8 @@ async fn dry_run(
         )),
         Format::Text => reporter.dry_run(
             &DryRunFacts {
-                image: &args.image,
-                id: &outcome.source_id,
+                image: &job.image,
+                id: &outcome.source.id,
                 tag: tag.as_deref(),
                 endpoint: &endpoint.to_string(),
                 store: outcome.store,
@@ -245,31 +266,3 @@ pub async fn complete(words: &[String]) -> Completion {
 }
 
 const COMPLETION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_failure_says_its_message_once_and_that_tag_is_unchanged() {
-        let failed = Failed {
-            tag: "app:flat".into(),
-            source: FlattenError::NoSuchImage {
-                image: "app:1".into(),
-                endpoint: "unix:///s (context \"default\")".into(),
-            },
-        };
-        let said = failed.to_string();
-        assert!(
-            said.starts_with("no such image \"app:1\" on unix:///s"),
-            "{said}"
-        );
-        assert!(said.ends_with("; app:flat is unchanged"), "{said}");
-        crate::output::assert_causes_said_once(&failed);
-        let interrupted = Interrupted {
-            interrupt: Interrupt::Sigterm,
-            what: "nothing was changed".into(),
-        };
-        crate::output::assert_causes_said_once(&interrupted);
-    }
-}

@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
-const BLOCK: usize = 512;
+use crate::tar::{self as blocks, BLOCK};
 /// Extension records (PAX, GNU long names) larger than this are not a real
 /// export; refusing them keeps memory bounded whatever the input.
 const MAX_EXTENSION: u64 = 16 << 20;
@@ -175,8 +175,8 @@ impl TarFilter {
         for gone in self.deferred.drain(..) {
             self.stats.dropped.push(display(&gone.path));
         }
-        out.push_back(Bytes::from_static(&[0; 2 * BLOCK]));
-        self.stats.bytes_out += 2 * BLOCK as u64;
+        out.push_back(Bytes::from_static(&blocks::END_OF_ARCHIVE));
+        self.stats.bytes_out += blocks::END_OF_ARCHIVE.len() as u64;
         Ok(())
     }
 
@@ -203,7 +203,6 @@ impl TarFilter {
         let size = header
             .entry_size()
             .map_err(|_| self.corrupt("unreadable entry size"))?;
-        let padded = |n: u64| n.div_ceil(BLOCK as u64) * BLOCK as u64;
         match kind {
             b'x' | b'L' | b'K' | b'g' => {
                 if size > MAX_EXTENSION {
@@ -214,7 +213,7 @@ impl TarFilter {
                 self.state = State::Extension {
                     kind,
                     remaining: size,
-                    padding: padded(size) - size,
+                    padding: blocks::padding(size) as u64,
                 };
                 if size == 0 {
                     self.on_extension(kind);
@@ -234,7 +233,7 @@ impl TarFilter {
         let path = normalize(&path).to_vec();
         // Links, directories, devices and FIFOs carry no data whatever their size field says.
         let data = if matches!(kind, b'0' | b'\0' | b'7') {
-            padded(size)
+            blocks::padded(size)
         } else {
             0
         };
@@ -336,12 +335,12 @@ pub fn root_entry(root: Root, comment: Option<&str>) -> Bytes {
     if let Some(comment) = comment {
         let record = pax_record("comment", comment);
         out.extend_from_slice(
-            ustar_header(b"././@PaxHeader", b'x', record.len() as u64, 0o644, 0, 0, 0).as_bytes(),
+            blocks::header(b"././@PaxHeader", b'x', record.len() as u64, 0o644, 0, 0, 0).as_bytes(),
         );
         out.extend_from_slice(record.as_bytes());
-        out.resize(out.len().div_ceil(BLOCK) * BLOCK, 0);
+        out.resize(blocks::padded(out.len() as u64) as usize, 0);
     }
-    let dir = ustar_header(b"./", b'5', 0, root.mode, root.uid, root.gid, root.mtime);
+    let dir = blocks::header(b"./", b'5', 0, root.mode, root.uid, root.gid, root.mtime);
     out.extend_from_slice(dir.as_bytes());
     Bytes::from(out)
 }
@@ -354,28 +353,6 @@ fn pax_record(key: &str, value: &str) -> String {
         len = body(len).len();
     }
     body(len)
-}
-
-fn ustar_header(
-    name: &[u8],
-    kind: u8,
-    size: u64,
-    mode: u32,
-    uid: u64,
-    gid: u64,
-    mtime: u64,
-) -> tar::Header {
-    let mut header = tar::Header::new_ustar();
-    // Written as is: `set_path` would turn `./` into `.`.
-    header.as_old_mut().name[..name.len()].copy_from_slice(name);
-    header.set_entry_type(tar::EntryType::new(kind));
-    header.set_size(size);
-    header.set_mode(mode);
-    header.set_uid(uid);
-    header.set_gid(gid);
-    header.set_mtime(mtime);
-    header.set_cksum();
-    header
 }
 
 /// PAX records, `<len> <key>=<value>\n`, split by their length prefix: values

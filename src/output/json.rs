@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::engine::Endpoint;
-use crate::flatten::Store;
+use crate::layer::Compression;
 use crate::savings::Savings;
-use crate::upload::Compression;
+use crate::store::Store;
 
 /// The `--format json` document.
 #[derive(Debug, Serialize)]
@@ -23,7 +23,7 @@ pub struct Document<'a> {
     /// Bytes that later layers delete or overwrite; known after a dry run only.
     pub wasted_bytes: Option<u64>,
     pub duration_seconds: f64,
-    /// How the layer was uploaded to the import; null in a dry run.
+    /// How the layer was compressed; null in a dry run and when already flat.
     pub compression: Option<Compression>,
     pub engine: Engine<'a>,
     /// The dry run's layer-by-layer findings; null for a flatten.
@@ -36,8 +36,12 @@ pub struct Image<'a> {
     pub reference: Option<&'a str>,
     pub id: Option<&'a str>,
     pub layers: usize,
-    /// The engine's figure for the image's size, in bytes.
+    /// The engine's figure for the image's size, in bytes; with `--output`
+    /// the archive's size.
     pub size: Option<u64>,
+    /// `--output`'s FILE (`-` for stdout); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -59,13 +63,21 @@ pub struct Source<'a> {
 
 /// What the run made of IMAGE.
 pub enum Made<'a> {
-    /// A flatten: TAG points at the image `id`.
+    /// A flatten: TAG points at the image `id`; `compression` is `None`
+    /// when IMAGE was already flat and TAG points at it.
     Image {
         reference: &'a str,
         id: &'a str,
         size: u64,
+        compression: Option<Compression>,
+    },
+    /// A flatten into an archive `file` (`-`: stdout) of `size` bytes,
+    /// that names the image `reference`.
+    Archive {
+        reference: &'a str,
+        file: &'a str,
+        size: u64,
         compression: Compression,
-        already_flat: bool,
     },
     /// A dry run: nothing, and what flattening would save.
     DryRun {
@@ -88,15 +100,30 @@ impl<'a> Document<'a> {
                 id,
                 size,
                 compression,
-                already_flat,
             } => {
                 let image = Image {
                     reference: Some(reference),
                     id: Some(id),
                     layers: 1,
                     size: Some(size),
+                    file: None,
                 };
-                (image, Some(compression), already_flat, None)
+                (image, compression, compression.is_none(), None)
+            }
+            Made::Archive {
+                reference,
+                file,
+                size,
+                compression,
+            } => {
+                let image = Image {
+                    reference: Some(reference),
+                    id: None,
+                    layers: 1,
+                    size: Some(size),
+                    file: Some(file),
+                };
+                (image, Some(compression), false, None)
             }
             Made::DryRun { tag, savings } => {
                 let image = Image {
@@ -104,6 +131,7 @@ impl<'a> Document<'a> {
                     id: None,
                     layers: 1,
                     size: None,
+                    file: None,
                 };
                 (image, None, false, Some(savings))
             }
@@ -116,6 +144,7 @@ impl<'a> Document<'a> {
                 id: Some(source.id),
                 layers: source.layers,
                 size: Some(source.size),
+                file: None,
             },
             result,
             wasted_bytes: savings.map(|s| s.wasted_bytes),
@@ -225,8 +254,7 @@ mod tests {
             reference: "app:flat",
             id: "sha256:02",
             size: 5,
-            compression: Compression::Gzip,
-            already_flat: false,
+            compression: Some(Compression::Gzip),
         };
         let doc = Document::new(
             source(),

@@ -133,7 +133,7 @@ impl Progress for Reporter {
             Renderer::Terminal(bars) => {
                 let bytes = matches!(
                     stage,
-                    Stage::Stream | Stage::Spool | Stage::Load | Stage::Read
+                    Stage::Stream | Stage::Spool | Stage::Load | Stage::Write | Stage::Read
                 );
                 bars.begin(label, bytes);
             }

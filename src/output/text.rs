@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use indicatif::HumanBytes;
 
-use crate::flatten::Store;
 use crate::progress::Stage;
 use crate::savings::Savings;
+use crate::store::Store;
 
 /// The facts for the closing summary of a flatten.
 pub struct Summary<'a> {
@@ -51,6 +51,7 @@ pub fn stage_label(stage: Stage, what: &str) -> String {
         Stage::Stream => "Exporting the container into an import".to_owned(),
         Stage::Spool => "Exporting the container into a compressed layer file".to_owned(),
         Stage::Load => format!("Loading the layer with the config and platform of {what}"),
+        Stage::Write => format!("Writing the image archive to {what}"),
         Stage::Read => format!("Reading the layers of {what}"),
         Stage::Configure => format!("Applying the config and platform of {what}"),
         Stage::Tag => format!("Tagging {what}"),

@@ -1,7 +1,7 @@
-//! What goes up to the engine (an import, or a temporary file and then a
-//! load): the filtered tar, as it is or
-//! compressed (gzip or zstd) on every core, and the digests the image config
-//! (diff ID) and manifest (blob digest and size) need.
+//! The flattened layer: a source's tar, as it is or compressed (gzip or
+//! zstd) on every core, as a [`ByteStream`] for the destination, and the
+//! digests the image config (diff ID) and manifest (blob digest and size)
+//! need, known at its end ([`encode`]).
 //!
 //! Compression runs on tokio's blocking pool, never on the runtime's own
 //! threads, so the export keeps streaming while the cores compress. gzip is
@@ -18,6 +18,10 @@ use bytes::{Bytes, BytesMut};
 use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
+
+use crate::source::{Source, SourceError};
+use crate::stream::{self, Abandoned, ByteStream, Summary};
+use crate::tarfilter::FilterStats;
 
 /// How the layer travels to the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -62,6 +66,64 @@ pub struct Digests {
     pub blob_size: u64,
     /// How the bytes sent were compressed.
     pub compression: Compression,
+}
+
+/// The layer on its way to a destination: its bytes, and what it was once
+/// they have all gone (await it after `bytes` has ended or been dropped).
+pub struct Layer {
+    pub bytes: ByteStream,
+    pub summary: Summary<Built, LayerError>,
+}
+
+/// A layer that has streamed whole.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// What the source left out.
+    pub filter: FilterStats,
+    pub digests: Digests,
+}
+
+/// Why a layer did not stream whole.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// Shows the compressor's error: no further source.
+    #[error("compressing the layer failed: {0}")]
+    Compress(std::io::Error),
+    /// The destination stopped reading; its own error says why.
+    #[error(transparent)]
+    Abandoned(#[from] Abandoned),
+}
+
+/// Streams `source` through an [`Encoder`] on its own task, at most one
+/// chunk ahead of the destination.
+pub fn encode(mut source: Source, compression: Compression) -> std::io::Result<Layer> {
+    let mut encoder = Encoder::new(compression, workers())?;
+    let (bytes, summary) = stream::spawn(move |out| async move {
+        let mut ready = VecDeque::new();
+        while let Some(tar) = source.next().await? {
+            encoder
+                .encode(tar, &mut ready)
+                .await
+                .map_err(LayerError::Compress)?;
+            while let Some(chunk) = ready.pop_front() {
+                out.send(chunk).await?;
+            }
+        }
+        let digests = encoder
+            .finish(&mut ready)
+            .await
+            .map_err(LayerError::Compress)?;
+        for chunk in ready {
+            out.send(chunk).await?;
+        }
+        Ok(Built {
+            filter: source.stats(),
+            digests,
+        })
+    });
+    Ok(Layer { bytes, summary })
 }
 
 /// Uncompressed bytes per gzip member / zstd feed: big enough that the

@@ -1,0 +1,117 @@
+//! clap's structs lowered into one typed [`Job`] before anything runs (as
+//! ripgrep lowers its low-level args into high-level ones, and fd its Opts
+//! into a Config): the combinations clap cannot check are refused here,
+//! and what runs never looks at clap's types again but the globals the
+//! engine selection reads.
+
+use crate::cli::{FlattenArgs, Format, GlobalArgs};
+use crate::pipeline::Request;
+use crate::reference::Tag;
+
+/// One invocation of `flatten`, checked.
+#[derive(Debug)]
+pub struct Job {
+    /// The docker CLI's global flags: they select the engine.
+    pub globals: GlobalArgs,
+    pub image: String,
+    pub format: Format,
+    pub mode: Mode,
+}
+
+#[derive(Debug)]
+pub enum Mode {
+    /// `--dry-run`: analyse IMAGE's layers; TAG only checked.
+    DryRun {
+        tag: Option<Tag>,
+    },
+    Flatten(Request),
+}
+
+/// A combination of arguments that cannot work; nothing was done.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ArgsError {
+    #[error(
+        "-o - writes the image archive to stdout, which is a terminal: redirect it \
+         (docker flatten -o - IMAGE TAG > FILE) or give a file (-o FILE)"
+    )]
+    ArchiveToTerminal,
+    #[error(
+        "-o - writes the image archive to stdout: it cannot carry --format json too; use -o FILE"
+    )]
+    JsonWithArchive,
+}
+
+/// Lowers the parsed command line; `stdout_is_terminal` is asked only for `-o -`.
+pub fn lower(
+    globals: GlobalArgs,
+    args: FlattenArgs,
+    stdout_is_terminal: impl FnOnce() -> bool,
+) -> Result<Job, ArgsError> {
+    // `--output` comes with the next change; the pipeline already takes it.
+    let output: Option<std::path::PathBuf> = None;
+    let to_stdout = output.as_deref().is_some_and(|o| o.as_os_str() == "-");
+    if to_stdout && args.format == Format::Json {
+        return Err(ArgsError::JsonWithArchive);
+    }
+    if to_stdout && stdout_is_terminal() {
+        return Err(ArgsError::ArchiveToTerminal);
+    }
+    let mode = match (args.dry_run, args.tag) {
+        (true, tag) => Mode::DryRun { tag },
+        (false, Some(tag)) => Mode::Flatten(Request {
+            image: args.image.clone(),
+            tag,
+            output,
+            compression: args.compression.chosen(),
+            force: args.force,
+        }),
+        (false, None) => unreachable!("clap requires TAG without --dry-run"),
+    };
+    Ok(Job {
+        globals,
+        image: args.image,
+        format: args.format,
+        mode,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn job(args: &[&str], terminal: bool) -> Result<Job, ArgsError> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("docker").chain(args.iter().copied())).unwrap();
+        let Command::Flatten(f) = cli.command else {
+            panic!("not flatten")
+        };
+        lower(cli.globals, f, || terminal)
+    }
+
+    #[test]
+    fn a_flatten_becomes_a_request() {
+        let j = job(
+            &["-D", "flatten", "--compression", "zstd", "img", "app"],
+            true,
+        )
+        .unwrap();
+        assert!(j.globals.debug);
+        let Mode::Flatten(r) = j.mode else {
+            panic!("not a flatten")
+        };
+        assert_eq!(
+            (r.image.as_str(), r.tag.to_string()),
+            ("img", "app:latest".into())
+        );
+        assert_eq!(r.output, None);
+        assert_eq!(r.compression, Some(crate::layer::Compression::Zstd));
+    }
+
+    #[test]
+    fn a_dry_run_keeps_its_optional_tag() {
+        let j = job(&["flatten", "--dry-run", "-q", "img"], false).unwrap();
+        assert!(matches!(j.mode, Mode::DryRun { tag: None }));
+    }
+}

@@ -1,0 +1,213 @@
+//! The pipeline's errors: which [`Step`] failed, on which endpoint (named
+//! once, here), and why ([`Cause`]). Each message is whole: it quotes its
+//! cause (the engine's own words, the I/O error) and so returns no
+//! `source()`, and the chain is printed once.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use bollard::errors::Error as EngineError;
+
+use crate::layer::LayerError;
+use crate::store::Refusal;
+
+/// What the pipeline was doing. Finer than the progress stages: several
+/// steps run within one stage (an import, then its inspect), and some, such
+/// as asking the engine which store it uses, before any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    ReadInfo,
+    ReadVersion,
+    Inspect(String),
+    ReadConfig(String),
+    Create(String),
+    Export(String),
+    Import(String),
+    InspectImported,
+    LoadConfig,
+    Load,
+    InspectResult,
+    Tag(String),
+    ReadLayers(String),
+    /// The compressed layer into a temporary file.
+    Spool(String),
+    /// The archive into `--output`'s file, or stdout (`-`).
+    Write(PathBuf),
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::ReadInfo => f.write_str("reading engine info"),
+            Step::ReadVersion => f.write_str("reading the engine version"),
+            Step::Inspect(image) => write!(f, "inspecting image {image}"),
+            Step::ReadConfig(image) => write!(f, "reading the config of {image}"),
+            Step::Create(image) => write!(f, "creating a container from {image}"),
+            Step::Export(image) => write!(f, "exporting the filesystem of {image}"),
+            Step::Import(image) => write!(f, "importing the filesystem of {image}"),
+            Step::InspectImported => f.write_str("inspecting the imported layer"),
+            Step::LoadConfig => f.write_str("loading the flattened image's config"),
+            Step::Load => f.write_str("loading the flattened image"),
+            Step::InspectResult => f.write_str("inspecting the flattened image"),
+            Step::Tag(tag) => write!(f, "tagging {tag}"),
+            Step::ReadLayers(image) => write!(f, "reading the layers of {image}"),
+            Step::Spool(image) => write!(
+                f,
+                "writing the flattened layer of {image} to a temporary file"
+            ),
+            Step::Write(path) if path.as_os_str() == "-" => {
+                f.write_str("writing the image archive to stdout")
+            }
+            Step::Write(path) => write!(f, "writing the image archive {}", path.display()),
+        }
+    }
+}
+
+/// Why a step failed.
+#[derive(Debug)]
+pub enum Cause {
+    /// The engine refused, or the connection broke.
+    Engine(EngineError),
+    /// The engine answered, but not as it should have.
+    Unexpected(String),
+    /// IMAGE does not exist (the step is [`Step::Inspect`]).
+    NoSuchImage(String),
+    /// The compression asked for does not suit the engine.
+    Unsupported(Refusal),
+    /// The layer did not stream whole (the step is [`Step::Export`]).
+    Layer(LayerError),
+    /// Writing on this machine failed: a temporary file, `--output`.
+    Local {
+        /// The directory that needs room, or cannot be written.
+        dir: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+/// A failed run of the pipeline.
+#[derive(Debug)]
+pub struct Error {
+    pub step: Step,
+    /// The engine's address, as the user knows it.
+    pub endpoint: String,
+    pub cause: Cause,
+}
+
+impl std::error::Error for Error {}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Error {
+            step,
+            endpoint,
+            cause,
+        } = self;
+        match cause {
+            Cause::Engine(e) => write!(f, "{step} failed on {endpoint}: {}", detail(e)),
+            Cause::Unexpected(what) => {
+                write!(f, "{step} on {endpoint} gave an unexpected answer: {what}")
+            }
+            Cause::NoSuchImage(image) => write!(
+                f,
+                "no such image \"{image}\" on {endpoint}: build or pull it first (docker pull {image})"
+            ),
+            Cause::Unsupported(r) => write!(
+                f,
+                "--compression {} cannot be used with {} at {endpoint}: {}; use {}",
+                r.mode, r.engine, r.why, r.instead
+            ),
+            Cause::Layer(e) => write!(f, "{step} from {endpoint} failed: {e}"),
+            Cause::Local { dir, error } => match step {
+                Step::Spool(_) => write!(
+                    f,
+                    "{step} in {} failed: {error}; free space there, or set TMPDIR to a \
+                     directory with room for the compressed layer",
+                    dir.display()
+                ),
+                Step::Write(path) if path.as_os_str() == "-" => write!(f, "{step} failed: {error}"),
+                _ => write!(
+                    f,
+                    "{step} failed: {error}; it needs a directory it can write, with room for \
+                     the compressed image ({})",
+                    dir.display()
+                ),
+            },
+        }
+    }
+}
+
+/// The engine's own words for a failure, without the client library's framing.
+pub fn detail(e: &EngineError) -> String {
+    match e {
+        EngineError::DockerResponseServerError { message, .. } => message.trim().to_owned(),
+        EngineError::DockerStreamError { error } => error.trim().to_owned(),
+        EngineError::HyperResponseError { .. }
+        | EngineError::HyperLegacyError { .. }
+        | EngineError::IOError { .. }
+        | EngineError::RequestTimeoutError => {
+            format!("the connection to the engine broke; check that it is still running ({e})")
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(step: Step, cause: Cause) -> Error {
+        Error {
+            step,
+            endpoint: "unix:///e.sock".into(),
+            cause,
+        }
+    }
+
+    #[test]
+    fn messages_name_the_step_and_the_endpoint_and_quote_the_cause() {
+        let refused = EngineError::DockerResponseServerError {
+            status_code: 500,
+            message: "no space left on device\n".into(),
+        };
+        let e = error(Step::Tag("app:flat".into()), Cause::Engine(refused));
+        assert_eq!(
+            e.to_string(),
+            "tagging app:flat failed on unix:///e.sock: no space left on device"
+        );
+        crate::output::assert_causes_said_once(&e);
+        let e = error(
+            Step::Inspect("app:1".into()),
+            Cause::NoSuchImage("app:1".into()),
+        );
+        assert_eq!(
+            e.to_string(),
+            "no such image \"app:1\" on unix:///e.sock: build or pull it first (docker pull app:1)"
+        );
+        let full = || std::io::Error::from_raw_os_error(28);
+        let e = error(
+            Step::Spool("app:1".into()),
+            Cause::Local {
+                dir: "/tmp".into(),
+                error: full(),
+            },
+        );
+        let said = e.to_string();
+        assert!(
+            said.starts_with("writing the flattened layer of app:1 to a temporary file in /tmp failed: No space left on device")
+                && said.contains("set TMPDIR"),
+            "{said}"
+        );
+        let e = error(
+            Step::Write("out/app.tar".into()),
+            Cause::Local {
+                dir: "out".into(),
+                error: full(),
+            },
+        );
+        assert!(
+            e.to_string()
+                .starts_with("writing the image archive out/app.tar failed: No space left"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,447 @@
+//! The flatten, as one path: probe the store and choose the destination
+//! and compression → inspect IMAGE → its config → source (the container
+//! export) → layer (filter and encode) → destination (import, load, file)
+//! → tag. Every temporary object goes in the run's [`Objects`] ledger,
+//! which the caller cleans up whatever happened.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::errors::Error as EngineError;
+use bollard::models::ImageInspect;
+use bollard::query_parameters::TagImageOptionsBuilder;
+use bollard::Docker;
+use serde_json::Value;
+
+use crate::destination::{self, file, Destination, Engine};
+use crate::dryrun::{self, DryRunError};
+use crate::engine::InspectJson;
+use crate::error::{Cause, Error, Step};
+use crate::image::config::{self, Provenance, Recipe};
+use crate::layer::{self, Compression};
+use crate::objects::Objects;
+use crate::progress::{Progress, Stage};
+use crate::reference::Tag;
+use crate::save_archive;
+use crate::save_stream;
+use crate::savings::Savings;
+use crate::source::{export, Source};
+use crate::store::{self, Store};
+use crate::tarfilter::FilterStats;
+
+/// What to flatten, and where to.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub image: String,
+    pub tag: Tag,
+    /// `--output`: a file, or `-` for stdout; `None`: the engine.
+    pub output: Option<PathBuf>,
+    /// `None`: what suits the destination.
+    pub compression: Option<Compression>,
+    /// Rebuild an image that already has one layer instead of only tagging it.
+    pub force: bool,
+}
+
+/// IMAGE as the run found it.
+#[derive(Debug, Clone)]
+pub struct SourceImage {
+    pub id: String,
+    pub layers: usize,
+    /// The engine's figure, in bytes.
+    pub size: u64,
+}
+
+/// A finished flatten.
+#[derive(Debug)]
+pub struct Finished {
+    pub source: SourceImage,
+    pub store: Store,
+    pub elapsed: Duration,
+    pub outcome: Outcome,
+}
+
+/// What a finished flatten did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// IMAGE had one layer already: TAG now points at it and nothing was built.
+    AlreadyFlat,
+    Flattened {
+        made: Made,
+        /// How the layer was sent (or written).
+        compression: Compression,
+        /// What the source left out.
+        filter: FilterStats,
+    },
+}
+
+/// Where the flattened image is.
+#[derive(Debug)]
+pub enum Made {
+    /// On the engine, tagged TAG.
+    Image { id: String, size: u64 },
+    /// In an archive file, or on stdout (`-`), named TAG inside.
+    Archive { path: PathBuf, size: u64 },
+}
+
+/// What a dry run found.
+#[derive(Debug)]
+pub struct DryRunOutcome {
+    pub source: SourceImage,
+    pub savings: Savings,
+    pub elapsed: Duration,
+    pub store: Store,
+}
+
+/// IMAGE's config as the store keeps it, now or later.
+type Config<'a> = Pin<Box<dyn Future<Output = Result<Value, Error>> + Send + 'a>>;
+
+/// Flattens on one engine.
+pub struct Pipeline<'a> {
+    docker: Docker,
+    inspect_json: InspectJson,
+    endpoint: String,
+    objects: &'a Objects,
+}
+
+impl<'a> Pipeline<'a> {
+    pub fn new(
+        docker: Docker,
+        inspect_json: InspectJson,
+        endpoint: String,
+        objects: &'a Objects,
+    ) -> Pipeline<'a> {
+        Pipeline {
+            docker,
+            inspect_json,
+            endpoint,
+            objects,
+        }
+    }
+
+    fn engine(&self, progress: &Arc<dyn Progress>) -> Engine<'_> {
+        Engine {
+            docker: &self.docker,
+            endpoint: &self.endpoint,
+            objects: self.objects,
+            progress: progress.clone(),
+        }
+    }
+
+    fn error(&self, step: Step, cause: Cause) -> Error {
+        Error {
+            step,
+            endpoint: self.endpoint.clone(),
+            cause,
+        }
+    }
+
+    fn failed(&self, step: Step) -> impl FnOnce(EngineError) -> Error + '_ {
+        move |e| self.error(step, Cause::Engine(e))
+    }
+
+    /// Flattens as `request` says. Leaves temporary objects in the ledger
+    /// for [`Objects::cleanup`], which must run afterwards.
+    pub async fn flatten(
+        &self,
+        request: &Request,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Finished, Error> {
+        let started = Instant::now();
+        let image = request.image.as_str();
+        let store = store::probe(&self.docker)
+            .await
+            .map_err(self.failed(Step::ReadInfo))?;
+        let destination = destination::choose(store, request.output.as_deref());
+        let compression = self.compression(request.compression, &destination).await?;
+        // Before any work: a directory that cannot take the file fails now.
+        let output = match &destination {
+            Destination::File(path) => Some(file::open(path).map_err(|(dir, error)| {
+                self.error(Step::Write(path.clone()), Cause::Local { dir, error })
+            })?),
+            _ => None,
+        };
+        progress.begin(Stage::Inspect, image);
+        let inspect = self.inspect_source(image).await?;
+        let source = source_image(&inspect);
+        self.objects.record(|c| c.source = Some(source.id.clone()));
+
+        if source.layers == 1 && !request.force && destination.is_engine() {
+            // Already the shape asked for: a rebuild would give the same
+            // files under a new ID, minus the xattrs an export cannot carry.
+            self.tag(&source.id, &request.tag, progress.as_ref())
+                .await?;
+            progress.end();
+            return Ok(Finished {
+                source,
+                store,
+                elapsed: started.elapsed(),
+                outcome: Outcome::AlreadyFlat,
+            });
+        }
+
+        // A quick inspect on the graphdriver store, so asked before any
+        // object exists; on the containerd store a read of the save stream,
+        // which runs beside the layer instead.
+        let config: Config<'_> = match store {
+            Store::Graphdriver => {
+                let config = self.inspected_config(&source.id, image).await?;
+                Box::pin(std::future::ready(Ok(config)))
+            }
+            Store::Containerd => Box::pin(self.saved_config(&inspect, image)),
+        };
+        progress.begin(Stage::Create, image);
+        let container = export::create_container(&self.docker, self.objects, &source.id)
+            .await
+            .map_err(self.failed(Step::Create(image.to_owned())))?;
+
+        // The containerd store keys a layer's snapshot by its digest, and a
+        // loaded image whose snapshot already exists (another flatten of the
+        // same files, an earlier one, a concurrent one) is never unpacked,
+        // so it never claims that snapshot and breaks when the other image
+        // goes. A comment only this run writes makes the digest its own;
+        // the files stay the same. An archive may be loaded anywhere.
+        let comment = format!("docker-flatten run {}", self.objects.run_id());
+        let comment = (destination != Destination::Import).then_some(comment.as_str());
+        let preamble = export::root_entry(&inspect, comment);
+        progress.expect_bytes(source.size);
+        progress.begin(
+            match &destination {
+                Destination::Import => Stage::Stream,
+                Destination::Load | Destination::Stdout => Stage::Spool,
+                Destination::File(_) => Stage::Write,
+            },
+            &match &destination {
+                Destination::File(path) => path.display().to_string(),
+                _ => image.to_owned(),
+            },
+        );
+        let source_stream = Source::Export(export::Export::new(
+            &self.docker,
+            &container,
+            preamble,
+            progress.clone(),
+        ));
+        let layer = layer::encode(source_stream, compression).map_err(|e| {
+            self.error(
+                Step::Export(image.to_owned()),
+                Cause::Layer(layer::LayerError::Compress(e)),
+            )
+        })?;
+        let recipe = Recipe {
+            source_id: &source.id,
+            provenance: Provenance {
+                reference: image,
+                layers: source.layers,
+            },
+        };
+        let engine = self.engine(&progress);
+        let (made, built) = match destination {
+            Destination::Import => {
+                let config = config.await?;
+                let (id, built) =
+                    destination::import::import(&engine, layer, &inspect, &config, &recipe).await?;
+                (
+                    self.tagged(id, &request.tag, progress.as_ref()).await?,
+                    built,
+                )
+            }
+            Destination::Load => {
+                let (id, built) = destination::load::load(&engine, layer, config, &recipe).await?;
+                (
+                    self.tagged(id, &request.tag, progress.as_ref()).await?,
+                    built,
+                )
+            }
+            Destination::File(path) => {
+                let output = output.expect("opened above");
+                let written =
+                    file::write(&engine, output, layer, config, &recipe, &request.tag).await?;
+                let size = written.size;
+                (Made::Archive { path, size }, written.built)
+            }
+            Destination::Stdout => {
+                let written =
+                    file::write_stdout(&engine, layer, config, &recipe, &request.tag).await?;
+                let size = written.size;
+                let path = PathBuf::from("-");
+                (Made::Archive { path, size }, written.built)
+            }
+        };
+        progress.end();
+        Ok(Finished {
+            source,
+            store,
+            elapsed: started.elapsed(),
+            outcome: Outcome::Flattened {
+                made,
+                compression,
+                filter: built.filter,
+            },
+        })
+    }
+
+    /// Points TAG at the new image `id` and reads its size.
+    async fn tagged(&self, id: String, tag: &Tag, progress: &dyn Progress) -> Result<Made, Error> {
+        self.tag(&id, tag, progress).await?;
+        self.objects.record(|c| c.untagged = None);
+        let size = self
+            .docker
+            .inspect_image(&id)
+            .await
+            .map_err(self.failed(Step::InspectResult))?
+            .size
+            .unwrap_or(0)
+            .max(0) as u64;
+        Ok(Made::Image { id, size })
+    }
+
+    /// Reads IMAGE's layers as `docker save` would and works out what
+    /// flattening would gain. Creates nothing on the engine.
+    pub async fn dry_run(
+        &self,
+        image: &str,
+        progress: Arc<dyn Progress>,
+    ) -> Result<DryRunOutcome, Error> {
+        let started = Instant::now();
+        progress.begin(Stage::Inspect, image);
+        let inspect = self.inspect_source(image).await?;
+        let source = source_image(&inspect);
+        let store = store::probe(&self.docker)
+            .await
+            .map_err(self.failed(Step::ReadInfo))?;
+        progress.expect_bytes(source.size);
+        progress.begin(Stage::Read, image);
+        let step = || Step::ReadLayers(image.to_owned());
+        let savings = dryrun::analyze(self.docker.export_image(&source.id), progress.clone())
+            .await
+            .map_err(|e| match e {
+                DryRunError::Engine(e) => self.error(step(), Cause::Engine(e)),
+                DryRunError::Savings(e) => self.error(step(), Cause::Unexpected(e.to_string())),
+            })?;
+        progress.end();
+        Ok(DryRunOutcome {
+            source,
+            savings,
+            elapsed: started.elapsed(),
+            store,
+        })
+    }
+
+    /// Points `tag` at the image `id`.
+    async fn tag(&self, id: &str, tag: &Tag, progress: &dyn Progress) -> Result<(), Error> {
+        progress.begin(Stage::Tag, &tag.to_string());
+        let options = TagImageOptionsBuilder::default()
+            .repo(&tag.repo)
+            .tag(&tag.tag)
+            .build();
+        self.docker
+            .tag_image(id, Some(options))
+            .await
+            .map_err(self.failed(Step::Tag(tag.to_string())))
+    }
+
+    /// The layer's compression for this destination; asks the engine its
+    /// version only when the answer depends on it.
+    async fn compression(
+        &self,
+        requested: Option<Compression>,
+        destination: &Destination,
+    ) -> Result<Compression, Error> {
+        let engine = if store::needs_version(requested, destination) {
+            let version = store::version(&self.docker)
+                .await
+                .map_err(self.failed(Step::ReadVersion))?;
+            Some(version)
+        } else {
+            None
+        };
+        store::choose_compression(requested, destination, engine)
+            .map_err(|refusal| self.error(Step::ReadVersion, Cause::Unsupported(refusal)))
+    }
+
+    /// IMAGE's config on the graphdriver store, for the fields the
+    /// flattened config carries over: the engine's inspect, as sent, holds
+    /// them all (but `os.features`) under its own names. A `docker save`
+    /// would have the engine write the whole image to its disk first.
+    async fn inspected_config(&self, id: &str, image: &str) -> Result<Value, Error> {
+        let inspect = self
+            .inspect_json
+            .image(id)
+            .await
+            .map_err(self.failed(Step::ReadConfig(image.to_owned())))?;
+        Ok(config::from_inspect(&inspect))
+    }
+
+    /// IMAGE's config on the containerd store, whose inspect reports the
+    /// engine's own version as `DockerVersion` and leaves out `comment` and
+    /// `container_config`: the config blob itself, from IMAGE's save stream,
+    /// which streams from the content store as it goes and is dropped as
+    /// soon as the config has come. That can be the whole stream (blobs come
+    /// in digest order), so this runs beside the layer.
+    fn saved_config(
+        &self,
+        source: &ImageInspect,
+        image: &str,
+    ) -> impl Future<Output = Result<Value, Error>> + Send + 'static {
+        let id = source.id.clone().unwrap_or_else(|| image.to_owned());
+        let step = Step::ReadConfig(image.to_owned());
+        let endpoint = self.endpoint.clone();
+        let diff_ids = source
+            .root_fs
+            .as_ref()
+            .and_then(|r| r.layers.clone())
+            .unwrap_or_default();
+        let os = source.os.clone().unwrap_or_default();
+        let arch = source.architecture.clone().unwrap_or_default();
+        let save = self.docker.export_image(&id);
+        async move {
+            let error = |cause| Error {
+                step,
+                endpoint,
+                cause,
+            };
+            let found = save_stream::read(
+                save,
+                |_| {},
+                move |save| save_archive::find_config(save, &diff_ids, &os, &arch),
+            )
+            .await;
+            let detail = match found {
+                Err(e) => return Err(error(Cause::Engine(e))),
+                Ok(Ok(Some(config))) => return Ok(config),
+                Ok(Ok(None)) => {
+                    format!("its save stream holds no config for its layers and platform ({id})")
+                }
+                Ok(Err(e)) => format!("its save stream is not a valid archive: {e}"),
+            };
+            Err(error(Cause::Unexpected(detail)))
+        }
+    }
+
+    async fn inspect_source(&self, image: &str) -> Result<ImageInspect, Error> {
+        let step = Step::Inspect(image.to_owned());
+        match self.docker.inspect_image(image).await {
+            Err(EngineError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Err(self.error(step, Cause::NoSuchImage(image.to_owned()))),
+            other => other.map_err(self.failed(step)),
+        }
+    }
+}
+
+/// IMAGE's ID, layer count and the engine's idea of its size.
+fn source_image(image: &ImageInspect) -> SourceImage {
+    let layers = image
+        .root_fs
+        .as_ref()
+        .and_then(|r| r.layers.as_ref())
+        .map_or(0, Vec::len);
+    SourceImage {
+        id: image.id.clone().unwrap_or_default(),
+        layers,
+        size: image.size.unwrap_or(0).max(0) as u64,
+    }
+}
