@@ -5,7 +5,7 @@
 //! engine selection reads.
 
 use crate::cli::{FlattenArgs, Format, GlobalArgs};
-use crate::pipeline::Request;
+use crate::pipeline::{Keep, Request};
 use crate::reference::Tag;
 
 /// One invocation of `flatten`, checked.
@@ -23,6 +23,8 @@ pub enum Mode {
     /// `--dry-run`: analyse IMAGE's layers; TAG only checked.
     DryRun {
         tag: Option<Tag>,
+        /// `--keep-base`/`--keep-layers`: the savings of that partial flatten.
+        keep: Option<Keep>,
     },
     Flatten(Request),
 }
@@ -56,14 +58,21 @@ pub fn lower(
     if to_stdout && stdout_is_terminal() {
         return Err(ArgsError::ArchiveToTerminal);
     }
+    let keep = match (args.exact, args.keep_base, args.keep_layers) {
+        (_, Some(base), _) => Some(Keep::Base(base)),
+        (_, None, Some(n)) => Some(Keep::Layers(n)),
+        (true, None, None) => Some(Keep::Layers(0)),
+        (false, None, None) => None,
+    };
     let mode = match (args.dry_run, args.tag) {
-        (true, tag) => Mode::DryRun { tag },
+        (true, tag) => Mode::DryRun { tag, keep },
         (false, Some(tag)) => Mode::Flatten(Request {
             image: args.image.clone(),
             tag,
             output,
             compression: args.compression.chosen(),
             force: args.force,
+            merge: keep,
         }),
         (false, None) => unreachable!("clap requires TAG without --dry-run"),
     };
@@ -112,6 +121,43 @@ mod tests {
     #[test]
     fn a_dry_run_keeps_its_optional_tag() {
         let j = job(&["flatten", "--dry-run", "-q", "img"], false).unwrap();
-        assert!(matches!(j.mode, Mode::DryRun { tag: None }));
+        assert!(matches!(
+            j.mode,
+            Mode::DryRun {
+                tag: None,
+                keep: None
+            }
+        ));
+    }
+
+    #[test]
+    fn the_merge_modes_become_what_to_keep() {
+        let keep = |args: &[&str]| match job(args, false).unwrap().mode {
+            Mode::Flatten(r) => r.merge,
+            Mode::DryRun { keep, .. } => keep,
+        };
+        assert_eq!(keep(&["flatten", "img", "t"]), None);
+        assert_eq!(
+            keep(&["flatten", "--exact", "img", "t"]),
+            Some(Keep::Layers(0))
+        );
+        assert_eq!(
+            keep(&["flatten", "--keep-layers", "2", "img", "t"]),
+            Some(Keep::Layers(2))
+        );
+        assert_eq!(
+            keep(&["flatten", "--dry-run", "--keep-base", "b", "img"]),
+            Some(Keep::Base("b".into()))
+        );
+        let both = Cli::try_parse_from([
+            "docker",
+            "flatten",
+            "--exact",
+            "--keep-layers",
+            "1",
+            "i",
+            "t",
+        ]);
+        assert!(both.is_err(), "--exact and a keep mode exclude each other");
     }
 }

@@ -128,6 +128,28 @@ pub struct FlattenArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Merge IMAGE's own layers instead of exporting a container
+    ///
+    /// Reads IMAGE's layers as `docker save` streams them (each into an
+    /// unnamed file in TMPDIR) and merges them as the engine applies them:
+    /// every file as IMAGE has it, /etc/hosts and the other paths a
+    /// container's export fakes included, with every xattr and mtime. No
+    /// container is created.
+    #[arg(long, conflicts_with_all = ["keep_base", "keep_layers"])]
+    pub exact: bool,
+
+    /// Keep the layers of BASE (an image IMAGE is built on) as they are and merge only IMAGE's
+    /// layers above them
+    ///
+    /// The result shares BASE's layers, so pulls reuse a cached BASE. Refused
+    /// unless BASE's layers are the bottom layers of IMAGE.
+    #[arg(long, value_name = "BASE", conflicts_with = "keep_layers")]
+    pub keep_base: Option<String>,
+
+    /// Keep IMAGE's bottom N layers as they are and merge the layers above them into one
+    #[arg(long, value_name = "N")]
+    pub keep_layers: Option<usize>,
+
     /// Only print the new image ID (with --dry-run: only the totals)
     #[arg(short, long)]
     pub quiet: bool,

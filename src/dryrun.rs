@@ -22,15 +22,21 @@ pub enum DryRunError {
     Savings(SavingsError),
 }
 
-/// Reads the whole save stream and returns what flattening would gain.
+/// Reads the whole save stream and returns what flattening all but the
+/// bottom `keep` layers would gain.
 pub async fn analyze(
     save: impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static,
     progress: Arc<dyn Progress>,
+    keep: usize,
 ) -> Result<Savings, DryRunError> {
-    save_stream::read(save, move |n| progress.bytes(n), |r| savings::analyze(r, 0))
-        .await
-        .map_err(DryRunError::Engine)?
-        .map_err(DryRunError::Savings)
+    save_stream::read(
+        save,
+        move |n| progress.bytes(n),
+        move |r| savings::analyze(r, keep),
+    )
+    .await
+    .map_err(DryRunError::Engine)?
+    .map_err(DryRunError::Savings)
 }
 
 #[cfg(test)]

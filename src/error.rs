@@ -33,6 +33,10 @@ pub enum Step {
     Spool(String),
     /// The archive into `--output`'s file, or stdout (`-`).
     Write(PathBuf),
+    /// Working out which of IMAGE's layers a partial flatten keeps.
+    Keep(String),
+    /// IMAGE's layers, as they stream, into temporary files.
+    SpoolLayers(String),
 }
 
 impl fmt::Display for Step {
@@ -59,6 +63,10 @@ impl fmt::Display for Step {
                 f.write_str("writing the image archive to stdout")
             }
             Step::Write(path) => write!(f, "writing the image archive {}", path.display()),
+            Step::Keep(image) => write!(f, "keeping the bottom layers of {image}"),
+            Step::SpoolLayers(image) => {
+                write!(f, "writing the layers of {image} to temporary files")
+            }
         }
     }
 }
@@ -76,6 +84,8 @@ pub enum Cause {
     Unsupported(Refusal),
     /// The layer did not stream whole (the step is [`Step::Export`]).
     Layer(LayerError),
+    /// What was asked cannot be done with this image; nothing was.
+    Refused(String),
     /// Writing on this machine failed: a temporary file, `--output`.
     Local {
         /// The directory that needs room, or cannot be written.
@@ -117,7 +127,14 @@ impl fmt::Display for Error {
                 r.mode, r.engine, r.why, r.instead
             ),
             Cause::Layer(e) => write!(f, "{step} from {endpoint} failed: {e}"),
+            Cause::Refused(why) => write!(f, "{step} on {endpoint} is not possible: {why}"),
             Cause::Local { dir, error } => match step {
+                Step::SpoolLayers(_) => write!(
+                    f,
+                    "{step} in {} failed: {error}; free space there, or set TMPDIR to a \
+                     directory with room for the uncompressed layers",
+                    dir.display()
+                ),
                 Step::Spool(_) => write!(
                     f,
                     "{step} in {} failed: {error}; free space there, or set TMPDIR to a \

@@ -241,9 +241,9 @@ impl LayerIndex {
         &self.names[e.link as usize..][..e.link_len as usize]
     }
 
-    /// Entries indexed, for the progress display.
-    pub fn len(&self) -> usize {
-        self.entries.len()
+    /// Frees the layer's file: it will be kept, not merged.
+    pub fn drop_spool(&mut self) {
+        self.spool = None;
     }
 }
 
@@ -302,9 +302,15 @@ struct State<'a> {
 
 /// Merges `layers` (bottom first) and writes the merged tar of all but the
 /// bottom `keep` to `out`. Layers from `keep` on must have been spooled.
+///
+/// The merged layers' last root entry (`./`) comes first; with a `comment`,
+/// one is always written (root 0755 at the epoch when no layer had one),
+/// carrying the comment as a PAX record: it changes the layer's digest and
+/// none of its files (see [`crate::tarfilter::root_entry`]).
 pub fn merge(
     layers: &[&LayerIndex],
     keep: usize,
+    comment: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<MergeStats, MergeError> {
     let mut state = State {
@@ -339,7 +345,7 @@ pub fn merge(
         stats: MergeStats::default(),
         buf: vec![0; 256 << 10],
     };
-    state.write(&markers, &mut writer)?;
+    state.write(&markers, comment, &mut writer)?;
     writer.bytes(&[0; 2 * BLOCK as usize])?;
     Ok(writer.stats)
 }
@@ -493,9 +499,41 @@ impl<'a> State<'a> {
         }
     }
 
-    fn write(&self, markers: &Markers<'a>, w: &mut Writer<'_>) -> Result<(), MergeError> {
-        if let Some((l, e)) = self.root {
-            w.copy(self.layers[l as usize], e, false)?;
+    fn write(
+        &self,
+        markers: &Markers<'a>,
+        comment: Option<&str>,
+        w: &mut Writer<'_>,
+    ) -> Result<(), MergeError> {
+        match (self.root, comment) {
+            (Some((l, e)), None) => w.copy(self.layers[l as usize], e, false)?,
+            (root, Some(comment)) => {
+                let root = match root {
+                    Some((l, e)) => Some(w.header_of(self.layers[l as usize], e)?),
+                    None => None,
+                };
+                let mut pax: Vec<(Vec<u8>, Vec<u8>)> = root
+                    .as_ref()
+                    .map(|r| {
+                        r.pax
+                            .iter()
+                            .filter(|(k, _)| k != b"comment")
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                pax.push((b"comment".to_vec(), comment.as_bytes().to_vec()));
+                w.header(&NewHeader {
+                    typeflag: b'5',
+                    path: b"./",
+                    link: b"",
+                    size: 0,
+                    meta: root.as_ref().map(|r| &r.header),
+                    device: None,
+                    pax: &pax,
+                })?;
+            }
+            (None, None) => {}
         }
         if markers.opaques.first() == Some(&&b""[..]) {
             w.marker(b".wh..wh..opq", true)?;
@@ -960,7 +998,7 @@ mod tests {
         let indexes: Vec<LayerIndex> = tars.iter().map(|t| index(t)).collect();
         let refs: Vec<&LayerIndex> = indexes.iter().collect();
         let mut out = Vec::new();
-        let stats = merge(&refs, keep, &mut out)?;
+        let stats = merge(&refs, keep, None, &mut out)?;
         Ok((out, stats))
     }
 
@@ -1316,6 +1354,26 @@ mod tests {
         assert!(names.contains(&"r/.wh..wh..opq".to_owned()), "{names:?}");
         assert!(!names.iter().any(|n| n.contains("tmp")), "{names:?}");
         assert_eq!((stats.whiteouts, stats.opaques), (1, 2));
+    }
+
+    #[test]
+    fn a_comment_goes_on_the_root_entry() {
+        let l1 = tar_of(&[Op::Dir(".".into(), 0o700, 77), file("a", "1")]);
+        let l2 = tar_of(&[file("b", "2")]);
+        let indexes: Vec<LayerIndex> = [l1, l2].iter().map(|t| index(t)).collect();
+        let refs: Vec<&LayerIndex> = indexes.iter().collect();
+        let mut out = Vec::new();
+        merge(&refs, 0, Some("run 1"), &mut out).unwrap();
+        let mut archive = tar::Archive::new(&out[..]);
+        let mut first = archive.entries().unwrap().next().unwrap().unwrap();
+        assert_eq!(first.path_bytes().as_ref(), b"./");
+        assert_eq!(first.header().mode().unwrap(), 0o700, "the layers' root");
+        let pax = first.pax_extensions().unwrap().unwrap();
+        let records: Vec<_> = pax.map(|r| r.unwrap().key().unwrap().to_owned()).collect();
+        assert_eq!(records, ["comment"]);
+        let mut bare = Vec::new();
+        merge(&refs[1..], 0, Some("run 2"), &mut bare).unwrap();
+        assert_eq!(paths(&bare), ["./", "b"]);
     }
 
     #[test]

@@ -28,6 +28,7 @@ use crate::reference::Tag;
 use crate::save_archive;
 use crate::save_stream;
 use crate::savings::Savings;
+use crate::source::merge as merge_source;
 use crate::source::{export, Source};
 use crate::store::{self, Store};
 use crate::tarfilter::FilterStats;
@@ -43,6 +44,18 @@ pub struct Request {
     pub compression: Option<Compression>,
     /// Rebuild an image that already has one layer instead of only tagging it.
     pub force: bool,
+    /// Merge IMAGE's own layers instead of exporting a container, keeping
+    /// these bottom ones as they are; `None`: the export.
+    pub merge: Option<Keep>,
+}
+
+/// Which of IMAGE's bottom layers a merge keeps as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keep {
+    /// The bottom N (0 for `--exact`: every layer is merged).
+    Layers(usize),
+    /// BASE's layers, which must be IMAGE's bottom ones.
+    Base(String),
 }
 
 /// IMAGE as the run found it.
@@ -168,7 +181,12 @@ impl<'a> Pipeline<'a> {
         let source = source_image(&inspect);
         self.objects.record(|c| c.source = Some(source.id.clone()));
 
-        if source.layers == 1 && !request.force && destination.is_engine() {
+        let keep = match &request.merge {
+            Some(keep) => Some(self.keep(keep, &inspect, image).await?),
+            None => None,
+        };
+        if source.layers == 1 && !request.force && destination.is_engine() && keep.unwrap_or(0) == 0
+        {
             // Already the shape asked for: a rebuild would give the same
             // files under a new ID, minus the xattrs an export cannot carry.
             self.tag(&source.id, &request.tag, progress.as_ref())
@@ -181,21 +199,11 @@ impl<'a> Pipeline<'a> {
                 outcome: Outcome::AlreadyFlat,
             });
         }
-
-        // A quick inspect on the graphdriver store, so asked before any
-        // object exists; on the containerd store a read of the save stream,
-        // which runs beside the layer instead.
-        let config: Config<'_> = match store {
-            Store::Graphdriver => {
-                let config = self.inspected_config(&source.id, image).await?;
-                Box::pin(std::future::ready(Ok(config)))
-            }
-            Store::Containerd => Box::pin(self.saved_config(&inspect, image)),
+        // Kept layers stay on the engine: only a load above them can use them.
+        let destination = match keep {
+            Some(n) if n > 0 && destination.is_engine() => Destination::Onto(store),
+            _ => destination,
         };
-        progress.begin(Stage::Create, image);
-        let container = export::create_container(&self.docker, self.objects, &source.id)
-            .await
-            .map_err(self.failed(Step::Create(image.to_owned())))?;
 
         // The containerd store keys a layer's snapshot by its digest, and a
         // loaded image whose snapshot already exists (another flatten of the
@@ -205,25 +213,66 @@ impl<'a> Pipeline<'a> {
         // the files stay the same. An archive may be loaded anywhere.
         let comment = format!("docker-flatten run {}", self.objects.run_id());
         let comment = (destination != Destination::Import).then_some(comment.as_str());
-        let preamble = export::root_entry(&inspect, comment);
-        progress.expect_bytes(source.size);
-        progress.begin(
-            match &destination {
-                Destination::Import => Stage::Stream,
-                Destination::Load | Destination::Stdout => Stage::Spool,
-                Destination::File(_) => Stage::Write,
-            },
-            &match &destination {
-                Destination::File(path) => path.display().to_string(),
-                _ => image.to_owned(),
-            },
-        );
-        let source_stream = Source::Export(export::Export::new(
-            &self.docker,
-            &container,
-            preamble,
-            progress.clone(),
-        ));
+        let stage = match &destination {
+            Destination::Import => Stage::Stream,
+            Destination::Load | Destination::Onto(_) | Destination::Stdout => Stage::Spool,
+            Destination::File(_) => Stage::Write,
+        };
+        let subject = match &destination {
+            Destination::File(path) => path.display().to_string(),
+            _ => image.to_owned(),
+        };
+        let (config, source_stream, kept, kept_history): (Config<'_>, _, _, _) = match keep {
+            None => {
+                // A quick inspect on the graphdriver store, so asked before any
+                // object exists; on the containerd store a read of the save stream,
+                // which runs beside the layer instead.
+                let config: Config<'_> = match store {
+                    Store::Graphdriver => {
+                        let config = self.inspected_config(&source.id, image).await?;
+                        Box::pin(std::future::ready(Ok(config)))
+                    }
+                    Store::Containerd => Box::pin(self.saved_config(&inspect, image)),
+                };
+                progress.begin(Stage::Create, image);
+                let container = export::create_container(&self.docker, self.objects, &source.id)
+                    .await
+                    .map_err(self.failed(Step::Create(image.to_owned())))?;
+                let preamble = export::root_entry(&inspect, comment);
+                progress.expect_bytes(source.size);
+                progress.begin(stage, &subject);
+                let export =
+                    export::Export::new(&self.docker, &container, preamble, progress.clone());
+                (config, Source::Export(export), Vec::new(), Vec::new())
+            }
+            Some(keep) => {
+                // The config as the store keeps it comes with the layers.
+                progress.expect_bytes(source.size);
+                progress.begin(Stage::Read, image);
+                let mut layers = merge_source::read(&self.docker, &source.id, progress.clone())
+                    .await
+                    .map_err(|f| self.read_failed(image, f))?;
+                merge_source::drop_kept(&mut layers, keep);
+                let kept = merge_source::kept(&layers, keep);
+                let history = merge_source::kept_history(&layers.config, keep);
+                let config = layers.config.clone();
+                let merged: u64 = layers.layers[keep..]
+                    .iter()
+                    .map(|l| layers.blobs[l.blob].bytes)
+                    .sum();
+                progress.expect_bytes(merged);
+                let _ = stage;
+                progress.begin(Stage::Merge, image);
+                let merge = merge_source::Merge::start(
+                    layers,
+                    keep,
+                    comment.map(str::to_owned),
+                    progress.clone(),
+                );
+                let config: Config<'_> = Box::pin(std::future::ready(Ok(config)));
+                (config, Source::Merge(merge), kept, history)
+            }
+        };
         let layer = layer::encode(source_stream, compression).map_err(|e| {
             self.error(
                 Step::Export(image.to_owned()),
@@ -234,8 +283,10 @@ impl<'a> Pipeline<'a> {
             source_id: &source.id,
             provenance: Provenance {
                 reference: image,
-                layers: source.layers,
+                layers: source.layers - kept.len(),
             },
+            kept_diff_ids: kept.iter().map(|k| k.diff_id.clone()).collect(),
+            kept_history,
         };
         let engine = self.engine(&progress);
         let (made, built) = match destination {
@@ -243,6 +294,16 @@ impl<'a> Pipeline<'a> {
                 let config = config.await?;
                 let (id, built) =
                     destination::import::import(&engine, layer, &inspect, &config, &recipe).await?;
+                (
+                    self.tagged(id, &request.tag, progress.as_ref()).await?,
+                    built,
+                )
+            }
+            Destination::Onto(store) => {
+                let config = config.await?;
+                let (id, built) =
+                    destination::onto::load_onto(&engine, layer, config, &recipe, &kept, store)
+                        .await?;
                 (
                     self.tagged(id, &request.tag, progress.as_ref()).await?,
                     built,
@@ -303,19 +364,25 @@ impl<'a> Pipeline<'a> {
     pub async fn dry_run(
         &self,
         image: &str,
+        keep: Option<&Keep>,
         progress: Arc<dyn Progress>,
     ) -> Result<DryRunOutcome, Error> {
         let started = Instant::now();
         progress.begin(Stage::Inspect, image);
         let inspect = self.inspect_source(image).await?;
         let source = source_image(&inspect);
+        let keep = match keep {
+            Some(keep) => self.keep(keep, &inspect, image).await?,
+            None => 0,
+        };
         let store = store::probe(&self.docker)
             .await
             .map_err(self.failed(Step::ReadInfo))?;
         progress.expect_bytes(source.size);
         progress.begin(Stage::Read, image);
         let step = || Step::ReadLayers(image.to_owned());
-        let savings = dryrun::analyze(self.docker.export_image(&source.id), progress.clone())
+        let save = self.docker.export_image(&source.id);
+        let savings = dryrun::analyze(save, progress.clone(), keep)
             .await
             .map_err(|e| match e {
                 DryRunError::Engine(e) => self.error(step(), Cause::Engine(e)),
@@ -421,6 +488,73 @@ impl<'a> Pipeline<'a> {
         }
     }
 
+    /// How many of IMAGE's bottom layers `keep` keeps; refused when that
+    /// leaves nothing to merge, or BASE is not what IMAGE is built on.
+    async fn keep(&self, keep: &Keep, inspect: &ImageInspect, image: &str) -> Result<usize, Error> {
+        let layers = inspect
+            .root_fs
+            .as_ref()
+            .and_then(|r| r.layers.clone())
+            .unwrap_or_default();
+        let refused = |why: String| self.error(Step::Keep(image.to_owned()), Cause::Refused(why));
+        let n = match keep {
+            Keep::Layers(n) => *n,
+            Keep::Base(base) => {
+                let base_inspect = self.inspect_source(base).await?;
+                let base_layers = base_inspect
+                    .root_fs
+                    .and_then(|r| r.layers)
+                    .unwrap_or_default();
+                match first_difference(&base_layers, &layers) {
+                    Some((_, None)) => {
+                        return Err(refused(format!(
+                            "--keep-base {base} has {} layers, {image} only {}: BASE must be \
+                             an image that {image} is built on",
+                            base_layers.len(),
+                            layers.len()
+                        )))
+                    }
+                    Some((i, Some(theirs))) => {
+                        return Err(refused(format!(
+                            "layer {} of --keep-base {base} ({}) is not layer {} of {image} \
+                             ({theirs}): BASE must be an image that {image} is built on",
+                            i + 1,
+                            base_layers[i],
+                            i + 1
+                        )))
+                    }
+                    None => base_layers.len(),
+                }
+            }
+        };
+        if n >= layers.len() && !(n == 0 && layers.is_empty()) {
+            return Err(refused(format!(
+                "{image} has {} layer(s) and all {n} would be kept: nothing to merge",
+                layers.len()
+            )));
+        }
+        Ok(n)
+    }
+
+    /// A failed read of IMAGE's layers, said as the user can act on it.
+    fn read_failed(&self, image: &str, failure: merge_source::ReadFailure) -> Error {
+        let step = Step::ReadLayers(image.to_owned());
+        match failure {
+            merge_source::ReadFailure::Engine(e) => self.error(step, Cause::Engine(e)),
+            merge_source::ReadFailure::Archive(what) => self.error(
+                step,
+                Cause::Unexpected(format!("its save stream is not a whole image: {what}")),
+            ),
+            merge_source::ReadFailure::Spool(error) => self.error(
+                Step::SpoolLayers(image.to_owned()),
+                Cause::Local {
+                    dir: destination::spool::dir(),
+                    error,
+                },
+            ),
+        }
+    }
+
     async fn inspect_source(&self, image: &str) -> Result<ImageInspect, Error> {
         let step = Step::Inspect(image.to_owned());
         match self.docker.inspect_image(image).await {
@@ -430,6 +564,15 @@ impl<'a> Pipeline<'a> {
             other => other.map_err(self.failed(step)),
         }
     }
+}
+
+/// Where BASE's layers stop being IMAGE's: the index, and IMAGE's layer
+/// there (`None` when IMAGE has fewer); `None` when BASE is a prefix.
+fn first_difference(base: &[String], image: &[String]) -> Option<(usize, Option<String>)> {
+    base.iter()
+        .enumerate()
+        .find(|(i, b)| image.get(*i) != Some(*b))
+        .map(|(i, _)| (i, image.get(i).cloned()))
 }
 
 /// IMAGE's ID, layer count and the engine's idea of its size.

@@ -64,8 +64,18 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
         &objects,
     );
     let request = match &job.mode {
-        Mode::DryRun { tag } => {
-            return dry_run(&pipeline, &endpoint, job, tag, &reporter, &mut interrupts).await
+        Mode::DryRun { tag, keep } => {
+            let keep = keep.as_ref();
+            return dry_run(
+                &pipeline,
+                &endpoint,
+                job,
+                tag,
+                keep,
+                &reporter,
+                &mut interrupts,
+            )
+            .await;
         }
         Mode::Flatten(request) => request,
     };
@@ -196,11 +206,12 @@ async fn dry_run(
     endpoint: &Endpoint,
     job: &Job,
     tag: &Option<crate::reference::Tag>,
+    keep: Option<&crate::pipeline::Keep>,
     reporter: &Arc<Reporter>,
     interrupts: &mut Interrupts,
 ) -> anyhow::Result<()> {
     let outcome = tokio::select! {
-        outcome = pipeline.dry_run(&job.image, reporter.clone()) => outcome,
+        outcome = pipeline.dry_run(&job.image, keep, reporter.clone()) => outcome,
         interrupt = interrupts.next() => {
             reporter.stage_failed();
             return Err(Interrupted { interrupt, what: "nothing was changed".into() }.into())

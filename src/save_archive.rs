@@ -92,8 +92,7 @@ pub enum ReadError<E: std::error::Error + 'static> {
 /// The image the archive holds.
 #[derive(Debug)]
 pub struct Saved<T> {
-    /// The config exactly as saved, and parsed.
-    pub config_bytes: Vec<u8>,
+    /// The config, parsed.
     pub config: Value,
     /// Bottom layer first.
     pub layers: Vec<SavedLayer>,
@@ -224,7 +223,6 @@ where
         });
     }
     Ok(Saved {
-        config_bytes,
         config,
         layers,
         blobs,

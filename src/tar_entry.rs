@@ -67,11 +67,6 @@ impl Entry {
         self.typeflag == b'5'
     }
 
-    /// The offset just past its data and padding.
-    pub fn end(&self) -> u64 {
-        self.data + padded(self.size)
-    }
-
     /// Device numbers, raw header fields (only meaningful for devices).
     pub fn device(&self) -> (&[u8], &[u8]) {
         (&self.header[329..337], &self.header[337..345])
@@ -109,10 +104,6 @@ impl<R: Read> TarReader<R> {
     /// Bytes consumed so far.
     pub fn position(&self) -> u64 {
         self.pos
-    }
-
-    pub fn into_inner(self) -> R {
-        self.inner
     }
 
     /// The next entry, or `None` at the end of the archive.

@@ -133,7 +133,12 @@ impl Progress for Reporter {
             Renderer::Terminal(bars) => {
                 let bytes = matches!(
                     stage,
-                    Stage::Stream | Stage::Spool | Stage::Load | Stage::Write | Stage::Read
+                    Stage::Stream
+                        | Stage::Spool
+                        | Stage::Load
+                        | Stage::Write
+                        | Stage::Read
+                        | Stage::Merge
                 );
                 bars.begin(label, bytes);
             }

@@ -53,6 +53,7 @@ pub fn stage_label(stage: Stage, what: &str) -> String {
         Stage::Load => format!("Loading the layer with the config and platform of {what}"),
         Stage::Write => format!("Writing the image archive to {what}"),
         Stage::Read => format!("Reading the layers of {what}"),
+        Stage::Merge => format!("Merging the layers of {what}"),
         Stage::Configure => format!("Applying the config and platform of {what}"),
         Stage::Tag => format!("Tagging {what}"),
         Stage::Cleanup => "Removing temporary objects".to_owned(),
