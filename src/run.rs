@@ -277,3 +277,51 @@ pub async fn complete(words: &[String]) -> Completion {
 }
 
 const COMPLETION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{Cause, Error, Step};
+
+    #[test]
+    fn a_failure_says_its_message_once_and_what_is_unchanged() {
+        let failed = Failed {
+            error: Error {
+                step: Step::Inspect("app:1".into()),
+                endpoint: "unix:///s (context \"default\")".into(),
+                cause: Cause::NoSuchImage("app:1".into()),
+            },
+            unchanged: "app:flat is unchanged".into(),
+        };
+        let said = failed.to_string();
+        assert!(
+            said.starts_with("no such image \"app:1\" on unix:///s"),
+            "{said}"
+        );
+        assert!(said.ends_with("; app:flat is unchanged"), "{said}");
+        crate::output::assert_causes_said_once(&failed);
+        let interrupted = Interrupted {
+            interrupt: Interrupt::Sigterm,
+            what: "nothing was changed".into(),
+        };
+        crate::output::assert_causes_said_once(&interrupted);
+    }
+
+    #[test]
+    fn what_is_unchanged_is_what_the_run_was_to_write() {
+        let request = |output: Option<&str>| Request {
+            image: "app:1".into(),
+            tag: crate::reference::Tag::parse("app:flat").unwrap(),
+            output: output.map(Into::into),
+            compression: None,
+            force: false,
+            merge: None,
+        };
+        assert_eq!(unchanged(&request(None)), "app:flat is unchanged");
+        assert_eq!(unchanged(&request(Some("a.tar"))), "a.tar is unchanged");
+        assert_eq!(
+            unchanged(&request(Some("-"))),
+            "the archive on stdout is incomplete"
+        );
+    }
+}

@@ -59,7 +59,10 @@ pub enum DialError {
     Handshake { error: io::Error },
     #[error("cannot run ssh: {error}; install an ssh client (openssh-client)")]
     SshSpawn { error: io::Error },
-    #[error("ssh failed ({status}): {said}")]
+    #[error(
+        "ssh failed ({status}): {said}; check that ssh reaches the host with your keys \
+         or agent, and that `docker` runs there"
+    )]
     Ssh { status: String, said: String },
 }
 

@@ -7,7 +7,8 @@
 //! So we repeat its resolution: `--context`, else `-H`/`DOCKER_HOST` (the
 //! `default` context), else `DOCKER_CONTEXT`, else `currentContext` from the
 //! config file, else `default`. The host is parsed once, here, into an
-//! [`Address`]; the connection dispatches on that.
+//! [`Address`]; the connection dispatches on that. Over half of this file
+//! is its unit tests: each way the CLI resolves, and each kind of host.
 
 use std::path::{Path, PathBuf};
 

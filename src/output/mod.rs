@@ -174,15 +174,8 @@ impl Progress for Reporter {
 fn error_lines(err: &anyhow::Error, debug: bool) -> Vec<String> {
     let mut lines = vec![format!("docker flatten: {err}")];
     if debug {
-        let mut above = err.to_string();
-        for cause in err.chain().skip(1).map(|c| c.to_string()) {
-            // Only until the pipeline's errors obey the rule (issue 10):
-            // FlattenError::{Export, Spool} and ExportError::Compress quote
-            // the source they also return; their quote is not said twice.
-            if !above.contains(&cause) {
-                lines.push(format!("  caused by: {cause}"));
-            }
-            above = cause;
+        for cause in err.chain().skip(1) {
+            lines.push(format!("  caused by: {cause}"));
         }
     }
     lines
