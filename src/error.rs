@@ -86,6 +86,9 @@ pub enum Cause {
     Layer(LayerError),
     /// What was asked cannot be done with this image; nothing was.
     Refused(String),
+    /// The engine failed to save IMAGE, which `--exact` and the keep modes
+    /// read (the step is [`Step::ReadLayers`]).
+    Unsaveable(EngineError),
     /// Writing on this machine failed: a temporary file, `--output`.
     Local {
         /// The directory that needs room, or cannot be written.
@@ -128,6 +131,15 @@ impl fmt::Display for Error {
             ),
             Cause::Layer(e) => write!(f, "{step} from {endpoint} failed: {e}"),
             Cause::Refused(why) => write!(f, "{step} on {endpoint} is not possible: {why}"),
+            Cause::Unsaveable(e) => write!(
+                f,
+                "{step} failed on {endpoint}: {}; the engine cannot save this image (docker save \
+                 fails the same way), and --exact, --keep-base and --keep-layers read what it \
+                 saves. Engine 20.10 on fuse-overlayfs fails so on an image with a layer that \
+                 deletes a path and creates it again; flatten without those flags: the \
+                 container's export has the image's files",
+                detail(e)
+            ),
             Cause::Local { dir, error } => match step {
                 Step::SpoolLayers(_) => write!(
                     f,

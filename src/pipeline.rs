@@ -540,6 +540,12 @@ impl<'a> Pipeline<'a> {
     fn read_failed(&self, image: &str, failure: merge_source::ReadFailure) -> Error {
         let step = Step::ReadLayers(image.to_owned());
         match failure {
+            // The engine answered, but with its own failure to save.
+            merge_source::ReadFailure::Engine(
+                e @ EngineError::DockerResponseServerError {
+                    status_code: 500, ..
+                },
+            ) => self.error(step, Cause::Unsaveable(e)),
             merge_source::ReadFailure::Engine(e) => self.error(step, Cause::Engine(e)),
             merge_source::ReadFailure::Archive(what) => self.error(
                 step,

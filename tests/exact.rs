@@ -97,13 +97,6 @@ fn exact_layers() -> Vec<Vec<Entry>> {
         Entry::file("dir-to-link/f", "x"),
         Entry::symlink("link-to-dir", "x"),
     ]);
-    layers.push(vec![
-        Entry::whiteout("dir-to-link"),
-        Entry::symlink("dir-to-link", "x"),
-        Entry::whiteout("link-to-dir"),
-        Entry::dir("link-to-dir"),
-        Entry::file("link-to-dir/f", "now a directory\n"),
-    ]);
     layers
 }
 
@@ -155,6 +148,47 @@ fn exact_is_the_merge_of_the_layers_with_no_difference() {
         containers.is_empty(),
         "containers of the source: {containers:?}"
     );
+}
+
+/// A layer that deletes paths and creates them again (a directory as a
+/// link, a link as a directory): the containerd store saves it, and
+/// `--exact` merges it; Engine 20.10 on fuse-overlayfs cannot even save it,
+/// and `--exact` says so.
+#[test]
+fn paths_deleted_and_made_again_in_one_layer() {
+    let cli = Cli::new();
+    let layers = vec![
+        vec![
+            Entry::dir("dir-to-link"),
+            Entry::file("dir-to-link/f", "x"),
+            Entry::symlink("link-to-dir", "dir-to-link"),
+            Entry::dir("t"),
+            Entry::dir("t/becomes-file"),
+            Entry::file("t/becomes-file/child", "y"),
+        ],
+        vec![
+            Entry::whiteout("dir-to-link"),
+            Entry::symlink("dir-to-link", "t"),
+            Entry::whiteout("link-to-dir"),
+            Entry::dir("link-to-dir"),
+            Entry::file("link-to-dir/f", "now a directory\n"),
+            Entry::dir("t"),
+            Entry::whiteout("t/becomes-file"),
+            Entry::file("t/becomes-file", "now a file\n"),
+        ],
+    ];
+    let source = load_image(&ImageSpec::new(layers), &unique("remade"));
+    let tag = unique("remade-flat");
+    if containerd_store() {
+        let flat = flatten(&cli, &["--exact"], &source.reference, &tag);
+        assert_same_fs(&image_fs(&source.reference), &image_fs(&flat.reference), &[]);
+        assert_eq!(
+            image_fs(&flat.reference).node("t/becomes-file").kind,
+            NodeKind::File
+        );
+    } else {
+        refused(&cli, &["--exact"], &source.reference, "the engine cannot save this image");
+    }
 }
 
 #[test]
