@@ -648,7 +648,7 @@ impl<'a> State<'a> {
         let content = w.header_of(content_layer, inode.entry)?;
         if path == first {
             let original = content_layer.path(content_entry);
-            if self.fs.get(original).is_none_or(|o| o.inode != n.inode) {
+            if !self.fs.get(original).is_some_and(|o| o.inode == n.inode) {
                 w.stats.materialised += u64::from(count);
             }
             let typeflag = match content.typeflag {
@@ -1156,7 +1156,7 @@ mod tests {
 
         /// The tree with inodes as groups of names, and directories the
         /// engine made (mtime -1) as what the merge writes for them.
-        fn canonical(&self) -> (BTreeMap<Vec<u8>, MNode>, BTreeSet<BTreeSet<Vec<u8>>>) {
+        fn canonical(&self) -> Canonical {
             let mut groups: BTreeMap<u64, BTreeSet<Vec<u8>>> = BTreeMap::new();
             let mut fs = BTreeMap::new();
             for (k, n) in &self.fs {
@@ -1172,6 +1172,9 @@ mod tests {
             (fs, groups)
         }
     }
+
+    /// The tree, and the hardlink groups.
+    type Canonical = (BTreeMap<Vec<u8>, MNode>, BTreeSet<BTreeSet<Vec<u8>>>);
 
     fn model(tars: &[Vec<u8>]) -> Result<Model, String> {
         let mut m = Model::default();
@@ -1380,7 +1383,7 @@ mod tests {
     fn nothing_to_merge_is_refused() {
         let l = tar_of(&[file("a", "1")]);
         assert!(matches!(
-            run(&[l.clone()], 1),
+            run(std::slice::from_ref(&l), 1),
             Err(MergeError::Invalid { .. })
         ));
         assert!(run(&[l], 0).is_ok());

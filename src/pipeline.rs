@@ -87,7 +87,19 @@ pub enum Outcome {
         compression: Compression,
         /// What the source left out.
         filter: FilterStats,
+        /// Where the layer came from.
+        how: How,
     },
+}
+
+/// How the flattened layer was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum How {
+    /// From a container's export.
+    Export,
+    /// By merging IMAGE's layers above these kept ones (diff IDs; none for
+    /// `--exact`).
+    Merge { kept: Vec<String> },
 }
 
 /// Where the flattened image is.
@@ -243,7 +255,12 @@ impl<'a> Pipeline<'a> {
                 progress.begin(stage, &subject);
                 let export =
                     export::Export::new(&self.docker, &container, preamble, progress.clone());
-                (config, Source::Export(export), Vec::new(), Vec::new())
+                (
+                    config,
+                    Source::Export(Box::new(export)),
+                    Vec::new(),
+                    Vec::new(),
+                )
             }
             Some(keep) => {
                 // The config as the store keeps it comes with the layers.
@@ -331,6 +348,13 @@ impl<'a> Pipeline<'a> {
                 (Made::Archive { path, size }, written.built)
             }
         };
+        let how = match keep {
+            None => How::Export,
+            Some(_) => How::Merge {
+                kept: recipe.kept_diff_ids.clone(),
+            },
+        };
+        drop(recipe);
         progress.end();
         Ok(Finished {
             source,
@@ -340,6 +364,7 @@ impl<'a> Pipeline<'a> {
                 made,
                 compression,
                 filter: built.filter,
+                how,
             },
         })
     }

@@ -17,7 +17,7 @@ use crate::interrupt::{Interrupt, Interrupts};
 use crate::objects::Objects;
 use crate::output::json::{Made as Result_, Source};
 use crate::output::{Document, DryRunFacts, Reporter, Summary};
-use crate::pipeline::{Made, Outcome, Pipeline, Request};
+use crate::pipeline::{How, Made, Outcome, Pipeline, Request};
 
 /// A flatten that failed; what it was to change is unchanged.
 #[derive(Debug, thiserror::Error)]
@@ -123,12 +123,13 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
         Ok(Ok(finished)) => finished,
     };
     let tag = request.tag.to_string();
-    let (made, compression) = match &finished.outcome {
-        Outcome::AlreadyFlat => (None, None),
+    let (made, compression, how) = match &finished.outcome {
+        Outcome::AlreadyFlat => (None, None, None),
         Outcome::Flattened {
             made,
             compression,
             filter,
+            how,
         } => {
             reporter.debug(
                 job.globals.debug,
@@ -138,8 +139,12 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
                     filter.dropped.join(", ")
                 ),
             );
-            (Some(made), Some(*compression))
+            (Some(made), Some(*compression), Some(how))
         }
+    };
+    let kept = match how {
+        Some(How::Merge { kept }) => Some(kept.clone()),
+        _ => None,
     };
     // Already flat: TAG is IMAGE itself.
     let (id, size, file) = match made {
@@ -170,7 +175,7 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
                     compression,
                 },
             };
-            reporter.json(&Document::new(
+            let document = Document::new(
                 Source {
                     reference: &job.image,
                     id: &finished.source.id,
@@ -181,7 +186,11 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
                 &endpoint,
                 finished.store,
                 finished.elapsed,
-            ))
+            );
+            reporter.json(&match kept.clone() {
+                Some(kept) => document.merged(kept),
+                None => document,
+            })
         }
     }
     let target = match &file {
@@ -193,6 +202,7 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
         source: &job.image,
         target: &target,
         layers_before: finished.source.layers,
+        layers_after: 1 + kept.as_ref().map_or(0, Vec::len),
         size_before: finished.source.size,
         size_after: size,
         elapsed: finished.elapsed,
@@ -220,21 +230,31 @@ async fn dry_run(
     let outcome = outcome.inspect_err(|_| reporter.stage_failed())?;
     let tag = tag.as_ref().map(ToString::to_string);
     match job.format {
-        Format::Json => reporter.json(&Document::new(
-            Source {
-                reference: &job.image,
-                id: &outcome.source.id,
-                layers: outcome.source.layers,
-                size: outcome.source.size,
-            },
-            Result_::DryRun {
-                tag: tag.as_deref(),
-                savings: &outcome.savings,
-            },
-            endpoint,
-            outcome.store,
-            outcome.elapsed,
-        )),
+        Format::Json => {
+            let document = Document::new(
+                Source {
+                    reference: &job.image,
+                    id: &outcome.source.id,
+                    layers: outcome.source.layers,
+                    size: outcome.source.size,
+                },
+                Result_::DryRun {
+                    tag: tag.as_deref(),
+                    savings: &outcome.savings,
+                },
+                endpoint,
+                outcome.store,
+                outcome.elapsed,
+            );
+            let kept: Vec<String> = outcome.savings.layers[..outcome.savings.kept_layers]
+                .iter()
+                .filter_map(|l| l.diff_id.clone())
+                .collect();
+            reporter.json(&match keep {
+                Some(_) => document.merged(kept),
+                None => document,
+            })
+        }
         Format::Text => reporter.dry_run(
             &DryRunFacts {
                 image: &job.image,

@@ -674,7 +674,7 @@ pub mod tests {
     #[test]
     fn a_cut_garbled_or_lying_archive_is_no_image() {
         let big = layer_tar(&[("big", SMALL as usize * 2)]);
-        let archive = docker_archive(&[big.clone()], json!([]));
+        let archive = docker_archive(std::slice::from_ref(&big), json!([]));
         for cut in [
             700,
             big.len() / 2,
@@ -712,7 +712,7 @@ pub mod tests {
             "{err}"
         );
         // A blob that is not its digest; a layer that is missing.
-        let (mut oci, _) = oci_archive(&[big.clone()], None);
+        let (mut oci, _) = oci_archive(std::slice::from_ref(&big), None);
         let at = oci
             .windows(4)
             .position(|w| w == [0x1f, 0x8b, 8, 0])

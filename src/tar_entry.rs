@@ -585,7 +585,10 @@ mod tests {
         b.into_inner().unwrap()
     }
 
-    fn read_all(bytes: &[u8], end: End) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TarError> {
+    /// Each entry's path and data.
+    type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+    fn read_all(bytes: &[u8], end: End) -> Result<Entries, TarError> {
         let mut r = TarReader::new(bytes, end);
         let mut out = Vec::new();
         while let Some(e) = r.next_entry()? {

@@ -181,13 +181,22 @@ fn paths_deleted_and_made_again_in_one_layer() {
     let tag = unique("remade-flat");
     if containerd_store() {
         let flat = flatten(&cli, &["--exact"], &source.reference, &tag);
-        assert_same_fs(&image_fs(&source.reference), &image_fs(&flat.reference), &[]);
+        assert_same_fs(
+            &image_fs(&source.reference),
+            &image_fs(&flat.reference),
+            &[],
+        );
         assert_eq!(
             image_fs(&flat.reference).node("t/becomes-file").kind,
             NodeKind::File
         );
     } else {
-        refused(&cli, &["--exact"], &source.reference, "the engine cannot save this image");
+        refused(
+            &cli,
+            &["--exact"],
+            &source.reference,
+            "the engine cannot save this image",
+        );
     }
 }
 
@@ -236,26 +245,27 @@ fn base_and_app() -> (TestImage, TestImage) {
             Entry::file("gone/inside", "x\n"),
         ],
     ];
-    let mut app_layers = Vec::new();
-    app_layers.push(vec![
-        Entry::dir("usr"),
-        Entry::whiteout("usr/tool"),
-        Entry::dir("tmp"),
-        Entry::file("tmp/build-junk", vec![9u8; 128 * 1024]),
-        Entry::dir("cache"),
-        Entry::opaque("cache"),
-        Entry::file("cache/fresh", "fresh\n"),
-    ]);
-    app_layers.push(vec![
-        Entry::dir("tmp"),
-        Entry::whiteout("tmp/build-junk"),
-        Entry::dir("usr"),
-        Entry::file("usr/tool", "tool v2\n"),
-        Entry::whiteout("gone"),
-        Entry::dir("etc"),
-        Entry::file("etc/conf", "app conf\n"),
-    ]);
-    app_layers.push(vec![Entry::dir("app"), Entry::file("app/main", "main\n")]);
+    let app_layers = vec![
+        vec![
+            Entry::dir("usr"),
+            Entry::whiteout("usr/tool"),
+            Entry::dir("tmp"),
+            Entry::file("tmp/build-junk", vec![9u8; 128 * 1024]),
+            Entry::dir("cache"),
+            Entry::opaque("cache"),
+            Entry::file("cache/fresh", "fresh\n"),
+        ],
+        vec![
+            Entry::dir("tmp"),
+            Entry::whiteout("tmp/build-junk"),
+            Entry::dir("usr"),
+            Entry::file("usr/tool", "tool v2\n"),
+            Entry::whiteout("gone"),
+            Entry::dir("etc"),
+            Entry::file("etc/conf", "app conf\n"),
+        ],
+        vec![Entry::dir("app"), Entry::file("app/main", "main\n")],
+    ];
     let base_spec = ImageSpec::new(base_layers);
     let base = load_image(&base_spec, &unique("base"));
     let app_spec = ImageSpec::new(app_layers).on(&base_spec, &base.reference);

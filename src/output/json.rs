@@ -28,6 +28,11 @@ pub struct Document<'a> {
     pub engine: Engine<'a>,
     /// The dry run's layer-by-layer findings; null for a flatten.
     pub analysis: Option<&'a Savings>,
+    /// How the layer is made: `export` (a container's), `exact` (IMAGE's
+    /// layers merged), `keep` (merged above kept layers).
+    pub mode: &'static str,
+    /// Diff IDs of IMAGE's bottom layers kept as they are, bottom first.
+    pub kept_layers: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -156,7 +161,17 @@ impl<'a> Document<'a> {
                 store,
             },
             analysis: savings,
+            mode: "export",
+            kept_layers: Vec::new(),
         }
+    }
+
+    /// Says the layer was merged from IMAGE's layers above `kept` ones.
+    pub fn merged(mut self, kept: Vec<String>) -> Document<'a> {
+        self.mode = if kept.is_empty() { "exact" } else { "keep" };
+        self.result.layers = 1 + kept.len();
+        self.kept_layers = kept;
+        self
     }
 }
 

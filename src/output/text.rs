@@ -17,6 +17,8 @@ pub struct Summary<'a> {
     pub source: &'a str,
     pub target: &'a str,
     pub layers_before: usize,
+    /// 1, or the kept layers and the merged one of a partial flatten.
+    pub layers_after: usize,
     pub size_before: u64,
     pub size_after: u64,
     pub elapsed: Duration,
@@ -33,10 +35,11 @@ pub fn summary(s: &Summary<'_>) -> String {
         );
     }
     format!(
-        "Flattened {} → {}: {} → 1 layer, {} → {}, in {}",
+        "Flattened {} → {}: {} → {}, {} → {}, in {}",
         s.source,
         s.target,
         count(s.layers_before as u64, "layer"),
+        count(s.layers_after as u64, "layer"),
         HumanBytes(s.size_before),
         HumanBytes(s.size_after),
         seconds(s.elapsed)
@@ -319,6 +322,7 @@ mod tests {
             source: "app:1",
             target: "app:flat",
             layers_before: 1,
+            layers_after: 1,
             size_before: 2048,
             size_after: 1024,
             elapsed: Duration::from_millis(1250),
@@ -330,6 +334,8 @@ mod tests {
         );
         s.layers_before = 3;
         assert!(summary(&s).contains(": 3 layers → 1 layer,"));
+        s.layers_after = 2;
+        assert!(summary(&s).contains(": 3 layers → 2 layers,"));
         s.already_flat = true;
         assert!(summary(&s).starts_with("app:1 is already one layer; tagged it as app:flat"));
     }

@@ -12,7 +12,7 @@ use crate::tarfilter::FilterStats;
 
 /// A layer's tar, chunk by chunk.
 pub enum Source {
-    Export(export::Export),
+    Export(Box<export::Export>),
     Merge(merge::Merge),
 }
 
