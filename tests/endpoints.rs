@@ -234,7 +234,8 @@ fn tls_with_verification_by_flags_env_and_context() {
     let source = small_image("tls-src");
     let cli = Cli::new();
 
-    // Flags.
+    // Flags, with the CLI's shorthand for a TCP host: no scheme.
+    let bare = format!("127.0.0.1:{port}");
     let tag = unique("tls-flags");
     let out = cli.docker(&[
         "--tlsverify",
@@ -245,14 +246,14 @@ fn tls_with_verification_by_flags_env_and_context() {
         "--tlskey",
         &pki.path("client-key.pem"),
         "-H",
-        &host,
+        &bare,
         "flatten",
         "-q",
         &source.reference,
         &tag,
     ]);
     let tag = TestImage::track(&tag);
-    assert_flattened(&out, &tag, "--tlsverify flags");
+    assert_flattened(&out, &tag, "--tlsverify flags and a host without a scheme");
 
     // DOCKER_TLS_VERIFY + DOCKER_CERT_PATH with the CLI's file names.
     let certs = tempfile::tempdir().unwrap();

@@ -18,6 +18,10 @@ use crate::cli::GlobalArgs;
 
 /// The socket every engine listens on by default.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+/// What `unix://` alone names, as in the CLI.
+const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+/// What `tcp://` without a host names, as in the CLI.
+const DEFAULT_TCP_HOST: &str = "localhost";
 const DEFAULT_CONTEXT: &str = "default";
 /// The engine's port for TLS when a `tcp://` host names none.
 const TLS_PORT: u16 = 2376;
@@ -323,17 +327,32 @@ fn named_context(config_dir: &Path, name: &str) -> Result<(String, Option<Tls>),
 
 /// The one place a host string is taken apart. TLS material applies to a
 /// TCP host only, as in the CLI. The error says why, for [`ResolveError::BadHost`].
+///
+/// The CLI's shorthands mean what they mean there (docker/cli `opts.ParseHost`):
+/// a bare `HOST:PORT` is TCP, `tcp://` and `tcp://:PORT` are localhost, an
+/// empty port is the default one, and `unix://` is the default socket.
 fn parse_address(host: &str, tls: Option<Tls>) -> Result<Address, String> {
-    let Some((scheme, rest)) = host.split_once("://") else {
-        return Err(EXPECTED.to_owned());
+    let host = host.trim();
+    let (scheme, rest) = match host.split_once("://") {
+        Some(parts) => parts,
+        None if !host.is_empty() => ("tcp", host),
+        None => return Err(EXPECTED.to_owned()),
     };
     match scheme {
         "unix" if !rest.is_empty() => Ok(Address::Unix {
             path: PathBuf::from(rest),
         }),
-        "unix" => Err(format!("no socket path; {EXPECTED}")),
+        "unix" => Ok(Address::Unix {
+            path: PathBuf::from(DEFAULT_SOCKET),
+        }),
         "tcp" | "http" => {
-            let (host, port) = host_and_port(rest).ok_or_else(|| EXPECTED.to_owned())?;
+            let rest = rest.strip_suffix('/').unwrap_or(rest);
+            let rest = match rest {
+                "" => DEFAULT_TCP_HOST.to_owned(),
+                rest if rest.starts_with(':') => format!("{DEFAULT_TCP_HOST}{rest}"),
+                rest => rest.to_owned(),
+            };
+            let (host, port) = host_and_port(&rest).ok_or_else(|| EXPECTED.to_owned())?;
             Ok(match tls {
                 Some(tls) => Address::TcpTls {
                     host,
@@ -396,6 +415,8 @@ fn host_and_port(authority: &str) -> Option<(String, Option<u16>)> {
         },
     };
     let port = match port {
+        // `HOST:` is the default port in the CLI.
+        Some("") => None,
         Some(port) => Some(port.parse().ok().filter(|p| *p != 0)?),
         None => None,
     };
@@ -668,14 +689,33 @@ mod tests {
                 port: None
             })
         );
+        let tcp = |host: &str, port| {
+            Ok(Address::Tcp {
+                host: host.into(),
+                port,
+            })
+        };
+        // The CLI's shorthands (docker/cli opts/hosts_test.go).
+        assert_eq!(parse("h:2377"), tcp("h", 2377));
+        assert_eq!(parse(" 10.0.0.1: "), tcp("10.0.0.1", TCP_PORT));
+        assert_eq!(parse("[::1]:"), tcp("::1", TCP_PORT));
+        assert_eq!(parse("tcp://"), tcp("localhost", TCP_PORT));
+        assert_eq!(parse("tcp://:7777"), tcp("localhost", 7777));
+        assert_eq!(parse(":6666"), tcp("localhost", 6666));
+        assert_eq!(parse("tcp://h:"), tcp("h", TCP_PORT));
+        assert_eq!(
+            parse("unix://"),
+            Ok(Address::Unix {
+                path: DEFAULT_SOCKET.into()
+            })
+        );
         for bad in [
             "bad://x",
-            "h:2375",
-            "unix://",
-            "tcp://",
+            "",
             "tcp://h:99999",
-            "tcp://:1",
+            "tcp://h:x",
             "tcp://h/path",
+            "h:2375/path",
             "ssh://",
             "ssh://me:pw@h",
             "ssh://h/var/run/docker.sock",
