@@ -121,7 +121,16 @@ pub fn dry_run_text(facts: &DryRunFacts<'_>, s: &Savings, layout: Layout) -> Str
         out.push('\n');
     }
     let into = facts.tag.map(|t| format!(" as {t}")).unwrap_or_default();
-    let _ = writeln!(out, "Layers:  {} → 1{into}", s.layers.len());
+    let kept = match s.kept_layers {
+        0 => String::new(),
+        n => format!(" (bottom {} kept)", count(n as u64, "layer")),
+    };
+    let _ = writeln!(
+        out,
+        "Layers:  {} → {}{into}{kept}",
+        s.layers.len(),
+        s.kept_layers + 1
+    );
     let _ = writeln!(
         out,
         "Content: {} now → {} after flattening",
@@ -314,6 +323,15 @@ mod tests {
         let totals = dry_run_text(&facts(), &savings(), Layout::Totals);
         assert_eq!(totals.lines().count(), 4, "{totals}");
         assert!(totals.starts_with("Layers:  2 → 1\n"), "{totals}");
+        let partial = Savings {
+            kept_layers: 1,
+            ..savings()
+        };
+        let totals = dry_run_text(&facts(), &partial, Layout::Totals);
+        assert!(
+            totals.starts_with("Layers:  2 → 2 (bottom 1 layer kept)\n"),
+            "{totals}"
+        );
     }
 
     #[test]
