@@ -14,6 +14,9 @@ then, per size, times in alternating rounds with hyperfine:
   bare      docker create + docker export | docker import + docker rm
   squash    docker-squash -t TAG IMAGE (if installed, see --with-squash)
   zstd      docker flatten --compression zstd (containerd store, if supported)
+  exact     docker flatten --exact (if supported)
+  keep      docker flatten --keep-layers 4: the bottom four layers (about 85% of
+            the bytes) kept, the three above merged (if supported)
 and one run of the plugin under /usr/bin/time -v for its peak RSS.
 Prints a markdown table; hyperfine JSON and logs go to the results dir.
 Honours DOCKER_HOST (e.g. DOCKER_HOST=unix:///run/dflt-c8d/docker.sock).
@@ -240,6 +243,11 @@ if [[ $store == containerd ]] && docker flatten --help 2>/dev/null | grep -q -- 
   zstd=true
 fi
 
+merge=false
+if docker flatten --help 2>/dev/null | grep -q -- '--exact'; then
+  merge=true
+fi
+
 # --- timing -------------------------------------------------------------------
 [[ -n $out ]] || out=$bench_dir/results/$(date -u +%Y%m%d-%H%M%S)-$store
 mkdir -p "$out/json" "$out/logs"
@@ -276,6 +284,11 @@ for size in "${size_list[@]}"; do
   if $zstd; then
     names+=(zstd)
     cmd[zstd]="docker flatten -q --compression zstd $(q "$src") $(q "$repo:zstd")"
+  fi
+  if $merge; then
+    names+=(exact keep)
+    cmd[exact]="docker flatten -q --exact $(q "$src") $(q "$repo:exact")"
+    cmd[keep]="docker flatten -q --keep-layers 4 $(q "$src") $(q "$repo:keep")"
   fi
   for name in "${names[@]}"; do echo "command $size $name: ${cmd[$name]}"; done >>"$out/env.txt"
   declare -A failed=()
@@ -327,6 +340,20 @@ for size in "${size_list[@]}"; do
     tail -n 15 "$out/logs/$size-rss.log" >&2 || true
   fi
   docker rmi -f "$repo:rss" >/dev/null 2>&1 || true
+  if $merge; then
+    status=0
+    /usr/bin/time -v -o "$out/logs/$size-rss-exact.time" "$plugin_bin" flatten -q --exact "$src" "$repo:rss" \
+      >"$out/logs/$size-rss-exact.log" 2>&1 || status=$?
+    if ((status == 0)); then
+      rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$out/logs/$size-rss-exact.time")
+      echo "$rss" >"$out/json/$size-rss-exact.kb"
+      log "$size MiB: flatten --exact peak RSS $((rss / 1024)) MiB"
+    else
+      log "$size MiB: the --exact peak-RSS run failed:"
+      tail -n 15 "$out/logs/$size-rss-exact.log" >&2 || true
+    fi
+    docker rmi -f "$repo:rss" >/dev/null 2>&1 || true
+  fi
   unset cmd failed
 done
 
@@ -338,9 +365,10 @@ import glob, json, os, statistics, sys
 
 out, engine, machine, runs, size_info = sys.argv[1:]
 sizes = [tuple(x.split(":")) for x in size_info.split()]
-names = ["flatten", "bare", "squash", "zstd"]
+names = ["flatten", "bare", "squash", "zstd", "exact", "keep"]
 titles = {"flatten": "docker flatten", "bare": "export \\| import",
-          "squash": "docker-squash", "zstd": "flatten zstd"}
+          "squash": "docker-squash", "zstd": "flatten zstd",
+          "exact": "flatten --exact", "keep": "flatten --keep-layers 4"}
 
 def times(size, name):
     ts = []
@@ -370,7 +398,13 @@ if "squash" in shown:
     head.append("squash / flatten")
 if "zstd" in shown:
     head.append("zstd / flatten")
+for n in ("exact", "keep"):
+    if n in shown:
+        head.append(f"{n} / flatten")
 head.append("flatten peak RSS")
+exact_rss = any(os.path.exists(f"{out}/json/{s}-rss-exact.kb") for s, _ in sizes)
+if exact_rss:
+    head.append("--exact peak RSS")
 print("| " + " | ".join(head) + " |")
 print("|" + "|".join(" --- " for _ in head) + "|")
 for s, nlayers in sizes:
@@ -381,8 +415,14 @@ for s, nlayers in sizes:
         row.append(ratio(s, "squash", "flatten"))
     if "zstd" in shown:
         row.append(ratio(s, "zstd", "flatten"))
+    for n in ("exact", "keep"):
+        if n in shown:
+            row.append(ratio(s, n, "flatten"))
     rss = f"{out}/json/{s}-rss.kb"
     row.append(f"{int(open(rss).read()) / 1024:.1f} MiB" if os.path.exists(rss) else "–")
+    if exact_rss:
+        rss = f"{out}/json/{s}-rss-exact.kb"
+        row.append(f"{int(open(rss).read()) / 1024:.1f} MiB" if os.path.exists(rss) else "–")
     print("| " + " | ".join(row) + " |")
 EOF
 echo

@@ -413,3 +413,46 @@ fn a_cut_save_stream_fails_and_leaves_nothing() {
     assert_eq!(inspect(&tag.reference)["Id"], tag.id.as_str(), "TAG moved");
     assert_nothing_left(&src, &before, &[], "a cut save stream");
 }
+
+/// Ctrl-C while the layers are read: the run stops, exits 130, leaves TAG
+/// alone and nothing behind (the layers' files are unnamed and go with it).
+#[test]
+fn an_interrupt_while_reading_the_layers_leaves_nothing() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let src = source_image();
+    let tag = existing_tag();
+    let before = dangling_volumes();
+    let proxy = Proxy::start(Some(Fault::StallResponse {
+        matches: "/get",
+        after: 300 * 1024,
+    }));
+    let mut child = plugin_command(&["flatten", "--exact", &src.image.reference, &tag.reference])
+        .env("DOCKER_HOST", proxy.host())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the flatten");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while proxy.fired() == 0 {
+        assert!(Instant::now() < deadline, "the save stream never stalled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-s", "INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "did not stop after SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(inspect(&tag.reference)["Id"], tag.id.as_str(), "TAG moved");
+    assert_nothing_left(&src, &before, &[], "an interrupted --exact");
+}

@@ -208,13 +208,15 @@ mod tests {
         keys
     }
 
-    const FIELDS: [&str; 9] = [
+    const FIELDS: [&str; 11] = [
         "already_flat",
         "analysis",
         "compression",
         "dry_run",
         "duration_seconds",
         "engine",
+        "kept_layers",
+        "mode",
         "result",
         "source",
         "wasted_bytes",
@@ -286,6 +288,13 @@ mod tests {
         assert_eq!(v["dry_run"], false);
         assert_eq!(v["result"]["reference"], "app:flat");
         assert_eq!(v["result"]["layers"], 1);
+        assert_eq!(
+            (
+                v["mode"].as_str(),
+                v["kept_layers"].as_array().map(Vec::len)
+            ),
+            (Some("export"), Some(0))
+        );
         assert_eq!(v["source"]["size"], 9);
         assert_eq!(v["compression"], "gzip");
         assert_eq!(v["analysis"], serde_json::Value::Null);
