@@ -17,7 +17,12 @@ then, per size, times in alternating rounds with hyperfine:
   exact     docker flatten --exact (if supported)
   keep      docker flatten --keep-layers 4: the bottom four layers (about 85% of
             the bytes) kept, the three above merged (if supported)
-and one run of the plugin under /usr/bin/time -v for its peak RSS.
+  output    docker flatten -o FILE IMAGE TAG (if supported), FILE in the
+            results dir's disk (--out), beside:
+  pigz      docker create + docker export | pigz -1 > FILE + docker rm
+  save      docker save -o FILE IMAGE (the source, for scale)
+and one run of the plugin under /usr/bin/time -v for its peak RSS (and one
+with -o, and one with --exact, for theirs).
 Prints a markdown table; hyperfine JSON and logs go to the results dir.
 Honours DOCKER_HOST (e.g. DOCKER_HOST=unix:///run/dflt-c8d/docker.sock).
 
@@ -242,6 +247,14 @@ zstd=false
 if [[ $store == containerd ]] && docker flatten --help 2>/dev/null | grep -q -- '--compression'; then
   zstd=true
 fi
+output=false
+if docker flatten --help 2>/dev/null | grep -q -- '--output'; then
+  if command -v pigz >/dev/null; then
+    output=true
+  else
+    log "pigz not installed (Debian package pigz): --output not timed"
+  fi
+fi
 
 merge=false
 if docker flatten --help 2>/dev/null | grep -q -- '--exact'; then
@@ -290,6 +303,14 @@ for size in "${size_list[@]}"; do
     cmd[exact]="docker flatten -q --exact $(q "$src") $(q "$repo:exact")"
     cmd[keep]="docker flatten -q --keep-layers 4 $(q "$src") $(q "$repo:keep")"
   fi
+  # Archives go to the results dir: a real disk, as a user's file would.
+  archive() { q "$out/$size-$1.tar"; }
+  if $output; then
+    names+=(output pigz save)
+    cmd[output]="docker flatten -q -o $(archive output) $(q "$src") $(q "$repo:output")"
+    cmd[pigz]="$(q "$bench_dir/export-pigz.sh") $(q "$src") $(archive pigz) $(q "$run_label")"
+    cmd[save]="docker save -o $(archive save) $(q "$src")"
+  fi
   for name in "${names[@]}"; do echo "command $size $name: ${cmd[$name]}"; done >>"$out/env.txt"
   declare -A failed=()
   settle
@@ -305,7 +326,7 @@ for size in "${size_list[@]}"; do
       logf=$out/logs/$size-$name-$r.log
       status=0
       hyperfine --runs 1 --style none --shell bash -n "$name" \
-        --prepare "docker rmi -f $(q "$tag") >/dev/null 2>&1 || true" \
+        --prepare "docker rmi -f $(q "$tag") >/dev/null 2>&1; rm -f $(archive "$name") || true" \
         --output "$logf" --export-json "$json" "${cmd[$name]} 2>&1" >>"$logf.hyperfine" 2>&1 || status=$?
       # Bash runs no INT trap when its child exits normally after Ctrl-C.
       if ((status > 128)) || grep -qE 'exit code: (130|143)\.' "$logf.hyperfine"; then
@@ -314,6 +335,7 @@ for size in "${size_list[@]}"; do
       elif ((status == 0)); then
         t=$(python3 -c 'import json,sys; print("%.2f" % json.load(open(sys.argv[1]))["results"][0]["median"])' "$json")
         log "$size MiB, round $r/$runs: $name ${t}s"
+        [[ ! -f $out/$size-$name.tar ]] || stat -c %s "$out/$size-$name.tar" >"$out/json/$size-$name.bytes"
       else
         failed[$name]=1
         rm -f -- "$json"
@@ -321,6 +343,7 @@ for size in "${size_list[@]}"; do
         tail -n 15 "$logf" "$logf.hyperfine" >&2 || true
       fi
       docker rmi -f "$tag" >/dev/null 2>&1 || true
+      rm -f -- "$out/$size-$name.tar"
       settle
     done
   done
@@ -354,6 +377,20 @@ for size in "${size_list[@]}"; do
     fi
     docker rmi -f "$repo:rss" >/dev/null 2>&1 || true
   fi
+  if $output; then
+    status=0
+    /usr/bin/time -v -o "$out/logs/$size-rss-output.time" "$plugin_bin" flatten -q \
+      -o "$out/$size-rss.tar" "$src" "$repo:rss" >"$out/logs/$size-rss-output.log" 2>&1 || status=$?
+    rm -f -- "$out/$size-rss.tar"
+    if ((status == 130 || status == 143)); then
+      log "interrupted"
+      exit 130
+    elif ((status == 0)); then
+      rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$out/logs/$size-rss-output.time")
+      echo "$rss" >"$out/json/$size-rss-output.kb"
+      log "$size MiB: flatten -o peak RSS $((rss / 1024)) MiB"
+    fi
+  fi
   unset cmd failed
 done
 
@@ -365,10 +402,11 @@ import glob, json, os, statistics, sys
 
 out, engine, machine, runs, size_info = sys.argv[1:]
 sizes = [tuple(x.split(":")) for x in size_info.split()]
-names = ["flatten", "bare", "squash", "zstd", "exact", "keep"]
+names = ["flatten", "bare", "squash", "zstd", "exact", "keep", "output", "pigz", "save"]
 titles = {"flatten": "docker flatten", "bare": "export \\| import",
           "squash": "docker-squash", "zstd": "flatten zstd",
-          "exact": "flatten --exact", "keep": "flatten --keep-layers 4"}
+          "exact": "flatten --exact", "keep": "flatten --keep-layers 4",
+          "output": "flatten -o FILE", "pigz": "export \\| pigz -1", "save": "docker save"}
 
 def times(size, name):
     ts = []
@@ -401,7 +439,11 @@ if "zstd" in shown:
 for n in ("exact", "keep"):
     if n in shown:
         head.append(f"{n} / flatten")
+if "output" in shown:
+    head.append("-o / pigz")
 head.append("flatten peak RSS")
+if "output" in shown:
+    head.append("-o peak RSS")
 exact_rss = any(os.path.exists(f"{out}/json/{s}-rss-exact.kb") for s, _ in sizes)
 if exact_rss:
     head.append("--exact peak RSS")
@@ -418,12 +460,20 @@ for s, nlayers in sizes:
     for n in ("exact", "keep"):
         if n in shown:
             row.append(ratio(s, n, "flatten"))
-    rss = f"{out}/json/{s}-rss.kb"
-    row.append(f"{int(open(rss).read()) / 1024:.1f} MiB" if os.path.exists(rss) else "–")
-    if exact_rss:
-        rss = f"{out}/json/{s}-rss-exact.kb"
+    if "output" in shown:
+        row.append(ratio(s, "output", "pigz"))
+    kinds = ["rss"] + (["rss-output"] if "output" in shown else []) + (["rss-exact"] if exact_rss else [])
+    for kind in kinds:
+        rss = f"{out}/json/{s}-{kind}.kb"
         row.append(f"{int(open(rss).read()) / 1024:.1f} MiB" if os.path.exists(rss) else "–")
     print("| " + " | ".join(row) + " |")
+files = [(s, n) for s, _ in sizes for n in ["output", "pigz", "save"]
+         if os.path.exists(f"{out}/json/{s}-{n}.bytes")]
+if files:
+    print()
+    print("Files written: " + "; ".join(
+        f"{titles[n]} {int(open(f'{out}/json/{s}-{n}.bytes').read()) / 2**20:.1f} MiB ({s} MiB image)"
+        for s, n in files))
 EOF
 echo
 cat "$out/results.md"

@@ -49,9 +49,7 @@ pub fn lower(
     args: FlattenArgs,
     stdout_is_terminal: impl FnOnce() -> bool,
 ) -> Result<Job, ArgsError> {
-    // `--output` comes with the next change; the pipeline already takes it.
-    let output: Option<std::path::PathBuf> = None;
-    let to_stdout = output.as_deref().is_some_and(|o| o.as_os_str() == "-");
+    let to_stdout = args.output.as_deref().is_some_and(|o| o.as_os_str() == "-");
     if to_stdout && args.format == Format::Json {
         return Err(ArgsError::JsonWithArchive);
     }
@@ -69,7 +67,7 @@ pub fn lower(
         (false, Some(tag)) => Mode::Flatten(Request {
             image: args.image.clone(),
             tag,
-            output,
+            output: args.output,
             compression: args.compression.chosen(),
             force: args.force,
             merge: keep,
@@ -102,7 +100,16 @@ mod tests {
     #[test]
     fn a_flatten_becomes_a_request() {
         let j = job(
-            &["-D", "flatten", "--compression", "zstd", "img", "app"],
+            &[
+                "-D",
+                "flatten",
+                "--compression",
+                "zstd",
+                "-o",
+                "a.tar",
+                "img",
+                "app",
+            ],
             true,
         )
         .unwrap();
@@ -114,7 +121,7 @@ mod tests {
             (r.image.as_str(), r.tag.to_string()),
             ("img", "app:latest".into())
         );
-        assert_eq!(r.output, None);
+        assert_eq!(r.output.as_deref(), Some(std::path::Path::new("a.tar")));
         assert_eq!(r.compression, Some(crate::layer::Compression::Zstd));
     }
 
@@ -159,5 +166,28 @@ mod tests {
             "t",
         ]);
         assert!(both.is_err(), "--exact and a keep mode exclude each other");
+    }
+
+    #[test]
+    fn the_archive_goes_to_stdout_only_when_it_is_no_terminal() {
+        assert!(job(&["flatten", "-o", "-", "img", "app"], false).is_ok());
+        assert_eq!(
+            job(&["flatten", "-o", "-", "img", "app"], true).unwrap_err(),
+            ArgsError::ArchiveToTerminal
+        );
+        assert_eq!(
+            job(
+                &["flatten", "-o", "-", "--format=json", "img", "app"],
+                false
+            )
+            .unwrap_err(),
+            ArgsError::JsonWithArchive
+        );
+        // A file is no concern of stdout's.
+        assert!(job(
+            &["flatten", "-o", "a.tar", "--format=json", "img", "app"],
+            true
+        )
+        .is_ok());
     }
 }

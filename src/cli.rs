@@ -120,7 +120,17 @@ pub struct FlattenArgs {
     #[arg(long, value_enum, default_value_t = Format::Text, value_name = "FORMAT")]
     pub format: Format,
 
-    /// How the layer travels to the engine
+    /// Write the flattened image to FILE instead of the engine ("-": stdout)
+    ///
+    /// An OCI image archive, as `docker save` writes it, that `docker load`
+    /// takes on every engine; TAG is the name inside it, and nothing is
+    /// tagged or left on the engine. FILE is replaced only once it is whole.
+    /// Takes --exact but not --keep-base or --keep-layers: an archive that
+    /// keeps layers would have to carry them too.
+    #[arg(short, long, value_name = "FILE", conflicts_with_all = ["dry_run", "keep_base", "keep_layers"])]
+    pub output: Option<PathBuf>,
+
+    /// How the layer is compressed for the engine or the file
     #[arg(long, value_enum, value_name = "MODE", default_value_t = CompressionArg::Auto)]
     pub compression: CompressionArg,
 
@@ -167,9 +177,9 @@ pub enum Format {
 /// Values of `--compression`; the doc comments are their help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CompressionArg {
-    /// none on a graphdriver engine, gzip on the containerd image store
+    /// none on a graphdriver engine, gzip on the containerd image store and in a file
     Auto,
-    /// a plain tar (graphdriver engines only: the containerd store would keep and push it uncompressed)
+    /// a plain tar (graphdriver engines and files only: the containerd store would keep and push it uncompressed)
     None,
     /// parallel gzip on every core: readable by every engine and registry
     Gzip,
@@ -267,6 +277,34 @@ mod tests {
                 .unwrap_err()
                 .exit_code(),
             2
+        );
+    }
+
+    #[test]
+    fn output_takes_a_file_or_stdout_but_not_a_dry_run() {
+        for (args, want) in [
+            (&["flatten", "-o", "app.tar", "a", "b"][..], "app.tar"),
+            (&["flatten", "--output=-", "a", "b"], "-"),
+            (&["flatten", "a", "b", "-o-"], "-"),
+        ] {
+            let Command::Flatten(f) = parse(args).unwrap().command else {
+                panic!("not flatten")
+            };
+            assert_eq!(f.output.as_deref(), Some(std::path::Path::new(want)));
+        }
+        let err = parse(&["flatten", "--dry-run", "-o", "x.tar", "a"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        for keep in [&["--keep-layers", "1"][..], &["--keep-base", "base"]] {
+            let args = [&["flatten", "-o", "x.tar"][..], keep, &["a", "b"]].concat();
+            assert_eq!(parse(&args).unwrap_err().exit_code(), 2, "{args:?}");
+        }
+        assert!(parse(&["flatten", "--exact", "-o", "x.tar", "a", "b"]).is_ok());
+        assert_eq!(
+            parse(&["flatten", "-o", "x.tar", "a"])
+                .unwrap_err()
+                .exit_code(),
+            2,
+            "TAG names the image inside the archive"
         );
     }
 
