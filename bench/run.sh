@@ -14,12 +14,15 @@ then, per size, times in alternating rounds with hyperfine:
   bare      docker create + docker export | docker import + docker rm
   squash    docker-squash -t TAG IMAGE (if installed, see --with-squash)
   zstd      docker flatten --compression zstd (containerd store, if supported)
+  exact     docker flatten --exact (if supported)
+  keep      docker flatten --keep-layers 4: the bottom four layers (about 85% of
+            the bytes) kept, the three above merged (if supported)
   output    docker flatten -o FILE IMAGE TAG (if supported), FILE in the
             results dir's disk (--out), beside:
   pigz      docker create + docker export | pigz -1 > FILE + docker rm
   save      docker save -o FILE IMAGE (the source, for scale)
 and one run of the plugin under /usr/bin/time -v for its peak RSS (and one
-with -o for that).
+with -o, and one with --exact, for theirs).
 Prints a markdown table; hyperfine JSON and logs go to the results dir.
 Honours DOCKER_HOST (e.g. DOCKER_HOST=unix:///run/dflt-c8d/docker.sock).
 
@@ -253,6 +256,11 @@ if docker flatten --help 2>/dev/null | grep -q -- '--output'; then
   fi
 fi
 
+merge=false
+if docker flatten --help 2>/dev/null | grep -q -- '--exact'; then
+  merge=true
+fi
+
 # --- timing -------------------------------------------------------------------
 [[ -n $out ]] || out=$bench_dir/results/$(date -u +%Y%m%d-%H%M%S)-$store
 mkdir -p "$out/json" "$out/logs"
@@ -289,6 +297,11 @@ for size in "${size_list[@]}"; do
   if $zstd; then
     names+=(zstd)
     cmd[zstd]="docker flatten -q --compression zstd $(q "$src") $(q "$repo:zstd")"
+  fi
+  if $merge; then
+    names+=(exact keep)
+    cmd[exact]="docker flatten -q --exact $(q "$src") $(q "$repo:exact")"
+    cmd[keep]="docker flatten -q --keep-layers 4 $(q "$src") $(q "$repo:keep")"
   fi
   # Archives go to the results dir: a real disk, as a user's file would.
   archive() { q "$out/$size-$1.tar"; }
@@ -350,6 +363,20 @@ for size in "${size_list[@]}"; do
     tail -n 15 "$out/logs/$size-rss.log" >&2 || true
   fi
   docker rmi -f "$repo:rss" >/dev/null 2>&1 || true
+  if $merge; then
+    status=0
+    /usr/bin/time -v -o "$out/logs/$size-rss-exact.time" "$plugin_bin" flatten -q --exact "$src" "$repo:rss" \
+      >"$out/logs/$size-rss-exact.log" 2>&1 || status=$?
+    if ((status == 0)); then
+      rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$out/logs/$size-rss-exact.time")
+      echo "$rss" >"$out/json/$size-rss-exact.kb"
+      log "$size MiB: flatten --exact peak RSS $((rss / 1024)) MiB"
+    else
+      log "$size MiB: the --exact peak-RSS run failed:"
+      tail -n 15 "$out/logs/$size-rss-exact.log" >&2 || true
+    fi
+    docker rmi -f "$repo:rss" >/dev/null 2>&1 || true
+  fi
   if $output; then
     status=0
     /usr/bin/time -v -o "$out/logs/$size-rss-output.time" "$plugin_bin" flatten -q \
@@ -375,9 +402,10 @@ import glob, json, os, statistics, sys
 
 out, engine, machine, runs, size_info = sys.argv[1:]
 sizes = [tuple(x.split(":")) for x in size_info.split()]
-names = ["flatten", "bare", "squash", "zstd", "output", "pigz", "save"]
+names = ["flatten", "bare", "squash", "zstd", "exact", "keep", "output", "pigz", "save"]
 titles = {"flatten": "docker flatten", "bare": "export \\| import",
           "squash": "docker-squash", "zstd": "flatten zstd",
+          "exact": "flatten --exact", "keep": "flatten --keep-layers 4",
           "output": "flatten -o FILE", "pigz": "export \\| pigz -1", "save": "docker save"}
 
 def times(size, name):
@@ -408,11 +436,17 @@ if "squash" in shown:
     head.append("squash / flatten")
 if "zstd" in shown:
     head.append("zstd / flatten")
+for n in ("exact", "keep"):
+    if n in shown:
+        head.append(f"{n} / flatten")
 if "output" in shown:
     head.append("-o / pigz")
 head.append("flatten peak RSS")
 if "output" in shown:
     head.append("-o peak RSS")
+exact_rss = any(os.path.exists(f"{out}/json/{s}-rss-exact.kb") for s, _ in sizes)
+if exact_rss:
+    head.append("--exact peak RSS")
 print("| " + " | ".join(head) + " |")
 print("|" + "|".join(" --- " for _ in head) + "|")
 for s, nlayers in sizes:
@@ -423,9 +457,13 @@ for s, nlayers in sizes:
         row.append(ratio(s, "squash", "flatten"))
     if "zstd" in shown:
         row.append(ratio(s, "zstd", "flatten"))
+    for n in ("exact", "keep"):
+        if n in shown:
+            row.append(ratio(s, n, "flatten"))
     if "output" in shown:
         row.append(ratio(s, "output", "pigz"))
-    for kind in ["rss"] + (["rss-output"] if "output" in shown else []):
+    kinds = ["rss"] + (["rss-output"] if "output" in shown else []) + (["rss-exact"] if exact_rss else [])
+    for kind in kinds:
         rss = f"{out}/json/{s}-{kind}.kb"
         row.append(f"{int(open(rss).read()) / 1024:.1f} MiB" if os.path.exists(rss) else "–")
     print("| " + " | ".join(row) + " |")

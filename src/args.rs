@@ -5,7 +5,7 @@
 //! engine selection reads.
 
 use crate::cli::{FlattenArgs, Format, GlobalArgs};
-use crate::pipeline::Request;
+use crate::pipeline::{Keep, Request};
 use crate::reference::Tag;
 
 /// One invocation of `flatten`, checked.
@@ -25,6 +25,8 @@ pub enum Mode {
         tag: Option<Tag>,
         /// `--platform`: only this platform of IMAGE.
         platform: Option<crate::platform::Platform>,
+        /// `--keep-base`/`--keep-layers`: the savings of that partial flatten.
+        keep: Option<Keep>,
     },
     Flatten(Request),
 }
@@ -56,10 +58,17 @@ pub fn lower(
     if to_stdout && stdout_is_terminal() {
         return Err(ArgsError::ArchiveToTerminal);
     }
+    let keep = match (args.exact, args.keep_base, args.keep_layers) {
+        (_, Some(base), _) => Some(Keep::Base(base)),
+        (_, None, Some(n)) => Some(Keep::Layers(n)),
+        (true, None, None) => Some(Keep::Layers(0)),
+        (false, None, None) => None,
+    };
     let mode = match (args.dry_run, args.tag) {
         (true, tag) => Mode::DryRun {
             tag,
             platform: args.platform,
+            keep,
         },
         (false, Some(tag)) => Mode::Flatten(Request {
             image: args.image.clone(),
@@ -68,6 +77,7 @@ pub fn lower(
             compression: args.compression.chosen(),
             force: args.force,
             platform: args.platform,
+            merge: keep,
         }),
         (false, None) => unreachable!("clap requires TAG without --dry-run"),
     };
@@ -91,7 +101,7 @@ mod tests {
         let Command::Flatten(f) = cli.command else {
             panic!("not flatten")
         };
-        lower(cli.globals, f, || terminal)
+        lower(cli.globals, *f, || terminal)
     }
 
     #[test]
@@ -125,7 +135,45 @@ mod tests {
     #[test]
     fn a_dry_run_keeps_its_optional_tag() {
         let j = job(&["flatten", "--dry-run", "-q", "img"], false).unwrap();
-        assert!(matches!(j.mode, Mode::DryRun { tag: None, .. }));
+        assert!(matches!(
+            j.mode,
+            Mode::DryRun {
+                tag: None,
+                keep: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_merge_modes_become_what_to_keep() {
+        let keep = |args: &[&str]| match job(args, false).unwrap().mode {
+            Mode::Flatten(r) => r.merge,
+            Mode::DryRun { keep, .. } => keep,
+        };
+        assert_eq!(keep(&["flatten", "img", "t"]), None);
+        assert_eq!(
+            keep(&["flatten", "--exact", "img", "t"]),
+            Some(Keep::Layers(0))
+        );
+        assert_eq!(
+            keep(&["flatten", "--keep-layers", "2", "img", "t"]),
+            Some(Keep::Layers(2))
+        );
+        assert_eq!(
+            keep(&["flatten", "--dry-run", "--keep-base", "b", "img"]),
+            Some(Keep::Base("b".into()))
+        );
+        let both = Cli::try_parse_from([
+            "docker",
+            "flatten",
+            "--exact",
+            "--keep-layers",
+            "1",
+            "i",
+            "t",
+        ]);
+        assert!(both.is_err(), "--exact and a keep mode exclude each other");
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub enum Command {
     /// has one layer is not rebuilt unless --force: TAG just points at it.
     #[command(override_usage = "docker flatten [OPTIONS] IMAGE TAG\n       \
                                 docker flatten --dry-run [OPTIONS] IMAGE [TAG]")]
-    Flatten(FlattenArgs),
+    Flatten(Box<FlattenArgs>),
 
     /// Print the Docker CLI plugin metadata (used by the docker CLI)
     #[command(name = crate::metadata::SUBCOMMAND, hide = true)]
@@ -126,7 +126,9 @@ pub struct FlattenArgs {
     /// An OCI image archive, as `docker save` writes it, that `docker load`
     /// takes on every engine; TAG is the name inside it, and nothing is
     /// tagged or left on the engine. FILE is replaced only once it is whole.
-    #[arg(short, long, value_name = "FILE", conflicts_with = "dry_run")]
+    /// Takes --exact but not --keep-base or --keep-layers: an archive that
+    /// keeps layers would have to carry them too.
+    #[arg(short, long, value_name = "FILE", conflicts_with_all = ["dry_run", "keep_base", "keep_layers"])]
     pub output: Option<PathBuf>,
 
     /// How the layer is compressed for the engine or the file
@@ -145,6 +147,27 @@ pub struct FlattenArgs {
     /// engine does: linux/arm64 is linux/arm64/v8, linux/arm is linux/arm/v7.
     #[arg(long, value_name = "PLATFORM", value_parser = Platform::parse)]
     pub platform: Option<Platform>,
+    /// Merge IMAGE's own layers instead of exporting a container
+    ///
+    /// Reads IMAGE's layers as `docker save` streams them (each into an
+    /// unnamed file in TMPDIR) and merges them as the engine applies them:
+    /// every file as IMAGE has it, /etc/hosts and the other paths a
+    /// container's export fakes included, with every xattr and mtime. No
+    /// container is created.
+    #[arg(long, conflicts_with_all = ["keep_base", "keep_layers"])]
+    pub exact: bool,
+
+    /// Keep the layers of BASE (an image IMAGE is built on) as they are and merge only IMAGE's
+    /// layers above them
+    ///
+    /// The result shares BASE's layers, so pulls reuse a cached BASE. Refused
+    /// unless BASE's layers are the bottom layers of IMAGE.
+    #[arg(long, value_name = "BASE", conflicts_with = "keep_layers")]
+    pub keep_base: Option<String>,
+
+    /// Keep IMAGE's bottom N layers as they are and merge the layers above them into one
+    #[arg(long, value_name = "N")]
+    pub keep_layers: Option<usize>,
 
     /// Only print the new image ID (with --dry-run: only the totals)
     #[arg(short, long)]
@@ -280,6 +303,11 @@ mod tests {
         }
         let err = parse(&["flatten", "--dry-run", "-o", "x.tar", "a"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+        for keep in [&["--keep-layers", "1"][..], &["--keep-base", "base"]] {
+            let args = [&["flatten", "-o", "x.tar"][..], keep, &["a", "b"]].concat();
+            assert_eq!(parse(&args).unwrap_err().exit_code(), 2, "{args:?}");
+        }
+        assert!(parse(&["flatten", "--exact", "-o", "x.tar", "a", "b"]).is_ok());
         assert_eq!(
             parse(&["flatten", "-o", "x.tar", "a"])
                 .unwrap_err()

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use crate::progress::Progress;
+use crate::save_archive::Pick;
 use crate::save_stream;
 use crate::savings::{self, Savings, SavingsError};
 
@@ -22,29 +23,19 @@ pub enum DryRunError {
     Savings(SavingsError),
 }
 
-/// Reads the whole save stream and returns what flattening would gain.
+/// Reads the whole save stream and returns what flattening all but the
+/// bottom `keep` layers of each image `picks` names would gain: every
+/// platform of a multi-platform IMAGE in one read.
 pub async fn analyze(
     save: impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static,
-    progress: Arc<dyn Progress>,
-) -> Result<Savings, DryRunError> {
-    save_stream::read(save, move |n| progress.bytes(n), savings::analyze)
-        .await
-        .map_err(DryRunError::Engine)?
-        .map_err(DryRunError::Savings)
-}
-
-/// Reads the whole save stream and returns what flattening each of
-/// `images` (its layer blobs' digests, bottom first, and its config) would
-/// gain: every platform of a multi-platform IMAGE in one read.
-pub async fn analyze_images(
-    save: impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static,
-    images: Vec<(Vec<String>, serde_json::Value)>,
+    picks: Vec<Pick>,
+    keep: usize,
     progress: Arc<dyn Progress>,
 ) -> Result<Vec<Savings>, DryRunError> {
     save_stream::read(
         save,
         move |n| progress.bytes(n),
-        move |reader| savings::analyze_images(reader, &images),
+        move |r| savings::analyze(r, &picks, keep),
     )
     .await
     .map_err(DryRunError::Engine)?
@@ -54,6 +45,8 @@ pub async fn analyze_images(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::save_archive::ArchiveError;
+    use crate::tar_entry::TarError;
 
     #[test]
     fn every_error_says_its_cause_once() {
@@ -64,13 +57,24 @@ mod tests {
                 status_code: 500,
                 message: "no space left on device".into(),
             }),
-            DryRunError::Savings(SavingsError::Io(io())),
-            DryRunError::Savings(SavingsError::NoManifest),
-            DryRunError::Savings(SavingsError::Invalid {
+            DryRunError::Savings(SavingsError::from(ArchiveError::from(io()))),
+            DryRunError::Savings(SavingsError::from(ArchiveError::Missing(
+                "manifest.json".into(),
+            ))),
+            DryRunError::Savings(SavingsError::from(ArchiveError::Invalid {
                 what: "manifest.json".into(),
                 detail: "no image".into(),
+            })),
+            DryRunError::Savings(SavingsError::from(ArchiveError::Tar(TarError::Truncated {
+                offset: 1024,
+            }))),
+            DryRunError::Savings(SavingsError::Layer {
+                member: "l.tar".into(),
+                error: TarError::Corrupt {
+                    offset: 0,
+                    why: "bad header checksum".into(),
+                },
             }),
-            DryRunError::Savings(SavingsError::MissingLayer("l.tar".into())),
         ] {
             crate::output::assert_causes_said_once(&err);
         }

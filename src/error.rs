@@ -35,6 +35,10 @@ pub enum Step {
     Spool(String),
     /// The archive into `--output`'s file, or stdout (`-`).
     Write(PathBuf),
+    /// Working out which of IMAGE's layers a partial flatten keeps.
+    Keep(String),
+    /// IMAGE's layers, as they stream, into temporary files.
+    SpoolLayers(String),
 }
 
 impl fmt::Display for Step {
@@ -62,6 +66,10 @@ impl fmt::Display for Step {
                 f.write_str("writing the image archive to stdout")
             }
             Step::Write(path) => write!(f, "writing the image archive {}", path.display()),
+            Step::Keep(image) => write!(f, "keeping the bottom layers of {image}"),
+            Step::SpoolLayers(image) => {
+                write!(f, "writing the layers of {image} to temporary files")
+            }
         }
     }
 }
@@ -81,6 +89,11 @@ pub enum Cause {
     Layer(LayerError),
     /// IMAGE lacks what was asked of its platforms.
     Platforms(Box<crate::platforms::ChoiceError>),
+    /// What was asked cannot be done with this image; nothing was.
+    Refused(String),
+    /// The engine failed to save IMAGE, which `--exact` and the keep modes
+    /// read (the step is [`Step::ReadLayers`]).
+    Unsaveable(EngineError),
     /// Writing on this machine failed: a temporary file, `--output`.
     Local {
         /// The directory that needs room, or cannot be written.
@@ -123,7 +136,23 @@ impl fmt::Display for Error {
             ),
             Cause::Layer(e) => write!(f, "{step} from {endpoint} failed: {e}"),
             Cause::Platforms(e) => write!(f, "{step} on {endpoint}: {e}"),
+            Cause::Refused(why) => write!(f, "{step} on {endpoint} is not possible: {why}"),
+            Cause::Unsaveable(e) => write!(
+                f,
+                "{step} failed on {endpoint}: {}; the engine cannot save this image (docker save \
+                 fails the same way), and --exact, --keep-base and --keep-layers read what it \
+                 saves. Engine 20.10 on fuse-overlayfs fails so on an image with a layer that \
+                 deletes a path and creates it again; flatten without those flags: the \
+                 container's export has the image's files",
+                detail(e)
+            ),
             Cause::Local { dir, error } => match step {
+                Step::SpoolLayers(_) => write!(
+                    f,
+                    "{step} in {} failed: {error}; free space there, or set TMPDIR to a \
+                     directory with room for the uncompressed layers",
+                    dir.display()
+                ),
                 Step::Spool(_) => write!(
                     f,
                     "{step} in {} failed: {error}; free space there, or set TMPDIR to a \

@@ -10,6 +10,7 @@ mod error;
 mod image;
 mod interrupt;
 mod layer;
+mod merge;
 mod metadata;
 mod objects;
 mod output;
@@ -19,12 +20,14 @@ mod platforms;
 mod progress;
 mod reference;
 mod run;
+mod save_archive;
 mod save_stream;
 mod savings;
 mod source;
 mod store;
 mod stream;
 mod tar;
+mod tar_entry;
 mod tarfilter;
 
 use std::io::IsTerminal;
@@ -54,7 +57,7 @@ fn main() -> ExitCode {
             print!("{}", metadata::JSON);
             return ExitCode::SUCCESS;
         }
-        Command::Flatten(args) => args,
+        Command::Flatten(args) => *args,
     };
     let reporter = Arc::new(Reporter::new(args.quiet));
     let job = match args::lower(cli.globals, args, || std::io::stdout().is_terminal()) {

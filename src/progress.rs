@@ -17,8 +17,10 @@ pub enum Stage {
     LoadIndex,
     /// The image archive into `--output`'s file or stdout.
     Write,
-    /// The dry run's read of the image's layers.
+    /// The dry run's read of the image's layers, and the merge's.
     Read,
+    /// The merge of the image's layers into the layer that is sent.
+    Merge,
     Configure,
     Tag,
     Cleanup,

@@ -17,7 +17,7 @@ use crate::interrupt::{Interrupt, Interrupts};
 use crate::objects::Objects;
 use crate::output::json::{Made as Result_, Source};
 use crate::output::{Document, DryRunFacts, Reporter, Summary};
-use crate::pipeline::{Made, Outcome, Pipeline, Request};
+use crate::pipeline::{How, Made, Outcome, Pipeline, Request};
 use crate::platforms::LeftOut;
 
 /// A flatten that failed; what it was to change is unchanged.
@@ -65,18 +65,8 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
         &objects,
     );
     let request = match &job.mode {
-        Mode::DryRun { tag, platform } => {
-            let wanted = platform.as_ref();
-            return dry_run(
-                &pipeline,
-                &endpoint,
-                job,
-                tag,
-                wanted,
-                &reporter,
-                &mut interrupts,
-            )
-            .await;
+        Mode::DryRun { .. } => {
+            return dry_run(&pipeline, &endpoint, job, &reporter, &mut interrupts).await;
         }
         Mode::Flatten(request) => request,
     };
@@ -124,12 +114,13 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
         Ok(Ok(finished)) => finished,
     };
     let tag = request.tag.to_string();
-    let (made, compression) = match &finished.outcome {
-        Outcome::AlreadyFlat => (None, None),
+    let (made, compression, how) = match &finished.outcome {
+        Outcome::AlreadyFlat => (None, None, None),
         Outcome::Flattened {
             made,
             compression,
             filter,
+            how,
         } => {
             reporter.debug(
                 job.globals.debug,
@@ -139,8 +130,12 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
                     filter.dropped.join(", ")
                 ),
             );
-            (Some(made), Some(*compression))
+            (Some(made), Some(*compression), Some(how))
         }
+    };
+    let kept = match how {
+        Some(How::Merge { kept }) => Some(kept.clone()),
+        _ => None,
     };
     // Already flat: TAG is IMAGE itself.
     let (id, size, file) = match made {
@@ -171,21 +166,23 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
                     compression,
                 },
             };
-            reporter.json(
-                &Document::new(
-                    Source {
-                        reference: &job.image,
-                        id: &finished.source.id,
-                        layers: finished.source.layers,
-                        size: finished.source.size,
-                    },
-                    result,
-                    &endpoint,
-                    finished.store,
-                    finished.elapsed,
-                )
-                .with_platforms(&finished.platforms, &finished.left_out),
+            let document = Document::new(
+                Source {
+                    reference: &job.image,
+                    id: &finished.source.id,
+                    layers: finished.source.layers,
+                    size: finished.source.size,
+                },
+                result,
+                &endpoint,
+                finished.store,
+                finished.elapsed,
             )
+            .with_platforms(&finished.platforms, &finished.left_out);
+            reporter.json(&match kept.clone() {
+                Some(kept) => document.merged(kept),
+                None => document,
+            })
         }
     }
     let target = match &file {
@@ -200,6 +197,7 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
         source: &job.image,
         target: &target,
         layers_before: finished.source.layers,
+        layers_after: 1 + kept.as_ref().map_or(0, Vec::len),
         size_before: finished.source.size,
         size_after: size,
         elapsed: finished.elapsed,
@@ -269,13 +267,20 @@ async fn dry_run(
     pipeline: &Pipeline<'_>,
     endpoint: &Endpoint,
     job: &Job,
-    tag: &Option<crate::reference::Tag>,
-    platform: Option<&crate::platform::Platform>,
     reporter: &Arc<Reporter>,
     interrupts: &mut Interrupts,
 ) -> anyhow::Result<()> {
+    let Mode::DryRun {
+        tag,
+        platform,
+        keep,
+    } = &job.mode
+    else {
+        unreachable!("called for a dry run")
+    };
+    let (platform, keep) = (platform.as_ref(), keep.as_ref());
     let outcome = tokio::select! {
-        outcome = pipeline.dry_run(&job.image, platform, reporter.clone()) => outcome,
+        outcome = pipeline.dry_run(&job.image, platform, keep, reporter.clone()) => outcome,
         interrupt = interrupts.next() => {
             reporter.stage_failed();
             return Err(Interrupted { interrupt, what: "nothing was changed".into() }.into())
@@ -284,8 +289,8 @@ async fn dry_run(
     let outcome = outcome.inspect_err(|_| reporter.stage_failed())?;
     let tag = tag.as_ref().map(ToString::to_string);
     match job.format {
-        Format::Json => reporter.json(
-            &Document::new(
+        Format::Json => {
+            let document = Document::new(
                 Source {
                     reference: &job.image,
                     id: &outcome.source.id,
@@ -300,8 +305,19 @@ async fn dry_run(
                 outcome.store,
                 outcome.elapsed,
             )
-            .with_analyses(&outcome.platforms, &outcome.left_out),
-        ),
+            .with_analyses(&outcome.platforms, &outcome.left_out);
+            // What a partial flatten keeps is the same bottom layers on
+            // every platform; the first one's say which.
+            let first = &outcome.platforms[0].savings;
+            let kept: Vec<String> = first.layers[..first.kept_layers]
+                .iter()
+                .filter_map(|l| l.diff_id.clone())
+                .collect();
+            reporter.json(&match keep {
+                Some(_) => document.merged(kept),
+                None => document,
+            })
+        }
         Format::Text => {
             let several = outcome.platforms.len() > 1;
             for (i, analysed) in outcome.platforms.iter().enumerate() {
@@ -394,6 +410,7 @@ mod tests {
             compression: None,
             force: false,
             platform: None,
+            merge: None,
         };
         assert_eq!(unchanged(&request(None)), "app:flat is unchanged");
         assert_eq!(unchanged(&request(Some("a.tar"))), "a.tar is unchanged");

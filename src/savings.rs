@@ -1,39 +1,21 @@
-//! What flattening would gain. Reads the archive `docker save` streams (the
-//! docker-archive of graphdriver engines or the OCI layout of the containerd
-//! store; layers plain tar, gzip or zstd) once, front to back, keeping only file
-//! lists, then merges the layers the way the engine does to find the bytes
+//! What flattening would gain. Reads IMAGE's save stream once, front to
+//! back, through [`save_archive::read_picked`], keeping only each layer's list of
+//! changes, then stacks the layers the way the engine does to find the bytes
 //! that later layers delete or overwrite.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Read;
 
 use serde::Serialize;
 
-/// Archive members up to this size are kept in memory: the manifest, the
-/// config, and small layers (which may be empty tars that no peek recognises).
-const SMALL: u64 = 1 << 20;
+use crate::merge::normalize;
+use crate::save_archive::{self, Pick, ReadError, SavedImage};
+use crate::tar_entry::{End, TarError, TarReader};
+
 /// How many wasted paths the report names.
 pub const TOP_WASTED: usize = 10;
 
-/// Why the archive could not be read. An I/O error is quoted, not returned
-/// from `source()`: the flatten's message carries it whole.
-#[derive(Debug, thiserror::Error)]
-pub enum SavingsError {
-    #[error("reading the image archive failed: {0}")]
-    Io(std::io::Error),
-    #[error("the image archive has no manifest.json")]
-    NoManifest,
-    #[error("the image archive's {what} is not valid: {detail}")]
-    Invalid { what: String, detail: String },
-    #[error("layer {0} named in the image archive's manifest is not in the archive")]
-    MissingLayer(String),
-}
-
-impl From<std::io::Error> for SavingsError {
-    fn from(e: std::io::Error) -> SavingsError {
-        SavingsError::Io(e)
-    }
-}
+pub type SavingsError = ReadError<TarError>;
 
 /// One layer, as the report shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,6 +49,8 @@ pub struct Wasted {
 /// The whole answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Savings {
+    /// Bottom layers the flatten keeps as they are (0: all are merged).
+    pub kept_layers: usize,
     pub layers: Vec<Layer>,
     /// File bytes in all layers together: what the layers hold now.
     pub bytes_now: u64,
@@ -97,177 +81,50 @@ enum Change {
 
 type Changes = Vec<(Vec<u8>, Change)>;
 
-/// Reads a whole `docker save` stream and works out the savings of the
-/// image its `manifest.json` names.
-pub fn analyze(reader: impl Read) -> Result<Savings, SavingsError> {
-    let members = Members::read(reader)?;
-    let manifest = members
-        .small
-        .get("manifest.json")
-        .ok_or(SavingsError::NoManifest)?;
-    let manifest: serde_json::Value = parse_json(manifest, "manifest.json")?;
-    let image = manifest
-        .get(0)
-        .ok_or_else(|| invalid("manifest.json", "no image"))?;
-    let config_path = image["Config"]
-        .as_str()
-        .ok_or_else(|| invalid("manifest.json", "no Config"))?;
-    let config: serde_json::Value = match members.small.get(&member_name(config_path.as_bytes())) {
-        Some(bytes) => parse_json(bytes, config_path)?,
-        None => return Err(invalid(config_path, "missing")),
-    };
-    let paths: Vec<&str> = image["Layers"]
-        .as_array()
-        .ok_or_else(|| invalid("manifest.json", "no Layers"))?
-        .iter()
-        .map(|v| {
-            v.as_str()
-                .ok_or_else(|| invalid("manifest.json", "a layer is not a path"))
-        })
-        .collect::<Result<_, _>>()?;
-    members.savings(&paths, &config)
-}
-
-/// Reads a whole `docker save` stream (an OCI layout) and works out the
-/// savings of each of `images`: its layer blobs' digests, bottom first, and
-/// its config, as IMAGE's index gives them (a multi-platform image's save
-/// holds every platform the store has).
-pub fn analyze_images(
+/// Reads a whole `docker save` stream and works out, for each image
+/// `picks` names (a multi-platform image's save holds every platform the
+/// store has), the savings of flattening all but its bottom `keep` layers.
+pub fn analyze(
     reader: impl Read,
-    images: &[(Vec<String>, serde_json::Value)],
+    picks: &[Pick],
+    keep: usize,
 ) -> Result<Vec<Savings>, SavingsError> {
-    let members = Members::read(reader)?;
-    images
+    let saved = save_archive::read_picked(reader, picks, list_changes)?;
+    Ok(saved
+        .images
         .iter()
-        .map(|(layers, config)| {
-            let paths: Vec<String> = layers
-                .iter()
-                .map(|d| format!("blobs/sha256/{}", d.trim_start_matches("sha256:")))
-                .collect();
-            let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
-            members.savings(&paths, config)
+        .map(|image| image_savings(image, &saved.blobs, keep))
+        .collect())
+}
+
+fn image_savings(image: &SavedImage, blobs: &[Changes], keep: usize) -> Savings {
+    // History entries that made no layer (ENV, CMD, ...) are marked empty.
+    let steps: Vec<Option<String>> = image.config["history"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .filter(|e| e["empty_layer"] != serde_json::Value::Bool(true))
+                .map(|e| e["created_by"].as_str().map(str::to_owned))
+                .collect()
         })
-        .collect()
-}
-
-/// A save stream's members as the analysis needs them: every layer's
-/// changes, small members whole, and the links between members.
-#[derive(Default)]
-struct Members {
-    layers: HashMap<String, Changes>,
-    small: HashMap<String, Vec<u8>>,
-    links: HashMap<String, String>,
-}
-
-impl Members {
-    fn read(reader: impl Read) -> Result<Members, SavingsError> {
-        let mut members = Members::default();
-        let mut archive = tar::Archive::new(reader);
-        for entry in archive.entries()? {
-            let mut entry = entry?;
-            let name = member_name(&entry.path_bytes());
-            match entry.header().entry_type() {
-                // `docker save` links a layer that appears twice to its first copy.
-                tar::EntryType::Symlink => {
-                    if let Some(target) = entry.link_name_bytes() {
-                        members
-                            .links
-                            .insert(name.clone(), resolve_link(&name, &target));
-                    }
-                }
-                kind if kind.is_file() => {
-                    if entry.size() <= SMALL {
-                        let mut bytes = Vec::with_capacity(entry.size() as usize);
-                        entry.read_to_end(&mut bytes)?;
-                        members.small.insert(name, bytes);
-                    } else if let Some(changes) = read_layer(&mut entry)? {
-                        members.layers.insert(name, changes);
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(members)
+        .unwrap_or_default();
+    let ordered: Vec<&Changes> = image.layers.iter().map(|l| &blobs[l.blob]).collect();
+    let same_count = steps.len() == ordered.len();
+    let mut savings = merge(&ordered, keep);
+    for (i, layer) in savings.layers.iter_mut().enumerate() {
+        layer.diff_id = Some(image.layers[i].diff_id.clone());
+        layer.created_by = if same_count { steps[i].clone() } else { None };
     }
-
-    /// The savings of the image whose layers are the members `paths`,
-    /// bottom first, and whose config (for the history) is `config`.
-    fn savings(&self, paths: &[&str], config: &serde_json::Value) -> Result<Savings, SavingsError> {
-        let diff_ids: Vec<Option<String>> = config["rootfs"]["diff_ids"]
-            .as_array()
-            .map(|ids| ids.iter().map(|v| v.as_str().map(str::to_owned)).collect())
-            .unwrap_or_default();
-        // History entries that made no layer (ENV, CMD, ...) are marked empty.
-        let steps: Vec<Option<String>> = config["history"]
-            .as_array()
-            .map(|h| {
-                h.iter()
-                    .filter(|e| e["empty_layer"] != serde_json::Value::Bool(true))
-                    .map(|e| e["created_by"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut ordered = Vec::with_capacity(paths.len());
-        for path in paths {
-            let mut name = member_name(path.as_bytes());
-            for _ in 0..8 {
-                match self.links.get(&name) {
-                    Some(target) => name = target.clone(),
-                    None => break,
-                }
-            }
-            let changes = match (self.layers.get(&name), self.small.get(&name)) {
-                (Some(changes), _) => changes.clone(),
-                (None, Some(bytes)) => read_layer(&mut &bytes[..])?
-                    .ok_or_else(|| invalid(path, "not a tar archive"))?,
-                (None, None) => return Err(SavingsError::MissingLayer((*path).to_owned())),
-            };
-            ordered.push(changes);
-        }
-        let same_count = steps.len() == ordered.len();
-        let mut savings = merge(&ordered);
-        for (i, layer) in savings.layers.iter_mut().enumerate() {
-            layer.diff_id = diff_ids.get(i).cloned().flatten();
-            layer.created_by = if same_count { steps[i].clone() } else { None };
-        }
-        Ok(savings)
-    }
+    savings
 }
 
-/// Lists a layer's changes; `None` if the member is not a layer at all.
-fn read_layer(member: &mut dyn Read) -> Result<Option<Changes>, SavingsError> {
-    // A read may return less than a block, so take the head in full first.
-    let mut head = Vec::with_capacity(512);
-    (&mut *member).take(512).read_to_end(&mut head)?;
-    let gzip = head.starts_with(&[0x1f, 0x8b]);
-    let zstd = head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
-    // A tar header, or the zero blocks of an empty tar.
-    let tar = head.len() == 512 && (&head[257..262] == b"ustar" || head.iter().all(|&b| b == 0));
-    let input = std::io::Cursor::new(head).chain(member);
-    Ok(if gzip {
-        Some(list_changes(flate2::read::MultiGzDecoder::new(input))?)
-    } else if zstd {
-        let decoder = zstd::stream::read::Decoder::new(input).map_err(SavingsError::Io)?;
-        Some(list_changes(decoder)?)
-    } else if tar {
-        Some(list_changes(input)?)
-    } else {
-        None
-    })
-}
-
-fn list_changes(layer: impl Read) -> std::io::Result<Changes> {
+/// A layer's changes, in order.
+fn list_changes(layer: &mut dyn Read) -> Result<Changes, TarError> {
     let mut changes = Vec::new();
-    let mut archive = tar::Archive::new(layer);
-    for entry in archive.entries()? {
-        let entry = entry?;
-        // PAX global headers describe the archive, not a file (earlier
-        // builds of this plugin began their layers with one).
-        if entry.header().entry_type() == tar::EntryType::XGlobalHeader {
-            continue;
-        }
-        let Some(path) = normalize(&entry.path_bytes()) else {
-            continue;
+    let mut tar = TarReader::new(layer, End::Lenient);
+    while let Some(entry) = tar.next_entry()? {
+        let Some(Some(path)) = normalize(&entry.path) else {
+            continue; // the root, or a path outside it
         };
         let (parent, base) = match path.iter().rposition(|&b| b == b'/') {
             Some(i) => (&path[..i], &path[i + 1..]),
@@ -279,11 +136,11 @@ fn list_changes(layer: impl Read) -> std::io::Result<Changes> {
             continue; // aufs bookkeeping, not a path
         } else if let Some(victim) = base.strip_prefix(b".wh.") {
             (join(parent, victim), Change::Whiteout)
-        } else if entry.header().entry_type().is_dir() {
+        } else if entry.is_dir() {
             (path, Change::Dir)
         } else {
-            let size = if entry.header().entry_type().is_file() {
-                entry.size()
+            let size = if matches!(entry.typeflag, b'0' | b'\0' | b'7') {
+                entry.size
             } else {
                 0
             };
@@ -301,8 +158,10 @@ struct Node {
     dir: bool,
 }
 
-/// Applies the layers in order, as the engine stacks them.
-fn merge(layers: &[Changes]) -> Savings {
+/// Applies the layers in order, as the engine stacks them. With `keep`,
+/// the bottom layers stay as they are: what later layers delete of theirs
+/// stays in them, and only what the merged layers waste is saved.
+fn merge(layers: &[&Changes], keep: usize) -> Savings {
     let mut m = Merge {
         fs: BTreeMap::new(),
         report: (0..layers.len())
@@ -318,7 +177,7 @@ fn merge(layers: &[Changes]) -> Savings {
             .collect(),
         wasted: Vec::new(),
     };
-    for (i, changes) in layers.iter().enumerate() {
+    for (i, changes) in layers.iter().copied().enumerate() {
         for (path, change) in changes {
             match change {
                 Change::Whiteout => {
@@ -356,11 +215,17 @@ fn merge(layers: &[Changes]) -> Savings {
         report,
         mut wasted,
     } = m;
+    wasted.retain(|w| w.layer > keep);
     wasted.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.path.cmp(&b.path)));
     let wasted_bytes = wasted.iter().map(|w| w.size).sum();
     wasted.truncate(TOP_WASTED);
-    let survivors = fs.values().filter(|n| !n.dir);
-    let (files_after, bytes_after) = survivors.fold((0, 0), |(n, b), node| (n + 1, b + node.size));
+    let kept = &report[..keep.min(report.len())];
+    let kept_totals = kept
+        .iter()
+        .fold((0, 0), |(n, b), l| (n + l.files, b + l.size));
+    let survivors = fs.values().filter(|n| !n.dir && n.layer >= keep);
+    let (files_after, bytes_after) =
+        survivors.fold(kept_totals, |(n, b), node| (n + 1, b + node.size));
     let bytes_now: u64 = report.iter().map(|l| l.size).sum();
     let wasted_percent = if bytes_now == 0 {
         0.0
@@ -368,6 +233,7 @@ fn merge(layers: &[Changes]) -> Savings {
         (wasted_bytes as f64 * 1000.0 / bytes_now as f64).round() / 10.0
     };
     Savings {
+        kept_layers: keep,
         bytes_now,
         layers: report,
         bytes_after,
@@ -425,19 +291,6 @@ fn descendants<'a>(
         .filter(|(p, _)| !p.is_empty())
 }
 
-/// `a/b/` and `./a/b` are `a/b`; the root itself is no entry.
-fn normalize(path: &[u8]) -> Option<Vec<u8>> {
-    let parts: Vec<&[u8]> = path
-        .split(|&b| b == b'/')
-        .filter(|p| !p.is_empty() && *p != b".")
-        .collect();
-    (!parts.is_empty()).then(|| parts.join(&b'/'))
-}
-
-fn member_name(path: &[u8]) -> String {
-    String::from_utf8_lossy(&normalize(path).unwrap_or_default()).into_owned()
-}
-
 fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
     if dir.is_empty() {
         return name.to_vec();
@@ -448,46 +301,23 @@ fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
     p
 }
 
-/// The member a symlink inside the archive points at.
-fn resolve_link(name: &str, target: &[u8]) -> String {
-    let target = String::from_utf8_lossy(target);
-    let mut parts: Vec<&str> = if target.starts_with('/') {
-        Vec::new()
-    } else {
-        name.split('/').collect()
-    };
-    parts.pop(); // the link's own name
-    for part in target.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    parts.join("/")
-}
-
 fn show(path: &[u8]) -> String {
     format!("/{}", String::from_utf8_lossy(path))
-}
-
-fn parse_json(bytes: &[u8], what: &str) -> Result<serde_json::Value, SavingsError> {
-    serde_json::from_slice(bytes).map_err(|e| invalid(what, &e.to_string()))
-}
-
-fn invalid(what: &str, detail: &str) -> SavingsError {
-    SavingsError::Invalid {
-        what: what.to_owned(),
-        detail: detail.to_owned(),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+
+    /// The savings of the one image an archive lists.
+    fn one(archive: &[u8], keep: usize) -> Result<Savings, SavingsError> {
+        let mut all = analyze(archive, &[Pick::Listed], keep)?;
+        assert_eq!(all.len(), 1);
+        Ok(all.remove(0))
+    }
+    use crate::save_archive::tests::{
+        docker_archive, gzip, member, oci_archive, platforms_archive, sha,
+    };
 
     enum E<'a> {
         Dir(&'a str),
@@ -521,37 +351,10 @@ mod tests {
         b.into_inner().unwrap()
     }
 
-    fn gzip(data: &[u8]) -> Vec<u8> {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(data).unwrap();
-        gz.finish().unwrap()
-    }
-
-    fn member(b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        b.append_data(&mut h, name, data).unwrap();
-    }
-
     /// A docker-archive with the manifest last, as `docker save` writes it.
     fn save(layers: &[(&str, Vec<u8>)], history: serde_json::Value) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (name, data) in layers {
-            member(&mut b, name, data);
-        }
-        let config = serde_json::json!({
-            "rootfs": {"type": "layers", "diff_ids": layers.iter().enumerate()
-                .map(|(i, _)| format!("sha256:{i}")).collect::<Vec<_>>()},
-            "history": history,
-        });
-        member(&mut b, "cfg.json", config.to_string().as_bytes());
-        let manifest = serde_json::json!([{
-            "Config": "cfg.json",
-            "Layers": layers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-        }]);
-        member(&mut b, "manifest.json", manifest.to_string().as_bytes());
-        b.into_inner().unwrap()
+        let tars: Vec<Vec<u8>> = layers.iter().map(|(_, t)| t.clone()).collect();
+        docker_archive(&tars, history)
     }
 
     #[test]
@@ -559,32 +362,24 @@ mod tests {
         let shared = layer(&[E::Dir("d/"), E::File("d/base", 100)]);
         let amd = layer(&[E::File("d/.wh.base", 0), E::File("d/amd", 7)]);
         let arm = layer(&[E::File("d/arm", 9)]);
-        let blob = |l: &[u8]| format!("sha256:{:x}", sha2::Sha256::digest(l));
-        use sha2::Digest;
-        let mut b = tar::Builder::new(Vec::new());
-        for l in [&shared, &amd, &arm] {
-            member(&mut b, &format!("blobs/sha256/{}", &blob(l)[7..]), l);
-        }
-        member(&mut b, "index.json", b"{}");
-        let archive = b.into_inner().unwrap();
-        let config = |by: &str| {
-            serde_json::json!({"rootfs": {"diff_ids": ["sha256:s", format!("sha256:{by}")]},
-                               "history": [{"created_by": "base"}, {"created_by": by}]})
-        };
-        let found = analyze_images(
-            &archive[..],
-            &[
-                (vec![blob(&shared), blob(&amd)], config("amd")),
-                (vec![blob(&shared), blob(&arm)], config("arm")),
-            ],
-        )
-        .unwrap();
+        let history = |by: &str| serde_json::json!([{"created_by": "base"}, {"created_by": by}]);
+        let (archive, manifests) = platforms_archive(&[
+            ("amd64", vec![shared.clone(), amd], history("amd")),
+            ("arm64", vec![shared, arm], history("arm")),
+        ]);
+        let picks: Vec<Pick> = manifests.into_iter().map(Pick::Manifest).collect();
+        let found = analyze(&archive[..], &picks, 0).unwrap();
         assert_eq!((found[0].wasted_bytes, found[0].bytes_after), (100, 7));
         assert_eq!((found[1].wasted_bytes, found[1].bytes_after), (0, 109));
         assert_eq!(found[1].layers[1].created_by.as_deref(), Some("arm"));
-        let missing = analyze_images(&archive[..], &[(vec!["sha256:00".into()], config("x"))]);
+        let kept = analyze(&archive[..], &picks, 1).unwrap();
+        assert_eq!(
+            kept[0].wasted_bytes, 0,
+            "the base's file is kept, not wasted"
+        );
+        let missing = analyze(&archive[..], &[Pick::Manifest(sha(b"x"))], 0);
         assert!(
-            matches!(missing, Err(SavingsError::MissingLayer(_))),
+            matches!(missing, Err(SavingsError::Archive(_))),
             "{missing:?}"
         );
     }
@@ -614,12 +409,12 @@ mod tests {
         let archive = save(
             &[
                 ("1/layer.tar", l1),
-                ("2/layer.tar", l2),
+                ("2/layer.tar", l2.clone()),
                 ("3/layer.tar", l3),
             ],
             history,
         );
-        let s = analyze(&archive[..]).unwrap();
+        let s = one(&archive[..], 0).unwrap();
         assert_eq!(s.bytes_now, 5000 + 10 + 300 + 200 + 20 + 7);
         assert_eq!(s.wasted_bytes, 5000 + 10 + 300 + 200);
         assert_eq!(s.bytes_after, 20 + 7);
@@ -628,7 +423,7 @@ mod tests {
         assert_eq!(s.layers[0].wasted, 5510);
         assert_eq!(s.layers[1].deletes, 1);
         assert_eq!(s.layers[2].created_by.as_deref(), Some("RUN reset cache"));
-        assert_eq!(s.layers[1].diff_id.as_deref(), Some("sha256:1"));
+        assert_eq!(s.layers[1].diff_id.as_deref(), Some(&sha(&l2)[..]));
         assert_eq!(
             s.largest_wasted[0],
             Wasted {
@@ -680,7 +475,11 @@ mod tests {
         global.extend_from_slice(b"15 comment=run\n");
         global.resize(1024, 0);
         let l1 = [&global[..], &l1[..]].concat();
-        let s = analyze(&save(&[("a.tar", l1), ("b.tar", l2)], serde_json::json!([]))[..]).unwrap();
+        let s = one(
+            &save(&[("a.tar", l1), ("b.tar", l2)], serde_json::json!([]))[..],
+            0,
+        )
+        .unwrap();
         assert_eq!((s.wasted_bytes, s.bytes_after, s.files_after), (40, 1, 1));
         assert_eq!(s.layers[0].files, 2);
         assert!(
@@ -690,63 +489,57 @@ mod tests {
     }
 
     #[test]
-    fn reads_gzip_and_zstd_layers_large_layers_and_linked_duplicates() {
-        // Over SMALL, so it is read as a stream rather than kept.
-        let big = layer(&[E::File("blob", (SMALL + 4096) as usize)]);
-        let gz = gzip(&layer(&[E::File("g", 3)]));
-        let zst = zstd::encode_all(&layer(&[E::File("z", 5)])[..], 1).unwrap();
-        let mut b = tar::Builder::new(Vec::new());
-        member(&mut b, "blobs/sha256/aa", &big);
-        member(&mut b, "blobs/sha256/bb", &gz);
-        member(&mut b, "blobs/sha256/cc", &zst);
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_size(0);
-        b.append_link(&mut h, "dup/layer.tar", "../blobs/sha256/aa")
-            .unwrap();
-        member(&mut b, "c.json", br#"{"rootfs":{"diff_ids":[]}}"#);
-        let manifest = r#"[{"Config":"c.json","Layers":["blobs/sha256/aa","blobs/sha256/bb","blobs/sha256/cc","dup/layer.tar"]}]"#;
-        member(&mut b, "manifest.json", manifest.as_bytes());
-        let s = analyze(&b.into_inner().unwrap()[..]).unwrap();
+    fn reads_gzip_and_zstd_layers_large_layers_and_repeated_ones() {
+        let big = layer(&[E::File("blob", 300 << 10)]);
+        let g = layer(&[E::File("g", 3)]);
+        let z = layer(&[E::File("z", 5)]);
+        let (archive, _) = oci_archive(&[big.clone(), g, z, big], Some(2));
+        let s = one(&archive[..], 0).unwrap();
         assert_eq!(s.layers.len(), 4);
         assert_eq!(s.layers[1].size, 3);
         assert_eq!(s.layers[2].size, 5, "a zstd layer is read");
-        assert_eq!(s.layers[3].size, SMALL + 4096);
+        assert_eq!(s.layers[3].size, 300 << 10);
         assert_eq!(
             s.wasted_bytes,
-            SMALL + 4096,
+            300 << 10,
             "the repeated layer overwrites the first"
         );
+        let _ = gzip;
+    }
+
+    #[test]
+    fn a_partial_flatten_saves_only_what_the_merged_layers_waste() {
+        let l1 = layer(&[E::File("base", 100), E::File("gone", 50)]);
+        let l2 = layer(&[E::File("tmp", 30), E::File(".wh.gone", 0)]);
+        let l3 = layer(&[E::File(".wh.tmp", 0), E::File("app", 7)]);
+        let archive = save(
+            &[("1.tar", l1), ("2.tar", l2), ("3.tar", l3)],
+            serde_json::json!([]),
+        );
+        let all = one(&archive[..], 0).unwrap();
+        assert_eq!(
+            (all.wasted_bytes, all.bytes_after, all.files_after),
+            (80, 107, 2)
+        );
+        let s = one(&archive[..], 1).unwrap();
+        assert_eq!(s.kept_layers, 1);
+        // The deleted base file stays in the kept layer; the temporary one goes.
+        assert_eq!((s.wasted_bytes, s.bytes_after, s.files_after), (30, 157, 3));
+        assert_eq!(s.bytes_now - s.wasted_bytes, s.bytes_after);
+        assert_eq!(s.largest_wasted.len(), 1);
+        assert_eq!(s.largest_wasted[0].path, "/tmp");
     }
 
     #[test]
     fn broken_archives_say_what_is_wrong() {
         let mut b = tar::Builder::new(Vec::new());
         member(&mut b, "x", b"y");
-        let err = analyze(&b.into_inner().unwrap()[..]).unwrap_err();
-        assert!(matches!(err, SavingsError::NoManifest), "{err}");
-        let archive = save(&[], serde_json::json!([]));
-        let mut b = tar::Builder::new(Vec::new());
-        member(&mut b, "cfg.json", br#"{}"#);
-        member(
-            &mut b,
-            "manifest.json",
-            br#"[{"Config":"cfg.json","Layers":["gone.tar"]}]"#,
-        );
-        let err = analyze(&b.into_inner().unwrap()[..]).unwrap_err();
-        assert!(
-            matches!(err, SavingsError::MissingLayer(ref p) if p == "gone.tar"),
-            "{err}"
-        );
-        assert_eq!(analyze(&archive[..]).unwrap().layers.len(), 0);
-    }
-
-    #[test]
-    fn links_resolve_inside_the_archive() {
+        let err = one(&b.into_inner().unwrap()[..], 0).unwrap_err();
         assert_eq!(
-            resolve_link("a/layer.tar", b"../b/layer.tar"),
-            "b/layer.tar"
+            err.to_string(),
+            "the archive has no manifest.json or index.json"
         );
-        assert_eq!(resolve_link("a/layer.tar", b"c.tar"), "a/c.tar");
+        let archive = save(&[], serde_json::json!([]));
+        assert_eq!(one(&archive[..], 0).unwrap().layers.len(), 0);
     }
 }

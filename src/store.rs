@@ -69,8 +69,13 @@ pub struct Refusal {
 pub fn needs_version(requested: Option<Compression>, destination: &Destination) -> bool {
     matches!(
         (requested, destination),
-        (Some(Compression::Zstd), Destination::Import)
-            | (Some(Compression::None), Destination::Load)
+        (
+            Some(Compression::Zstd),
+            Destination::Import | Destination::Onto(Store::Graphdriver)
+        ) | (
+            Some(Compression::None),
+            Destination::Load | Destination::Onto(Store::Containerd)
+        )
     )
 }
 
@@ -87,21 +92,29 @@ pub fn choose_compression(
     };
     match (requested, destination) {
         // A graphdriver store keeps layers uncompressed: compressing would only cost CPU.
-        (None, Destination::Import) => Ok(Compression::None),
+        (None, Destination::Import | Destination::Onto(Store::Graphdriver)) => {
+            Ok(Compression::None)
+        }
         // The containerd store keeps the layer blob as it was loaded, and
         // pushes it so: compressed is what every registry expects. A file
         // goes anywhere: gzip is what every engine and registry reads.
-        (None, Destination::Load | Destination::File(_) | Destination::Stdout) => {
-            Ok(Compression::Gzip)
-        }
-        (Some(Compression::None), Destination::Load) => Err(Refusal {
-            mode: Compression::None,
-            engine: named("containerd image store"),
-            why: "the containerd image store keeps the layer as it is sent, so it would \
+        (
+            None,
+            Destination::Load
+            | Destination::Onto(Store::Containerd)
+            | Destination::File(_)
+            | Destination::Stdout,
+        ) => Ok(Compression::Gzip),
+        (Some(Compression::None), Destination::Load | Destination::Onto(Store::Containerd)) => {
+            Err(Refusal {
+                mode: Compression::None,
+                engine: named("containerd image store"),
+                why: "the containerd image store keeps the layer as it is sent, so it would \
                   stay uncompressed on disk and in every push",
-            instead: "--compression gzip (the default there) or zstd",
-        }),
-        (Some(Compression::Zstd), Destination::Import)
+                instead: "--compression gzip (the default there) or zstd",
+            })
+        }
+        (Some(Compression::Zstd), Destination::Import | Destination::Onto(Store::Graphdriver))
             if engine
                 .as_ref()
                 .and_then(|e| e.api)
@@ -110,7 +123,7 @@ pub fn choose_compression(
             Err(Refusal {
                 mode: Compression::Zstd,
                 engine: named("graphdriver"),
-                why: "graphdriver engines before Engine 23 cannot import a zstd layer",
+                why: "graphdriver engines before Engine 23 cannot take a zstd layer",
                 instead: "--compression gzip or none (the default there)",
             })
         }

@@ -7,10 +7,13 @@
 //!   [`spool`] file, then into one `docker load` with its config.
 //! - [`file`]: `--output FILE` or `-o -`: the same OCI archive the load
 //!   sends, written to a file (or stdout) instead of the engine.
+//! - [`onto`]: a partial flatten, on either store: one `docker load` of the
+//!   merged layer above the kept layers the engine has.
 
 pub mod file;
 pub mod import;
 pub mod load;
+pub mod onto;
 pub mod spool;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +34,8 @@ pub enum Destination {
     Import,
     /// Into a containerd-store engine, by one load.
     Load,
+    /// Into either store, by one load above the kept layers it has.
+    Onto(Store),
     /// An archive written to this file, replacing it whole at the end.
     File(PathBuf),
     /// An archive written to stdout.
@@ -50,7 +55,10 @@ pub fn choose(store: Store, output: Option<&Path>) -> Destination {
 impl Destination {
     /// Whether the result is an image on the engine, which TAG then names.
     pub fn is_engine(&self) -> bool {
-        matches!(self, Destination::Import | Destination::Load)
+        matches!(
+            self,
+            Destination::Import | Destination::Load | Destination::Onto(_)
+        )
     }
 }
 

@@ -48,7 +48,16 @@ pub const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 pub const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 pub const LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
-/// An OCI image layout of one image with one layer, but the layer's bytes.
+/// A layer the archive names but does not carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub digest: String,
+    pub size: u64,
+    pub media_type: &'static str,
+}
+
+/// An OCI image layout of one image, but the layer's bytes (and without
+/// the bytes of layers kept from the source, which the engine has).
 pub struct OciArchive {
     config: Vec<u8>,
     manifest: Vec<u8>,
@@ -64,16 +73,37 @@ impl OciArchive {
     /// platform `platform`; named `name` (`docker load` tags it so), or
     /// unnamed (the load leaves the image untagged).
     pub fn new(config: Vec<u8>, layer: &Digests, platform: &Value, name: Option<&Tag>) -> Self {
+        Self::onto(config, &[], layer, platform, name)
+    }
+
+    /// The archive of an image whose `kept` layers (bottom first) lie below
+    /// `layer`: its manifests name them, but it carries only `layer`'s
+    /// bytes, for an engine that has them (a graphdriver `docker load`
+    /// finds a layer by chain ID and reads its file only when it lacks it;
+    /// the containerd store takes a blob it has). With kept layers it
+    /// always has a `manifest.json`, which a graphdriver engine loads by.
+    pub fn onto(
+        config: Vec<u8>,
+        kept: &[Kept],
+        layer: &Digests,
+        platform: &Value,
+        name: Option<&Tag>,
+    ) -> Self {
         let config_digest = digest(&config);
+        let mut layers: Vec<Value> = kept
+            .iter()
+            .map(|k| json!({"mediaType": k.media_type, "digest": k.digest, "size": k.size}))
+            .collect();
+        layers.push(json!({
+            "mediaType": layer.compression.layer_media_type(),
+            "digest": layer.blob,
+            "size": layer.blob_size,
+        }));
         let manifest = json!({
             "schemaVersion": 2,
             "mediaType": MANIFEST_TYPE,
             "config": {"mediaType": CONFIG_TYPE, "digest": config_digest, "size": config.len()},
-            "layers": [{
-                "mediaType": layer.compression.layer_media_type(),
-                "digest": layer.blob,
-                "size": layer.blob_size,
-            }],
+            "layers": layers,
         })
         .to_string()
         .into_bytes();
@@ -92,11 +122,13 @@ impl OciArchive {
         let index = json!({"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": [entry]})
             .to_string()
             .into_bytes();
-        let docker_manifest = name.map(|tag| {
+        let docker_manifest = (name.is_some() || !kept.is_empty()).then(|| {
+            let mut paths: Vec<String> = kept.iter().map(|k| blob_path(&k.digest)).collect();
+            paths.push(blob_path(&layer.blob));
             json!([{
                 "Config": blob_path(&config_digest),
-                "RepoTags": [tag.to_string()],
-                "Layers": [blob_path(&layer.blob)],
+                "RepoTags": name.map(|tag| vec![tag.to_string()]),
+                "Layers": paths,
             }])
             .to_string()
             .into_bytes()
@@ -108,6 +140,11 @@ impl OciArchive {
             docker_manifest,
             layer: layer.clone(),
         }
+    }
+
+    /// The image's ID on a graphdriver engine: its config's digest.
+    pub fn config_id(&self) -> String {
+        digest(&self.config)
     }
 
     /// The image's ID on the containerd store: its manifest's digest.
@@ -223,6 +260,42 @@ mod tests {
         assert!(files.iter().all(|(n, _)| n != "manifest.json"));
         assert_eq!(files.last().unwrap().0, blob_path(&layer.blob));
         assert_eq!(files.last().unwrap().1, blob, "the layer comes last, whole");
+    }
+
+    #[test]
+    fn an_archive_onto_kept_layers_names_them_and_carries_only_the_new_one() {
+        let blob = vec![7; 100];
+        let kept = Kept {
+            digest: "sha256:0123".into(),
+            size: 5000,
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip",
+        };
+        let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+        let value: Value = serde_json::from_slice(&config).unwrap();
+        let archive = OciArchive::onto(config, &[kept], &layer(&blob), &platform(&value), None);
+        let files = members(&[&archive.metadata()[..], &blocks::END_OF_ARCHIVE].concat());
+        let file = |name: &str| {
+            files
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, d)| d.clone())
+        };
+        let manifest: Value =
+            serde_json::from_slice(&file(&blob_path(&archive.id())).unwrap()).unwrap();
+        assert_eq!(manifest["layers"][0]["digest"], "sha256:0123");
+        assert_eq!(manifest["layers"][0]["size"], 5000);
+        assert_eq!(manifest["layers"][1]["digest"], digest(&blob).as_str());
+        let docker: Value = serde_json::from_slice(&file("manifest.json").unwrap()).unwrap();
+        assert_eq!(docker[0]["Layers"][0], "blobs/sha256/0123");
+        assert_eq!(docker[0]["RepoTags"], Value::Null);
+        assert!(
+            file("blobs/sha256/0123").is_none(),
+            "the kept layer does not travel"
+        );
+        assert_eq!(
+            archive.config_id(),
+            digest(br#"{"architecture":"amd64","os":"linux"}"#)
+        );
     }
 
     #[test]

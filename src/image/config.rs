@@ -18,19 +18,32 @@ pub struct Recipe<'a> {
     /// IMAGE's ID, for the history entry.
     pub source_id: &'a str,
     pub provenance: Provenance<'a>,
+    /// A partial flatten's kept layers, below the new one: their diff IDs
+    /// and history entries, as IMAGE has them.
+    pub kept_diff_ids: Vec<String>,
+    pub kept_history: Vec<Value>,
 }
 
 impl Recipe<'_> {
     /// The flattened image's config: `source` (IMAGE's config) over the
-    /// layer `diff_id`, made now.
+    /// kept layers and the layer `diff_id`, made now.
     pub fn config(&self, source: &Value, diff_id: &str) -> Value {
-        flattened(
+        let mut config = flattened(
             source,
             self.source_id,
             &self.provenance,
             diff_id,
             SystemTime::now(),
-        )
+        );
+        if !self.kept_diff_ids.is_empty() {
+            let mut ids: Vec<Value> = self.kept_diff_ids.iter().map(|d| json!(d)).collect();
+            ids.push(json!(diff_id));
+            config["rootfs"]["diff_ids"] = Value::Array(ids);
+            let mut history = self.kept_history.clone();
+            history.extend(config["history"].as_array().cloned().unwrap_or_default());
+            config["history"] = Value::Array(history);
+        }
+        config
     }
 }
 
@@ -134,6 +147,33 @@ pub fn platform(config: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partial_flatten_keeps_the_kept_layers_and_their_history() {
+        let recipe = Recipe {
+            source_id: "sha256:src",
+            provenance: Provenance {
+                reference: "app:1",
+                layers: 2,
+            },
+            kept_diff_ids: vec!["sha256:base".into()],
+            kept_history: vec![json!({"created_by": "ADD base"})],
+        };
+        let source = json!({"architecture": "amd64", "os": "linux", "history": [1, 2, 3],
+                            "rootfs": {"type": "layers", "diff_ids": ["sha256:base", "sha256:x"]}});
+        let config = recipe.config(&source, "sha256:new");
+        assert_eq!(
+            config["rootfs"]["diff_ids"],
+            json!(["sha256:base", "sha256:new"])
+        );
+        let history = config["history"].as_array().unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[0], json!({"created_by": "ADD base"}));
+        assert_eq!(
+            history[1]["comment"],
+            "flattened from 2 layer(s) by docker-flatten 0.1.0"
+        );
+    }
 
     #[test]
     fn carries_every_field_but_those_set_anew() {

@@ -35,6 +35,11 @@ pub struct Document<'a> {
     pub left_out: Vec<LeftOutEntry>,
     /// IMAGE's attestation manifests (provenance, SBOM), which the result drops.
     pub attestations_dropped: usize,
+    /// How the layer is made: `export` (a container's), `exact` (IMAGE's
+    /// layers merged), `keep` (merged above kept layers).
+    pub mode: &'static str,
+    /// Diff IDs of IMAGE's bottom layers kept as they are, bottom first.
+    pub kept_layers: Vec<String>,
 }
 
 /// One platform of the result.
@@ -77,7 +82,7 @@ impl PlatformEntry {
             },
             result: Some(PlatformImage {
                 manifest: f.manifest.clone(),
-                layers: 1,
+                layers: f.layers_after,
                 size: f.size_after,
             }),
             analysis: None,
@@ -227,6 +232,8 @@ impl<'a> Document<'a> {
             platforms: Vec::new(),
             left_out: Vec::new(),
             attestations_dropped: 0,
+            mode: "export",
+            kept_layers: Vec::new(),
         }
     }
 
@@ -266,6 +273,14 @@ impl<'a> Document<'a> {
         self.attestations_dropped = left_out.attestations;
         self
     }
+
+    /// Says the layer was merged from IMAGE's layers above `kept` ones.
+    pub fn merged(mut self, kept: Vec<String>) -> Document<'a> {
+        self.mode = if kept.is_empty() { "exact" } else { "keep" };
+        self.result.layers = 1 + kept.len();
+        self.kept_layers = kept;
+        self
+    }
 }
 
 /// Seconds to the millisecond, as JSON numbers go.
@@ -301,7 +316,7 @@ mod tests {
         keys
     }
 
-    const FIELDS: [&str; 12] = [
+    const FIELDS: [&str; 14] = [
         "already_flat",
         "analysis",
         "attestations_dropped",
@@ -309,7 +324,9 @@ mod tests {
         "dry_run",
         "duration_seconds",
         "engine",
+        "kept_layers",
         "left_out",
+        "mode",
         "platforms",
         "result",
         "source",
@@ -319,6 +336,7 @@ mod tests {
     #[test]
     fn a_dry_run_document_keeps_its_field_names() {
         let s = Savings {
+            kept_layers: 0,
             layers: Vec::new(),
             bytes_now: 10,
             bytes_after: 4,
@@ -381,6 +399,13 @@ mod tests {
         assert_eq!(v["dry_run"], false);
         assert_eq!(v["result"]["reference"], "app:flat");
         assert_eq!(v["result"]["layers"], 1);
+        assert_eq!(
+            (
+                v["mode"].as_str(),
+                v["kept_layers"].as_array().map(Vec::len)
+            ),
+            (Some("export"), Some(0))
+        );
         assert_eq!(v["source"]["size"], 9);
         assert_eq!(v["compression"], "gzip");
         assert_eq!(v["analysis"], serde_json::Value::Null);

@@ -139,6 +139,7 @@ impl Progress for Reporter {
                         | Stage::LoadIndex
                         | Stage::Write
                         | Stage::Read
+                        | Stage::Merge
                 );
                 bars.begin(label, bytes);
             }

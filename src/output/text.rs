@@ -17,6 +17,8 @@ pub struct Summary<'a> {
     pub source: &'a str,
     pub target: &'a str,
     pub layers_before: usize,
+    /// 1, or the kept layers and the merged one of a partial flatten.
+    pub layers_after: usize,
     pub size_before: u64,
     pub size_after: u64,
     pub elapsed: Duration,
@@ -58,10 +60,11 @@ pub fn summary(s: &Summary<'_>) -> String {
         );
     }
     format!(
-        "Flattened {} → {}: {} → 1 layer, {} → {}, in {}",
+        "Flattened {} → {}: {} → {}, {} → {}, in {}",
         s.source,
         s.target,
         count(s.layers_before as u64, "layer"),
+        count(s.layers_after as u64, "layer"),
         HumanBytes(s.size_before),
         HumanBytes(s.size_after),
         seconds(s.elapsed)
@@ -81,6 +84,7 @@ pub fn stage_label(stage: Stage, what: &str) -> String {
         }
         Stage::Write => format!("Writing the image archive to {what}"),
         Stage::Read => format!("Reading the layers of {what}"),
+        Stage::Merge => format!("Merging the layers of {what}"),
         Stage::Configure => format!("Applying the config and platform of {what}"),
         Stage::Tag => format!("Tagging {what}"),
         Stage::Cleanup => "Removing temporary objects".to_owned(),
@@ -157,7 +161,16 @@ pub fn dry_run_text(facts: &DryRunFacts<'_>, s: &Savings, layout: Layout) -> Str
         out.push('\n');
     }
     let into = facts.tag.map(|t| format!(" as {t}")).unwrap_or_default();
-    let _ = writeln!(out, "Layers:  {} → 1{into}", s.layers.len());
+    let kept = match s.kept_layers {
+        0 => String::new(),
+        n => format!(" (bottom {} kept)", count(n as u64, "layer")),
+    };
+    let _ = writeln!(
+        out,
+        "Layers:  {} → {}{into}{kept}",
+        s.layers.len(),
+        s.kept_layers + 1
+    );
     let _ = writeln!(
         out,
         "Content: {} now → {} after flattening",
@@ -285,6 +298,7 @@ mod tests {
             wasted,
         };
         Savings {
+            kept_layers: 0,
             layers: vec![
                 layer(1, 4096, 1024, "/bin/sh -c #(nop) ADD rootfs.tar /"),
                 layer(
@@ -351,6 +365,15 @@ mod tests {
         let totals = dry_run_text(&facts(), &savings(), Layout::Totals);
         assert_eq!(totals.lines().count(), 4, "{totals}");
         assert!(totals.starts_with("Layers:  2 → 1\n"), "{totals}");
+        let partial = Savings {
+            kept_layers: 1,
+            ..savings()
+        };
+        let totals = dry_run_text(&facts(), &partial, Layout::Totals);
+        assert!(
+            totals.starts_with("Layers:  2 → 2 (bottom 1 layer kept)\n"),
+            "{totals}"
+        );
     }
 
     #[test]
@@ -359,6 +382,7 @@ mod tests {
             source: "app:1",
             target: "app:flat",
             layers_before: 1,
+            layers_after: 1,
             size_before: 2048,
             size_after: 1024,
             elapsed: Duration::from_millis(1250),
@@ -378,6 +402,8 @@ mod tests {
         s.platforms.pop();
         s.layers_before = 3;
         assert!(summary(&s).contains(": 3 layers → 1 layer,"));
+        s.layers_after = 2;
+        assert!(summary(&s).contains(": 3 layers → 2 layers,"));
         s.already_flat = true;
         assert!(summary(&s).starts_with("app:1 is already one layer; tagged it as app:flat"));
     }

@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{own_platform, source_image, Analysed, DryRunOutcome, Pipeline};
+use super::{own_platform, source_image, Analysed, DryRunOutcome, Keep, Pipeline};
 use crate::dryrun::{self, DryRunError};
 use crate::error::{Cause, Error, Step};
 use crate::platform::Platform;
 use crate::platforms::{self, Plan};
 use crate::progress::{Progress, Stage};
+use crate::save_archive::Pick;
 use crate::store::{self, Store};
 
 impl Pipeline<'_> {
@@ -17,11 +18,13 @@ impl Pipeline<'_> {
     /// flattening would gain. Creates nothing on the engine.
     ///
     /// A multi-platform IMAGE is analysed per platform, as a flatten would
-    /// take it: every present platform, or the one `wanted`.
+    /// take it: every present platform, or the one `wanted`. With `keep`,
+    /// what that partial flatten would gain.
     pub async fn dry_run(
         &self,
         image: &str,
         wanted: Option<&Platform>,
+        keep: Option<&Keep>,
         progress: Arc<dyn Progress>,
     ) -> Result<DryRunOutcome, Error> {
         let started = Instant::now();
@@ -32,6 +35,10 @@ impl Pipeline<'_> {
             .await
             .map_err(self.failed(Step::ReadInfo))?;
         let (plan, left_out) = self.plan(&inspect, image, store, wanted).await?;
+        let keep = match keep {
+            Some(keep) => self.keep_for_plan(keep, &plan, &inspect, image).await?,
+            None => 0,
+        };
         let chosen: Vec<(Platform, platforms::Manifest)> = match plan {
             Plan::AsInspected => Vec::new(),
             Plan::One {
@@ -50,31 +57,26 @@ impl Pipeline<'_> {
             DryRunError::Savings(e) => self.error(step(), Cause::Unexpected(e.to_string())),
         };
         let save = self.docker.export_image(&source.id);
+        let picks = match &chosen[..] {
+            [] => vec![Pick::Listed],
+            some => some
+                .iter()
+                .map(|(_, m)| Pick::Manifest(m.digest.clone()))
+                .collect(),
+        };
+        let all = dryrun::analyze(save, picks, keep, progress.clone())
+            .await
+            .map_err(failed)?;
         let platforms = if chosen.is_empty() {
-            let savings = dryrun::analyze(save, progress.clone())
-                .await
-                .map_err(failed)?;
             vec![Analysed {
                 platform: own_platform(&inspect),
                 manifest: (store == Store::Containerd).then(|| source.id.clone()),
                 layers: source.layers,
                 size: source.size,
-                savings,
+                savings: all.into_iter().next().expect("one image picked, one read"),
                 chosen: wanted.is_some(),
             }]
         } else {
-            let images = chosen
-                .iter()
-                .map(|(_, m)| {
-                    (
-                        m.layers.iter().map(|l| l.digest.clone()).collect(),
-                        m.config.clone(),
-                    )
-                })
-                .collect();
-            let all = dryrun::analyze_images(save, images, progress.clone())
-                .await
-                .map_err(failed)?;
             chosen
                 .into_iter()
                 .zip(all)

@@ -4,6 +4,8 @@
 //! and a one-layer manifest with that platform's own config; then one
 //! `docker load` of an index over them all ([`IndexArchive`]), tagged TAG.
 //! N platforms cost N exports and one load, about N single flattens.
+//! With `--exact` the exports are merges instead: one read of IMAGE's save
+//! stream spools every platform's layers, and each platform's are merged.
 //!
 //! Nothing is loaded until every platform has been exported: an interrupt
 //! or a failure on any platform leaves no image and TAG where it was, and
@@ -26,6 +28,8 @@ use crate::layer::{self, Compression};
 use crate::platform::Platform;
 use crate::platforms::Manifest;
 use crate::progress::{Progress, Stage};
+use crate::save_archive::Pick;
+use crate::source::merge as merge_source;
 use crate::source::{export, Source};
 use crate::tar as blocks;
 use crate::tarfilter::FilterStats;
@@ -34,12 +38,14 @@ type Part = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
 impl Pipeline<'_> {
     /// Flattens every one of `platforms` (IMAGE's, in index order) and
-    /// loads them as one index, tagged TAG.
+    /// loads them as one index, tagged TAG; `exact`: each platform's layer
+    /// is the merge of its own layers, all read from one save stream.
     pub(super) async fn flatten_index(
         &self,
         request: &Request,
         inspect: &ImageInspect,
         platforms: &[(Platform, Manifest)],
+        exact: bool,
         compression: Compression,
         progress: &Arc<dyn Progress>,
     ) -> Result<(Made, FilterStats, Vec<Flattened>), Error> {
@@ -53,22 +59,58 @@ impl Pipeline<'_> {
         let mut spools = Vec::with_capacity(platforms.len());
         let mut flattened = Vec::with_capacity(platforms.len());
         let mut filter = FilterStats::default();
-        for (platform, manifest) in platforms {
+        let merged = match exact {
+            false => None,
+            true => {
+                let picks = platforms
+                    .iter()
+                    .map(|(_, m)| Pick::Manifest(m.digest.clone()))
+                    .collect();
+                progress.expect_bytes(platforms.iter().map(|(_, m)| m.layers_size()).sum());
+                progress.begin(Stage::Read, image);
+                let layers =
+                    merge_source::read(&self.docker, &source_id, picks, 0, progress.clone())
+                        .await
+                        .map_err(|f| self.read_failed(image, f))?;
+                Some(layers)
+            }
+        };
+        for (i, (platform, manifest)) in platforms.iter().enumerate() {
             let label = format!("{image} ({platform})");
-            progress.begin(Stage::Create, &label);
-            let container =
-                export::create_container(&self.docker, self.objects, &source_id, Some(platform))
+            let source = match &merged {
+                None => {
+                    progress.begin(Stage::Create, &label);
+                    let container = export::create_container(
+                        &self.docker,
+                        self.objects,
+                        &source_id,
+                        Some(platform),
+                    )
                     .await
                     .map_err(self.failed(Step::Create(label.clone())))?;
-            let preamble = export::root_entry(&created_of(&manifest.config), Some(&comment));
-            progress.expect_bytes(manifest.layers_size());
-            progress.begin(Stage::Spool, &label);
-            let source = Source::Export(export::Export::new(
-                &self.docker,
-                &container,
-                preamble,
-                progress.clone(),
-            ));
+                    let preamble =
+                        export::root_entry(&created_of(&manifest.config), Some(&comment));
+                    progress.expect_bytes(manifest.layers_size());
+                    progress.begin(Stage::Spool, &label);
+                    Source::Export(Box::new(export::Export::new(
+                        &self.docker,
+                        &container,
+                        preamble,
+                        progress.clone(),
+                    )))
+                }
+                Some(layers) => {
+                    progress.expect_bytes(merge_source::merged_bytes(layers, i, 0));
+                    progress.begin(Stage::Merge, &label);
+                    Source::Merge(merge_source::Merge::start(
+                        layers.clone(),
+                        i,
+                        0,
+                        Some(comment.clone()),
+                        progress.clone(),
+                    ))
+                }
+            };
             let layer = layer::encode(source, compression).map_err(|e| {
                 self.error(
                     Step::Export(label.clone()),
@@ -83,6 +125,8 @@ impl Pipeline<'_> {
                     reference: image,
                     layers: manifest.layers.len(),
                 },
+                kept_diff_ids: Vec::new(),
+                kept_history: Vec::new(),
             };
             let config = recipe.config(&manifest.config, &built.digests.diff_id);
             images.push(PlatformImage {
@@ -96,6 +140,7 @@ impl Pipeline<'_> {
                 layers_before: manifest.layers.len(),
                 size_before: manifest.layers_size(),
                 manifest: None,
+                layers_after: 1,
                 size_after: built.digests.blob_size,
             });
             filter.dropped.extend(built.filter.dropped);

@@ -9,6 +9,7 @@
 
 mod dry_run;
 mod index;
+mod keep;
 mod plan;
 
 use std::future::Future;
@@ -33,8 +34,10 @@ use crate::platform::Platform;
 use crate::platforms::{ChoiceError, LeftOut, Plan};
 use crate::progress::{Progress, Stage};
 use crate::reference::Tag;
+use crate::save_archive::{self, Pick};
 use crate::save_stream;
 use crate::savings::Savings;
+use crate::source::merge as merge_source;
 use crate::source::{export, Source};
 use crate::store::{self, Store};
 use crate::tarfilter::FilterStats;
@@ -52,6 +55,18 @@ pub struct Request {
     pub force: bool,
     /// `--platform`: only this platform of IMAGE; `None`: every one it has.
     pub platform: Option<Platform>,
+    /// Merge IMAGE's own layers instead of exporting a container, keeping
+    /// these bottom ones as they are; `None`: the export.
+    pub merge: Option<Keep>,
+}
+
+/// Which of IMAGE's bottom layers a merge keeps as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keep {
+    /// The bottom N (0 for `--exact`: every layer is merged).
+    Layers(usize),
+    /// BASE's layers, which must be IMAGE's bottom ones.
+    Base(String),
 }
 
 /// IMAGE as the run found it.
@@ -88,6 +103,8 @@ pub struct Flattened {
     pub size_before: u64,
     /// The flattened manifest, where the result has one (not on a graphdriver).
     pub manifest: Option<String>,
+    /// The kept layers and the flattened one.
+    pub layers_after: usize,
     /// The flattened layer's bytes as sent.
     pub size_after: u64,
 }
@@ -103,7 +120,19 @@ pub enum Outcome {
         compression: Compression,
         /// What the source left out.
         filter: FilterStats,
+        /// Where the layer came from.
+        how: How,
     },
+}
+
+/// How the flattened layer was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum How {
+    /// From a container's export.
+    Export,
+    /// By merging IMAGE's layers above these kept ones (diff IDs; none for
+    /// `--exact`).
+    Merge { kept: Vec<String> },
 }
 
 /// Where the flattened image is.
@@ -224,13 +253,17 @@ impl<'a> Pipeline<'a> {
             platforms,
             left_out: left_out.clone(),
         };
+        let keep = match &request.merge {
+            Some(keep) => Some(self.keep_for_plan(keep, &plan, &inspect, image).await?),
+            None => None,
+        };
         // One platform of an index is no image of its own that TAG could name.
         let taggable = !matches!(plan, Plan::One { of_index: true, .. });
         let flat = match &plan {
             Plan::Index(platforms) => platforms.iter().all(|(_, m)| m.layers.len() == 1),
             _ => source.layers == 1,
         };
-        if flat && taggable && !request.force && destination.is_engine() {
+        if flat && taggable && !request.force && destination.is_engine() && keep.unwrap_or(0) == 0 {
             // Already the shape asked for: a rebuild would give the same
             // files under a new ID, minus the xattrs an export cannot carry.
             self.tag(&source.id, &request.tag, progress.as_ref())
@@ -241,6 +274,10 @@ impl<'a> Pipeline<'a> {
                 ..finished(&source, Outcome::AlreadyFlat, Vec::new())
             });
         }
+        let how = |kept: Vec<String>| match keep {
+            None => How::Export,
+            Some(_) => How::Merge { kept },
+        };
         let one = match plan {
             Plan::Index(platforms) => {
                 if !matches!(destination, Destination::Load) {
@@ -252,14 +289,16 @@ impl<'a> Pipeline<'a> {
                         })),
                     ));
                 }
+                let exact = keep.is_some();
                 let (made, filter, flattened) = self
-                    .flatten_index(request, &inspect, &platforms, compression, &progress)
+                    .flatten_index(request, &inspect, &platforms, exact, compression, &progress)
                     .await?;
                 progress.end();
                 let outcome = Outcome::Flattened {
                     made,
                     compression,
                     filter,
+                    how: how(Vec::new()),
                 };
                 return Ok(finished(&source, outcome, flattened));
             }
@@ -276,34 +315,11 @@ impl<'a> Pipeline<'a> {
             source.layers = manifest.layers.len();
             source.size = manifest.layers_size();
         }
-
-        // A quick inspect on the graphdriver store, so asked before any
-        // object exists; on the containerd store a read of the save stream,
-        // which runs beside the layer instead, unless the platform's config
-        // has come with IMAGE's index.
-        let config: Config<'_> = match (&one, store) {
-            (Some((_, manifest, _)), _) => {
-                Box::pin(std::future::ready(Ok(manifest.config.clone())))
-            }
-            (None, Store::Graphdriver) => {
-                let config = self.inspected_config(&source.id, image).await?;
-                Box::pin(std::future::ready(Ok(config)))
-            }
-            (None, Store::Containerd) => Box::pin(self.saved_config(&inspect, image)),
+        // Kept layers stay on the engine: only a load above them can use them.
+        let destination = match keep {
+            Some(n) if n > 0 && destination.is_engine() => Destination::Onto(store),
+            _ => destination,
         };
-        let for_platform = one
-            .as_ref()
-            .filter(|(_, _, of_index)| *of_index)
-            .map(|(platform, _, _)| platform);
-        let label = match for_platform {
-            Some(platform) => format!("{image} ({platform})"),
-            None => image.to_owned(),
-        };
-        progress.begin(Stage::Create, &label);
-        let container =
-            export::create_container(&self.docker, self.objects, &source.id, for_platform)
-                .await
-                .map_err(self.failed(Step::Create(label.clone())))?;
 
         // The containerd store keys a layer's snapshot by its digest, and a
         // loaded image whose snapshot already exists (another flatten of the
@@ -313,31 +329,100 @@ impl<'a> Pipeline<'a> {
         // the files stay the same. An archive may be loaded anywhere.
         let comment = format!("docker-flatten run {}", self.objects.run_id());
         let comment = (destination != Destination::Import).then_some(comment.as_str());
-        let preamble = match &one {
-            Some((_, manifest, _)) => export::root_entry(&created_of(&manifest.config), comment),
-            None => export::root_entry(&inspect, comment),
+        let for_platform = one
+            .as_ref()
+            .filter(|(_, _, of_index)| *of_index)
+            .map(|(platform, _, _)| platform);
+        let label = match for_platform {
+            Some(platform) => format!("{image} ({platform})"),
+            None => image.to_owned(),
         };
-        progress.expect_bytes(source.size);
-        progress.begin(
-            match &destination {
-                Destination::Import => Stage::Stream,
-                Destination::Load | Destination::Stdout => Stage::Spool,
-                Destination::File(_) => Stage::Write,
-            },
-            &match &destination {
-                Destination::File(path) => path.display().to_string(),
-                _ => image.to_owned(),
-            },
-        );
-        let source_stream = Source::Export(export::Export::new(
-            &self.docker,
-            &container,
-            preamble,
-            progress.clone(),
-        ));
+        let (config, source_stream, kept, kept_history): (Config<'_>, _, _, _) = match keep {
+            None => {
+                // A quick inspect on the graphdriver store, so asked before
+                // any object exists; on the containerd store a read of the
+                // save stream, which runs beside the layer instead, unless
+                // the platform's config has come with IMAGE's index.
+                let config: Config<'_> = match (&one, store) {
+                    (Some((_, manifest, _)), _) => {
+                        Box::pin(std::future::ready(Ok(manifest.config.clone())))
+                    }
+                    (None, Store::Graphdriver) => {
+                        let config = self.inspected_config(&source.id, image).await?;
+                        Box::pin(std::future::ready(Ok(config)))
+                    }
+                    (None, Store::Containerd) => Box::pin(self.saved_config(&inspect, image)),
+                };
+                progress.begin(Stage::Create, &label);
+                let container =
+                    export::create_container(&self.docker, self.objects, &source.id, for_platform)
+                        .await
+                        .map_err(self.failed(Step::Create(label.clone())))?;
+                let preamble = match &one {
+                    Some((_, manifest, _)) => {
+                        export::root_entry(&created_of(&manifest.config), comment)
+                    }
+                    None => export::root_entry(&inspect, comment),
+                };
+                progress.expect_bytes(source.size);
+                progress.begin(
+                    match &destination {
+                        Destination::Import => Stage::Stream,
+                        Destination::Load | Destination::Onto(_) | Destination::Stdout => {
+                            Stage::Spool
+                        }
+                        Destination::File(_) => Stage::Write,
+                    },
+                    &match &destination {
+                        Destination::File(path) => path.display().to_string(),
+                        _ => label.clone(),
+                    },
+                );
+                let export =
+                    export::Export::new(&self.docker, &container, preamble, progress.clone());
+                (
+                    config,
+                    Source::Export(Box::new(export)),
+                    Vec::new(),
+                    Vec::new(),
+                )
+            }
+            Some(keep) => {
+                let pick = match &one {
+                    Some((_, manifest, true)) => Pick::Manifest(manifest.digest.clone()),
+                    _ => Pick::Listed,
+                };
+                // The config as the store keeps it comes with the layers.
+                progress.expect_bytes(source.size);
+                progress.begin(Stage::Read, &label);
+                let layers = merge_source::read(
+                    &self.docker,
+                    &source.id,
+                    vec![pick],
+                    keep,
+                    progress.clone(),
+                )
+                .await
+                .map_err(|f| self.read_failed(image, f))?;
+                let saved = &layers.images[0];
+                let kept = merge_source::kept(saved, keep);
+                let history = merge_source::kept_history(&saved.config, keep);
+                let config: Config<'_> = Box::pin(std::future::ready(Ok(saved.config.clone())));
+                progress.expect_bytes(merge_source::merged_bytes(&layers, 0, keep));
+                progress.begin(Stage::Merge, &label);
+                let merge = merge_source::Merge::start(
+                    layers.clone(),
+                    0,
+                    keep,
+                    comment.map(str::to_owned),
+                    progress.clone(),
+                );
+                (config, Source::Merge(merge), kept, history)
+            }
+        };
         let layer = layer::encode(source_stream, compression).map_err(|e| {
             self.error(
-                Step::Export(image.to_owned()),
+                Step::Export(label.clone()),
                 Cause::Layer(layer::LayerError::Compress(e)),
             )
         })?;
@@ -345,8 +430,10 @@ impl<'a> Pipeline<'a> {
             source_id: &source.id,
             provenance: Provenance {
                 reference: image,
-                layers: source.layers,
+                layers: source.layers - kept.len(),
             },
+            kept_diff_ids: kept.iter().map(|k| k.diff_id.clone()).collect(),
+            kept_history,
         };
         let engine = self.engine(&progress);
         let (made, built) = match destination {
@@ -354,6 +441,16 @@ impl<'a> Pipeline<'a> {
                 let config = config.await?;
                 let (id, built) =
                     destination::import::import(&engine, layer, &inspect, &config, &recipe).await?;
+                (
+                    self.tagged(id, &request.tag, progress.as_ref()).await?,
+                    built,
+                )
+            }
+            Destination::Onto(store) => {
+                let config = config.await?;
+                let (id, built) =
+                    destination::onto::load_onto(&engine, layer, config, &recipe, &kept, store)
+                        .await?;
                 (
                     self.tagged(id, &request.tag, progress.as_ref()).await?,
                     built,
@@ -381,6 +478,8 @@ impl<'a> Pipeline<'a> {
                 (Made::Archive { path, size }, written.built)
             }
         };
+        let kept_diff_ids = recipe.kept_diff_ids.clone();
+        drop(recipe);
         progress.end();
         let flattened = Flattened {
             platform: one
@@ -398,12 +497,14 @@ impl<'a> Pipeline<'a> {
                 (Made::Image { id, .. }, Store::Containerd) => Some(id.clone()),
                 _ => None,
             },
+            layers_after: 1 + kept_diff_ids.len(),
             size_after: built.digests.blob_size,
         };
         let outcome = Outcome::Flattened {
             made,
             compression,
             filter: built.filter,
+            how: how(kept_diff_ids),
         };
         Ok(finished(&source, outcome, vec![flattened]))
     }
@@ -499,7 +600,7 @@ impl<'a> Pipeline<'a> {
             let found = save_stream::read(
                 save,
                 |_| {},
-                move |save| save_stream::find_config(save, &diff_ids, &os, &arch),
+                move |save| save_archive::find_config(save, &diff_ids, &os, &arch),
             )
             .await;
             let detail = match found {
@@ -511,6 +612,31 @@ impl<'a> Pipeline<'a> {
                 Ok(Err(e)) => format!("its save stream is not a valid archive: {e}"),
             };
             Err(error(Cause::Unexpected(detail)))
+        }
+    }
+
+    /// A failed read of IMAGE's layers, said as the user can act on it.
+    fn read_failed(&self, image: &str, failure: merge_source::ReadFailure) -> Error {
+        let step = Step::ReadLayers(image.to_owned());
+        match failure {
+            // The engine answered, but with its own failure to save.
+            merge_source::ReadFailure::Engine(
+                e @ EngineError::DockerResponseServerError {
+                    status_code: 500, ..
+                },
+            ) => self.error(step, Cause::Unsaveable(e)),
+            merge_source::ReadFailure::Engine(e) => self.error(step, Cause::Engine(e)),
+            merge_source::ReadFailure::Archive(what) => self.error(
+                step,
+                Cause::Unexpected(format!("its save stream is not a whole image: {what}")),
+            ),
+            merge_source::ReadFailure::Spool(error) => self.error(
+                Step::SpoolLayers(image.to_owned()),
+                Cause::Local {
+                    dir: destination::spool::dir(),
+                    error,
+                },
+            ),
         }
     }
 

@@ -1,9 +1,10 @@
 //! Where the flattened layer's tar comes from. One module per source; the
 //! pipeline pulls tar chunks through [`Source::next`] and encodes them.
-//! Today the container export; IMAGE's own layers merged client-side
-//! (`--exact`, keep-base) come next, as a variant and a module beside it.
+//! The container export, or IMAGE's own layers merged client-side
+//! (`--exact`, `--keep-base`, `--keep-layers`).
 
 pub mod export;
+pub mod merge;
 
 use bytes::Bytes;
 
@@ -11,7 +12,8 @@ use crate::tarfilter::FilterStats;
 
 /// A layer's tar, chunk by chunk.
 pub enum Source {
-    Export(export::Export),
+    Export(Box<export::Export>),
+    Merge(merge::Merge),
 }
 
 /// Why a source failed.
@@ -19,6 +21,8 @@ pub enum Source {
 pub enum SourceError {
     #[error(transparent)]
     Export(#[from] export::ExportError),
+    #[error(transparent)]
+    Merge(#[from] merge::MergeFailure),
 }
 
 impl Source {
@@ -26,6 +30,7 @@ impl Source {
     pub async fn next(&mut self) -> Result<Option<Bytes>, SourceError> {
         match self {
             Source::Export(export) => Ok(export.next().await?),
+            Source::Merge(merge) => Ok(merge.next().await?),
         }
     }
 
@@ -33,6 +38,8 @@ impl Source {
     pub fn stats(&self) -> FilterStats {
         match self {
             Source::Export(export) => export.stats().clone(),
+            // The merge leaves nothing out.
+            Source::Merge(_) => FilterStats::default(),
         }
     }
 }

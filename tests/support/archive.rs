@@ -301,6 +301,9 @@ pub struct ImageSpec {
     pub variant: Option<String>,
     /// More top-level config fields (`docker_version`, `author`, …), as is.
     pub extra: serde_json::Map<String, Value>,
+    /// The layer tars of an image this one is built on, below `layers`,
+    /// byte for byte as that image has them (see [`ImageSpec::on`]).
+    pub base: Vec<Vec<u8>>,
 }
 
 /// The engine's name for the host architecture, so images run without a
@@ -325,7 +328,15 @@ impl ImageSpec {
             architecture: host_architecture().into(),
             variant: None,
             extra: serde_json::Map::new(),
+            base: Vec::new(),
         }
+    }
+
+    /// This spec's layers on top of the layers of `base` as loaded under
+    /// `base_reference`: the image shares them, as a `FROM base` build does.
+    pub fn on(mut self, base: &ImageSpec, base_reference: &str) -> ImageSpec {
+        self.base = base.layer_tars(&with_tag(base_reference));
+        self
     }
 
     /// Adds the top-level config fields of `fields`, a JSON object.
@@ -400,7 +411,7 @@ impl ImageSpec {
                 top.splice(0..0, pax_global_comment(reference));
             }
         }
-        tars
+        [self.base.clone(), tars].concat()
     }
 }
 
@@ -561,7 +572,7 @@ pub fn load_image(spec: &ImageSpec, reference: &str) -> TestImage {
     let comments: Vec<&str> = comments.lines().map(str::trim).collect();
     assert_eq!(
         comments,
-        vec![reference.as_str(); spec.layers.len()],
+        vec![reference.as_str(); spec.base.len() + spec.layers.len()],
         "{} is not the image loaded as {reference}",
         image.id
     );
