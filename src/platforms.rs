@@ -237,15 +237,6 @@ pub enum ChoiceError {
         image: String,
         offered: Vec<Platform>,
     },
-    #[error(
-        "an image archive holds one platform for now, and {image} has {}: choose one with \
-         --platform",
-        list(.platforms)
-    )]
-    IndexToArchive {
-        image: String,
-        platforms: Vec<Platform>,
-    },
 }
 
 fn list(platforms: &[Platform]) -> String {

@@ -12,7 +12,7 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use support::proxy::{Fault, Proxy};
 use support::*;
 
@@ -177,26 +177,61 @@ fn every_platform_is_flattened_into_one_index() {
         );
     }
     assert_eq!(json["left_out"], serde_json::json!([]), "{json}");
+}
+
+/// `--output` of a multi-platform IMAGE: the archive holds the index, named
+/// TAG; skopeo reads each platform from it, and a load gives every platform
+/// back. Nothing is created on the engine by the flatten itself.
+#[test]
+fn every_platform_goes_into_the_output_archive() {
+    let f = fixture("plat-out", two_platforms(), &IndexExtras::default());
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("all.tar");
+    let path = file.to_str().expect("UTF-8");
+    let tag = format!("{}:multi", unique("plat-out-flat"));
+    let json = flatten_json(&["-o", path, &f.source.image.reference, &tag]).expect("-o FILE");
+    assert!(!image_exists(&tag), "-o created TAG on the engine");
+    assert_eq!(json["result"]["file"], path, "{json}");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["all.tar"], "only FILE, no temporary file");
+
+    let archive = format!("oci-archive:{path}");
+    let skopeo = |args: &[&str]| -> Value {
+        let out = Command::new("skopeo")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("skopeo (is it installed?)");
+        check_ok(&out, &format!("skopeo {}", args.join(" ")));
+        serde_json::from_slice(&out.stdout).expect("skopeo's JSON")
+    };
+    let expected = if containerd_store() { 2 } else { 1 };
     if containerd_store() {
-        // An archive of an index is not written yet: refused, nothing left.
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let file = dir.path().join("all.tar");
-        let out = plugin(&[
-            "flatten",
-            "-o",
-            file.to_str().expect("UTF-8"),
-            &f.source.image.reference,
-            &tag,
-        ]);
-        let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{err}");
-        assert!(err.contains("choose one with --platform"), "{err}");
-        assert!(!file.exists(), "a refused run wrote FILE");
-        assert_eq!(
-            std::fs::read_dir(dir.path()).expect("read dir").count(),
-            0,
-            "temporary file left"
-        );
+        let index = skopeo(&["inspect", "--raw", &archive]);
+        let entries = index["manifests"].as_array().expect("an index");
+        assert_eq!(entries.len(), expected, "{index}");
+        let (foreign_arch, _) = foreign_architecture();
+        let foreign = skopeo(&["inspect", "--override-arch", foreign_arch, &archive]);
+        assert_eq!(foreign["Architecture"], foreign_arch, "{foreign}");
+        assert_eq!(foreign["Layers"].as_array().map(Vec::len), Some(1));
+        assert_eq!(foreign["Env"], json!(["PLATFORM=foreign"]), "{foreign}");
+    }
+    let host = skopeo(&["inspect", &archive]);
+    assert_eq!(host["Architecture"], host_architecture(), "{host}");
+    assert_eq!(host["Env"], json!(["PLATFORM=host"]), "{host}");
+
+    load_ok(&file);
+    let _loaded = TestImage::track(&tag);
+    if containerd_store() {
+        let saved = save_platforms(&tag);
+        let both = platforms(&f.written, &[0, 1]);
+        assert_platforms_flattened(&saved, &f.saved, &[&both[0], &both[1]]);
+    } else {
+        assert_eq!(image_layer_count(&tag), 1);
+        assert_same_fs(&f.saved[0].1.fs(), &image_fs(&tag), PLACEHOLDERS);
     }
 }
 
@@ -457,5 +492,75 @@ fn a_dry_run_reports_per_platform() {
         let (code, err) = one.expect_err("no foreign platform on a graphdriver");
         assert_eq!(code, Some(1), "{err}");
         assert!(err.contains(&format!("has no platform {asked}")), "{err}");
+    }
+}
+
+/// `--exact` merges every platform's own layers, no difference allowed;
+/// keeping layers takes one platform: refused on the whole index, done on
+/// the one `--platform` names, whose bottom layer stays as it is.
+#[test]
+fn exact_takes_every_platform_and_keeping_layers_takes_one() {
+    let f = fixture("plat-exact", two_platforms(), &IndexExtras::default());
+    let image = f.source.image.reference.clone();
+    let tag = unique("plat-exact-flat");
+    let json = flatten_json(&["--exact", &image, &tag]).expect("flatten --exact");
+    let _flat = TestImage::track(&tag);
+    assert_eq!(json["mode"], "exact", "{json}");
+    if containerd_store() {
+        let saved = save_platforms(&tag);
+        assert_eq!(saved.platforms.len(), 2, "both platforms");
+        for flat in &saved.platforms {
+            let (_, original) = f
+                .saved
+                .iter()
+                .find(|(p, _)| *p == flat.platform)
+                .unwrap_or_else(|| panic!("{} is not a platform of IMAGE", flat.platform));
+            assert_eq!(flat.image.layers.len(), 1, "{}", flat.platform);
+            assert_same_fs(&original.fs(), &flat.image.fs(), &[]);
+            assert_eq!(
+                flat.image.config["architecture"],
+                original.config["architecture"]
+            );
+        }
+    } else {
+        assert_eq!(image_layer_count(&tag), 1);
+        assert_same_fs(&f.saved[0].1.fs(), &image_fs(&tag), &[]);
+    }
+
+    let kept = unique("plat-keep-flat");
+    let whole = flatten_json(&["--keep-layers", "1", &image, &kept]);
+    let (foreign_arch, _) = foreign_architecture();
+    let asked = format!("linux/{foreign_arch}");
+    let one = flatten_json(&["--keep-layers", "1", "--platform", &asked, &image, &kept]);
+    if containerd_store() {
+        let (code, err) = whole.expect_err("keeping layers of every platform");
+        assert_eq!(code, Some(1), "{err}");
+        assert!(
+            err.contains("multi-platform") && err.contains("--platform"),
+            "{err}"
+        );
+        for platform in platforms(&f.written, &[0, 1]) {
+            assert!(err.contains(&platform), "{platform} not named: {err}");
+        }
+        let json = one.expect("--keep-layers 1 --platform");
+        let _flat = TestImage::track(&kept);
+        assert_eq!(json["mode"], "keep", "{json}");
+        let saved = save_image(&kept);
+        let (_, original) = &f.saved[1];
+        assert_eq!(saved.layers.len(), 2, "the kept layer and the merged one");
+        assert_eq!(
+            saved.layers[0], original.layers[0],
+            "the kept layer as it was"
+        );
+        assert_same_fs(&original.fs(), &saved.fs(), &[]);
+        assert_eq!(inspect(&kept)["Architecture"], foreign_arch);
+    } else {
+        let json = whole.expect("a graphdriver image is one platform");
+        let _flat = TestImage::track(&kept);
+        assert_eq!(json["mode"], "keep", "{json}");
+        assert_eq!(image_layer_count(&kept), 2);
+        assert_same_fs(&f.saved[0].1.fs(), &image_fs(&kept), &[]);
+        let (code, err) = one.expect_err("a graphdriver has no foreign platform");
+        assert_eq!(code, Some(1), "{err}");
     }
 }

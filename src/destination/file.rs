@@ -13,6 +13,10 @@
 //!   digest: the layer is [`spool`]ed first (an unnamed file in `TMPDIR`),
 //!   as for a load.
 //!
+//! - **A multi-platform image** is an index archive
+//!   ([`crate::image::index`]) whose layers are all spooled before it is
+//!   written, as for its load: [`write_whole`].
+//!
 //! [`spool`]: super::spool
 
 use std::future::Future;
@@ -179,6 +183,53 @@ pub async fn write_stdout(
     };
     write.await.map_err(failed)?;
     Ok(Written { built, size })
+}
+
+/// Writes `body`, a whole archive whose every blob is known, into `output`
+/// and renames it over FILE, or (no `output`) to stdout. Returns its size.
+pub async fn write_whole(
+    engine: &Engine<'_>,
+    output: Option<Output>,
+    body: impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>>,
+) -> Result<u64, Error> {
+    let path = output
+        .as_ref()
+        .map_or_else(|| PathBuf::from("-"), |o| o.path.clone());
+    let failed = |error| write_failed(engine, &path, error);
+    let write = async {
+        let mut size = 0u64;
+        let mut body = std::pin::pin!(body);
+        match &output {
+            Some(output) => {
+                let file = output.temp.as_file().try_clone()?;
+                let mut file =
+                    BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(file));
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk?;
+                    file.write_all(&chunk).await?;
+                    size += chunk.len() as u64;
+                }
+                file.flush().await?;
+                file.into_inner().sync_all().await?;
+            }
+            None => {
+                let mut out = BufWriter::with_capacity(WRITE_BUFFER, tokio::io::stdout());
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk?;
+                    out.write_all(&chunk).await?;
+                    size += chunk.len() as u64;
+                }
+                out.flush().await?;
+            }
+        }
+        Ok::<_, std::io::Error>(size)
+    };
+    let size = write.await.map_err(failed)?;
+    if let Some(Output { path, temp }) = output {
+        set_mode(temp.path()).map_err(failed)?;
+        temp.persist(&path).map_err(|e| failed(e.error))?;
+    }
+    Ok(size)
 }
 
 fn named_archive(

@@ -17,6 +17,7 @@ use super::archive::{
     blob_path, digest, layer_header, CONFIG_TYPE, INDEX_TYPE, LAYOUT, MANIFEST_TYPE,
 };
 use crate::layer::Digests;
+use crate::reference::Tag;
 use crate::tar as blocks;
 
 /// One platform's flattened image: its config over its one layer.
@@ -33,12 +34,18 @@ pub struct IndexArchive {
     manifests: Vec<Vec<u8>>,
     nested: Vec<u8>,
     index: Vec<u8>,
+    /// `manifest.json` of a named archive: the `main` platform alone, as
+    /// `docker save` of a multi-platform image lists it, for engines that
+    /// read a docker-archive (one image per tag).
+    docker_manifest: Option<Vec<u8>>,
 }
 
 impl IndexArchive {
-    /// The archive of `images` (in index order), unnamed: the load leaves
-    /// the index untagged, for the run to tag once it is whole.
-    pub fn new(images: Vec<PlatformImage>) -> IndexArchive {
+    /// The archive of `images` (in index order). Unnamed, the load leaves
+    /// the index untagged, for the run to tag once it is whole; named (an
+    /// `--output` file), `docker load` tags it `name`, and an engine that
+    /// reads `manifest.json` instead loads image `main` under that name.
+    pub fn new(images: Vec<PlatformImage>, name: Option<(&Tag, usize)>) -> IndexArchive {
         let manifests: Vec<Vec<u8>> = images
             .iter()
             .map(|image| {
@@ -75,18 +82,33 @@ impl IndexArchive {
         let nested = json!({"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": entries})
             .to_string()
             .into_bytes();
-        let index = json!({
-            "schemaVersion": 2,
-            "mediaType": INDEX_TYPE,
-            "manifests": [{"mediaType": INDEX_TYPE, "digest": digest(&nested), "size": nested.len()}],
-        })
-        .to_string()
-        .into_bytes();
+        let mut entry =
+            json!({"mediaType": INDEX_TYPE, "digest": digest(&nested), "size": nested.len()});
+        if let Some((tag, _)) = name {
+            entry["annotations"] = json!({
+                "io.containerd.image.name": tag.full_name(),
+                "org.opencontainers.image.ref.name": tag.tag,
+            });
+        }
+        let index = json!({"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": [entry]})
+            .to_string()
+            .into_bytes();
+        let docker_manifest = name.map(|(tag, main)| {
+            let image = &images[main];
+            json!([{
+                "Config": blob_path(&digest(&image.config)),
+                "RepoTags": [tag.to_string()],
+                "Layers": [blob_path(&image.layer.blob)],
+            }])
+            .to_string()
+            .into_bytes()
+        });
         IndexArchive {
             images,
             manifests,
             nested,
             index,
+            docker_manifest,
         }
     }
 
@@ -101,7 +123,7 @@ impl IndexArchive {
     }
 
     /// Every member but the layers: layout, configs, manifests, the nested
-    /// index and `index.json`.
+    /// index and `index.json` (and `manifest.json` when named).
     pub fn metadata(&self) -> Bytes {
         let mut out = Vec::new();
         blocks::append_file(&mut out, "oci-layout", LAYOUT);
@@ -111,6 +133,9 @@ impl IndexArchive {
         }
         blocks::append_file(&mut out, &blob_path(&self.id()), &self.nested);
         blocks::append_file(&mut out, "index.json", &self.index);
+        if let Some(manifest) = &self.docker_manifest {
+            blocks::append_file(&mut out, "manifest.json", manifest);
+        }
         Bytes::from(out)
     }
 
@@ -146,7 +171,8 @@ mod tests {
     #[test]
     fn one_unnamed_entry_points_at_an_index_of_one_layer_manifests() {
         let blobs: [&[u8]; 2] = [b"amd64 layer, odd length", &[9; 1024]];
-        let archive = IndexArchive::new(vec![image("amd64", blobs[0]), image("arm64", blobs[1])]);
+        let images = || vec![image("amd64", blobs[0]), image("arm64", blobs[1])];
+        let archive = IndexArchive::new(images(), None);
         let mut whole = archive.metadata().to_vec();
         for (i, blob) in blobs.iter().enumerate() {
             whole.extend_from_slice(&archive.layer_header(i));
@@ -170,6 +196,7 @@ mod tests {
         assert_eq!(index["manifests"][0]["mediaType"], INDEX_TYPE);
         assert_eq!(index["manifests"][0]["digest"], archive.id().as_str());
         assert!(index["manifests"][0].get("annotations").is_none());
+        assert!(!files.contains_key("manifest.json"));
         assert_eq!(digest(&files[&blob_path(&archive.id())]), archive.id());
         let nested = blob(&archive.id());
         let entries = nested["manifests"].as_array().unwrap();
@@ -191,5 +218,38 @@ mod tests {
             let config = blob(manifest["config"]["digest"].as_str().unwrap());
             assert_eq!(config["architecture"], arch);
         }
+    }
+
+    #[test]
+    fn a_named_archive_tags_the_index_and_lists_its_main_platform() {
+        let tag = Tag::parse("app:flat").unwrap();
+        let blobs: [&[u8]; 2] = [b"amd64 layer", b"arm64 layer"];
+        let images = vec![image("amd64", blobs[0]), image("arm64", blobs[1])];
+        let archive = IndexArchive::new(images, Some((&tag, 1)));
+        let metadata = archive.metadata();
+        let mut files = std::collections::HashMap::new();
+        let mut whole = metadata.to_vec();
+        whole.extend_from_slice(&blocks::END_OF_ARCHIVE);
+        for e in tar::Archive::new(&whole[..]).entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().display().to_string();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            files.insert(name, data);
+        }
+        let index: Value = serde_json::from_slice(&files["index.json"]).unwrap();
+        let names = &index["manifests"][0]["annotations"];
+        assert_eq!(
+            names["io.containerd.image.name"],
+            "docker.io/library/app:flat"
+        );
+        assert_eq!(names["org.opencontainers.image.ref.name"], "flat");
+        let listed: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+        assert_eq!(listed[0]["RepoTags"], json!(["app:flat"]));
+        assert_eq!(
+            listed[0]["Layers"],
+            json!([blob_path(&digest(blobs[1]))]),
+            "the main platform's layer"
+        );
     }
 }

@@ -9,8 +9,10 @@
 //!
 //! Nothing is loaded until every platform has been exported: an interrupt
 //! or a failure on any platform leaves no image and TAG where it was, and
-//! the ledger's cleanup removes the containers made so far.
+//! the ledger's cleanup removes the containers made so far. With `--output`
+//! the same archive, named TAG, is written instead of loaded.
 
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -19,8 +21,8 @@ use bytes::Bytes;
 use futures_util::{stream, Stream, StreamExt};
 use serde_json::Value;
 
-use super::{created_of, Flattened, Made, Pipeline, Request};
-use crate::destination::{load, spool::Spool};
+use super::{created_of, own_platform, Flattened, Made, Pipeline, Request};
+use crate::destination::{file, load, spool::Spool};
 use crate::error::{Cause, Error, Step};
 use crate::image::config::{Provenance, Recipe};
 use crate::image::index::{IndexArchive, PlatformImage};
@@ -36,20 +38,32 @@ use crate::tarfilter::FilterStats;
 
 type Part = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
+/// Where the index goes.
+pub(super) enum Delivery {
+    /// Loaded into the engine and tagged TAG.
+    Load,
+    /// An archive in FILE (written beside it first), named TAG.
+    File(file::Output, PathBuf),
+    /// An archive on stdout, named TAG.
+    Stdout,
+}
+
 impl Pipeline<'_> {
     /// Flattens every one of `platforms` (IMAGE's, in index order) and
-    /// loads them as one index, tagged TAG; `exact`: each platform's layer
-    /// is the merge of its own layers, all read from one save stream.
+    /// loads them as one index, tagged TAG, or writes its archive. With
+    /// `--exact` each platform's layer is the merge of its own layers, all
+    /// read from one save stream.
     pub(super) async fn flatten_index(
         &self,
         request: &Request,
         inspect: &ImageInspect,
         platforms: &[(Platform, Manifest)],
-        exact: bool,
         compression: Compression,
+        delivery: Delivery,
         progress: &Arc<dyn Progress>,
     ) -> Result<(Made, FilterStats, Vec<Flattened>), Error> {
         let image = request.image.as_str();
+        let exact = request.merge.is_some();
         let source_id = inspect.id.clone().unwrap_or_else(|| image.to_owned());
         let engine = self.engine(progress);
         // See the one-platform path: the run's comment makes each layer's
@@ -149,15 +163,38 @@ impl Pipeline<'_> {
         filter.dropped.sort();
         filter.dropped.dedup();
 
-        let archive = IndexArchive::new(images);
+        // An engine that reads only `manifest.json` gets the platform
+        // IMAGE's inspect describes, the host's.
+        let main = own_platform(inspect)
+            .and_then(|own| platforms.iter().position(|(p, _)| own.matches(p)))
+            .unwrap_or(0);
+        let name = (!matches!(delivery, Delivery::Load)).then_some((&request.tag, main));
+        let archive = IndexArchive::new(images, name);
         for (f, digest) in flattened.iter_mut().zip(archive.manifest_digests()) {
             f.manifest = Some(digest);
         }
         progress.expect_bytes(flattened.iter().map(|f| f.size_after).sum());
-        progress.begin(Stage::LoadIndex, image);
-        let body = self.archive_body(&archive, spools, progress).await?;
-        let id = load::load_archive(&engine, archive.id(), body, Step::Load).await?;
-        let made = self.tagged(id, &request.tag, progress.as_ref()).await?;
+        let made = match delivery {
+            Delivery::Load => {
+                progress.begin(Stage::LoadIndex, image);
+                let body = self.archive_body(&archive, spools, progress).await?;
+                let id = load::load_archive(&engine, archive.id(), body, Step::Load).await?;
+                self.tagged(id, &request.tag, progress.as_ref()).await?
+            }
+            Delivery::File(output, path) => {
+                progress.begin(Stage::Write, &path.display().to_string());
+                let body = self.archive_body(&archive, spools, progress).await?;
+                let size = file::write_whole(&engine, Some(output), body).await?;
+                Made::Archive { path, size }
+            }
+            Delivery::Stdout => {
+                progress.begin(Stage::Write, "stdout");
+                let body = self.archive_body(&archive, spools, progress).await?;
+                let size = file::write_whole(&engine, None, body).await?;
+                let path = PathBuf::from("-");
+                Made::Archive { path, size }
+            }
+        };
         Ok((made, filter, flattened))
     }
 

@@ -9,6 +9,7 @@
 
 mod dry_run;
 mod index;
+use index::Delivery;
 mod keep;
 mod plan;
 
@@ -31,7 +32,7 @@ use crate::image::config::{self, Provenance, Recipe};
 use crate::layer::{self, Compression};
 use crate::objects::Objects;
 use crate::platform::Platform;
-use crate::platforms::{ChoiceError, LeftOut, Plan};
+use crate::platforms::{LeftOut, Plan};
 use crate::progress::{Progress, Stage};
 use crate::reference::Tag;
 use crate::save_archive::{self, Pick};
@@ -280,18 +281,20 @@ impl<'a> Pipeline<'a> {
         };
         let one = match plan {
             Plan::Index(platforms) => {
-                if !matches!(destination, Destination::Load) {
-                    return Err(self.error(
-                        Step::ChoosePlatforms(image.to_owned()),
-                        Cause::Platforms(Box::new(ChoiceError::IndexToArchive {
-                            image: image.to_owned(),
-                            platforms: platforms.iter().map(|(p, _)| p.clone()).collect(),
-                        })),
-                    ));
-                }
-                let exact = keep.is_some();
+                let delivery = match (destination, output) {
+                    (Destination::File(path), Some(output)) => Delivery::File(output, path),
+                    (Destination::Stdout, _) => Delivery::Stdout,
+                    _ => Delivery::Load,
+                };
                 let (made, filter, flattened) = self
-                    .flatten_index(request, &inspect, &platforms, exact, compression, &progress)
+                    .flatten_index(
+                        request,
+                        &inspect,
+                        &platforms,
+                        compression,
+                        delivery,
+                        &progress,
+                    )
                     .await?;
                 progress.end();
                 let outcome = Outcome::Flattened {

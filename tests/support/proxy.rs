@@ -106,6 +106,13 @@ impl Write for EngineStream {
 pub enum Fault {
     /// Forward this many bytes of the engine's response, then cut the connection.
     CutResponse { matches: &'static str, after: u64 },
+    /// [`Fault::CutResponse`] for the matching requests after the first
+    /// `skip`, which pass untouched.
+    CutLaterResponse {
+        matches: &'static str,
+        skip: usize,
+        after: u64,
+    },
     /// Forward this many bytes of the client's request, then cut the connection.
     CutRequest { matches: &'static str, after: u64 },
     /// Answer with this HTTP status instead of asking the engine.
@@ -123,6 +130,7 @@ impl Fault {
     fn matches(&self) -> &'static str {
         match *self {
             Fault::CutResponse { matches, .. }
+            | Fault::CutLaterResponse { matches, .. }
             | Fault::CutRequest { matches, .. }
             | Fault::Respond { matches, .. }
             | Fault::StallResponse { matches, .. }
@@ -248,7 +256,22 @@ fn serve(
         .lock()
         .expect("requests lock")
         .push(line.trim_end().to_owned());
-    let fault = faults.iter().copied().find(|f| line.contains(f.matches()));
+    let earlier = |matches: &str| {
+        let requests = requests.lock().expect("requests lock");
+        requests.iter().filter(|r| r.contains(matches)).count() - 1
+    };
+    let fault = faults
+        .iter()
+        .copied()
+        .find(|f| line.contains(f.matches()))
+        .and_then(|f| match f {
+            Fault::CutLaterResponse {
+                matches,
+                skip,
+                after,
+            } => (earlier(matches) >= skip).then_some(Fault::CutResponse { matches, after }),
+            f => Some(f),
+        });
     if fault.is_some() && !matches!(fault, Some(Fault::StallResponse { .. })) {
         fired.fetch_add(1, Ordering::SeqCst);
     }
