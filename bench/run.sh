@@ -31,6 +31,9 @@ Options:
   --runs N         timed runs of each command per size (default 3)
   --with-squash    install docker-squash (pip) into bench/.venv if missing
   --no-squash      do not time docker-squash even if it is installed
+  --platforms      also time a flatten of a two-platform copy of each image
+                   (containerd store; bench/mkindex.py makes it): N platforms
+                   should cost about N single flattens
   --installed      time the docker-flatten plugin the docker CLI already has,
                    instead of building this checkout (./install.sh into a
                    private DOCKER_CONFIG; ~/.docker is left alone)
@@ -49,7 +52,7 @@ die() { log "error: $*"; exit 1; }
 bench_dir=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 repo_dir=$(dirname -- "$bench_dir")
 
-sizes=100,1024,4096 runs=3 with_squash=false no_squash=false installed=false
+sizes=100,1024,4096 runs=3 with_squash=false no_squash=false installed=false platforms=false
 out='' build_only=false clean=false clean_only=false settle_seconds=10
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -63,6 +66,7 @@ while [[ $# -gt 0 ]]; do
     --settle=*) settle_seconds=${1#*=} ;;
     --with-squash) with_squash=true ;;
     --no-squash) no_squash=true ;;
+    --platforms) platforms=true ;;
     --installed) installed=true ;;
     --build-only) build_only=true ;;
     --clean) clean=true ;;
@@ -193,7 +197,26 @@ ensure_image() {
   docker rm -v "$(docker create --label "$run_label" "$tag" /none)" >/dev/null
 }
 
+# The same image as two platforms sharing its layers (see bench/mkindex.py).
+ensure_index() {
+  local src index
+  src=$(src_tag "$1")
+  index=${src}-2p
+  if [[ $(docker image inspect --format "{{index .Config.Labels \"$recipe_label\"}}" "$index" 2>/dev/null) == \
+    "$(recipe "$1")" ]]; then
+    log "$index: cached"
+    return
+  fi
+  log "$index: building from $src"
+  docker save "$src" | python3 "$bench_dir/mkindex.py" --tag "$index" --platforms 2 |
+    docker load >/dev/null || die "building $index failed"
+}
+
 for size in "${size_list[@]}"; do ensure_image "$size"; done
+if $platforms; then
+  [[ $store == containerd ]] || die "--platforms needs the containerd store (a graphdriver image has one platform)"
+  for size in "${size_list[@]}"; do ensure_index "$size"; done
+fi
 if $build_only; then
   docker images --filter "label=$recipe_label" --format 'table {{.Repository}}:{{.Tag}}\t{{.ID}}\t{{.Size}}' >&2
   exit 0
@@ -303,6 +326,10 @@ for size in "${size_list[@]}"; do
     cmd[exact]="docker flatten -q --exact $(q "$src") $(q "$repo:exact")"
     cmd[keep]="docker flatten -q --keep-layers 4 $(q "$src") $(q "$repo:keep")"
   fi
+  if $platforms; then
+    names+=(platforms2)
+    cmd[platforms2]="docker flatten -q $(q "$src-2p") $(q "$repo:platforms2")"
+  fi
   # Archives go to the results dir: a real disk, as a user's file would.
   archive() { q "$out/$size-$1.tar"; }
   if $output; then
@@ -402,11 +429,12 @@ import glob, json, os, statistics, sys
 
 out, engine, machine, runs, size_info = sys.argv[1:]
 sizes = [tuple(x.split(":")) for x in size_info.split()]
-names = ["flatten", "bare", "squash", "zstd", "exact", "keep", "output", "pigz", "save"]
+names = ["flatten", "bare", "squash", "zstd", "exact", "keep", "output", "pigz", "save", "platforms2"]
 titles = {"flatten": "docker flatten", "bare": "export \\| import",
           "squash": "docker-squash", "zstd": "flatten zstd",
           "exact": "flatten --exact", "keep": "flatten --keep-layers 4",
-          "output": "flatten -o FILE", "pigz": "export \\| pigz -1", "save": "docker save"}
+          "output": "flatten -o FILE", "pigz": "export \\| pigz -1", "save": "docker save",
+          "platforms2": "flatten, 2 platforms"}
 
 def times(size, name):
     ts = []
@@ -441,6 +469,8 @@ for n in ("exact", "keep"):
         head.append(f"{n} / flatten")
 if "output" in shown:
     head.append("-o / pigz")
+if "platforms2" in shown:
+    head.append("2 platforms / flatten")
 head.append("flatten peak RSS")
 if "output" in shown:
     head.append("-o peak RSS")
@@ -462,6 +492,8 @@ for s, nlayers in sizes:
             row.append(ratio(s, n, "flatten"))
     if "output" in shown:
         row.append(ratio(s, "output", "pigz"))
+    if "platforms2" in shown:
+        row.append(ratio(s, "platforms2", "flatten"))
     kinds = ["rss"] + (["rss-output"] if "output" in shown else []) + (["rss-exact"] if exact_rss else [])
     for kind in kinds:
         rss = f"{out}/json/{s}-{kind}.kb"
