@@ -307,9 +307,8 @@ def build(size_mib, work):
     return layers
 
 
-def write_archive(layers, tag, labels, out):
-    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(EPOCH))
-    config = {
+def image_config(layers, labels, created):
+    return {
         "architecture": ARCH,
         "os": "linux",
         "created": created,
@@ -321,10 +320,24 @@ def write_archive(layers, tag, labels, out):
         "rootfs": {"type": "layers", "diff_ids": [l.diff_id for l in layers]},
         "history": [{"created": created, "created_by": f"bench/mkimage.py layer {l.name}"} for l in layers],
     }
-    config_bytes = json.dumps(config, sort_keys=True).encode()
-    config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
+
+
+def write_archive(layers, tag, labels, out, base_tag=None, base_layers=0):
+    """The image as a docker-archive; with base_tag, also an image of its
+    bottom base_layers layers (the same blobs), for --keep-base."""
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(EPOCH))
     layer_names = [l.diff_id.split(":")[1] + "/layer.tar" for l in layers]
-    manifest = json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": layer_names}]).encode()
+    images = [(tag, layers)]
+    if base_tag:
+        images.append((base_tag, layers[:base_layers]))
+    configs, manifest = [], []
+    for image_tag, image_layers in images:
+        config_bytes = json.dumps(image_config(image_layers, labels, created), sort_keys=True).encode()
+        config_name = hashlib.sha256(config_bytes).hexdigest() + ".json"
+        configs.append((config_name, config_bytes))
+        manifest.append({"Config": config_name, "RepoTags": [image_tag],
+                         "Layers": layer_names[:len(image_layers)]})
+    manifest = json.dumps(manifest).encode()
 
     tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)
 
@@ -346,7 +359,8 @@ def write_archive(layers, tag, labels, out):
         with open(layer.path, "rb") as f:
             tar.addfile(ti, f)
         os.unlink(layer.path)  # free the disk as soon as it is sent
-    add(config_name, config_bytes)
+    for config_name, config_bytes in configs:
+        add(config_name, config_bytes)
     add("manifest.json", manifest)
     tar.close()
 
@@ -357,7 +371,12 @@ def main():
     ap.add_argument("--tag", required=True)
     ap.add_argument("--work", required=True, help="directory for the layer tars")
     ap.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--base-tag", help="also write an image of the bottom --base-layers layers")
+    ap.add_argument("--base-layers", type=int, default=4,
+                    help="layers of the --base-tag image (default 4: about 85%% of the bytes)")
     args = ap.parse_args()
+    if not 1 <= args.base_layers < 7:
+        ap.error("--base-layers must be 1 to 6 (the image has 7 layers)")
     if args.size_mib < 10:
         ap.error("--size-mib must be at least 10")
     if sys.stdout.isatty():
@@ -365,7 +384,7 @@ def main():
     labels = dict(l.split("=", 1) for l in args.label)
     os.makedirs(args.work, exist_ok=True)
     layers = build(args.size_mib, args.work)
-    write_archive(layers, args.tag, labels, sys.stdout.buffer)
+    write_archive(layers, args.tag, labels, sys.stdout.buffer, args.base_tag, args.base_layers)
     sys.stdout.flush()
 
 

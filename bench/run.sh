@@ -17,18 +17,28 @@ then, per size, times in alternating rounds with hyperfine:
   exact     docker flatten --exact (if supported)
   keep      docker flatten --keep-layers 4: the bottom four layers (about 85% of
             the bytes) kept, the three above merged (if supported)
+  keepbase  docker flatten --keep-base BASE, BASE (dflt-bench-<MiB>:base) an image
+            of those four layers, loaded beside the source (if supported)
   output    docker flatten -o FILE IMAGE TAG (if supported), FILE in the
             results dir's disk (--out), beside:
   pigz      docker create + docker export | pigz -1 > FILE + docker rm
   save      docker save -o FILE IMAGE (the source, for scale)
 and one run of the plugin under /usr/bin/time -v for its peak RSS (and one
 with -o, and one with --exact, for theirs).
-Prints a markdown table; hyperfine JSON and logs go to the results dir.
+Prints a markdown table; hyperfine JSON and logs go to the results dir, and
+runs.tsv there has every run with the load average before and after it.
 Honours DOCKER_HOST (e.g. DOCKER_HOST=unix:///run/dflt-c8d/docker.sock).
 
 Options:
   --sizes LIST     image sizes in MiB, comma-separated (default 100,1024,4096)
-  --runs N         timed runs of each command per size (default 3)
+  --runs N         timed runs of each command per size (default 3; 0: none,
+                   only the peak-RSS runs)
+  --only LIST      time only these commands, comma-separated (e.g.
+                   flatten,exact,keep,keepbase); default: all that apply
+  --rss LIST       peak-RSS runs, comma-separated: flatten, exact, output, or
+                   none (default: all that apply)
+  --prefix NAME    name images NAME-<MiB>:src, NAME-<MiB>:base and NAME-run-...
+                   (default dflt-bench), e.g. to keep apart from another run
   --with-squash    install docker-squash (pip) into bench/.venv if missing
   --no-squash      do not time docker-squash even if it is installed
   --platforms      also time a flatten of a two-platform copy of each image
@@ -54,6 +64,7 @@ repo_dir=$(dirname -- "$bench_dir")
 
 sizes=100,1024,4096 runs=3 with_squash=false no_squash=false installed=false platforms=false
 out='' build_only=false clean=false clean_only=false settle_seconds=10
+only='' rss_kinds=flatten,exact,output prefix=dflt-bench
 while [[ $# -gt 0 ]]; do
   case $1 in
     --sizes) [[ $# -ge 2 ]] || die "--sizes needs a value"; sizes=$2; shift ;;
@@ -64,6 +75,12 @@ while [[ $# -gt 0 ]]; do
     --out=*) out=${1#*=} ;;
     --settle) [[ $# -ge 2 ]] || die "--settle needs a value"; settle_seconds=$2; shift ;;
     --settle=*) settle_seconds=${1#*=} ;;
+    --only) [[ $# -ge 2 ]] || die "--only needs a value"; only=$2; shift ;;
+    --only=*) only=${1#*=} ;;
+    --rss) [[ $# -ge 2 ]] || die "--rss needs a value"; rss_kinds=$2; shift ;;
+    --rss=*) rss_kinds=${1#*=} ;;
+    --prefix) [[ $# -ge 2 ]] || die "--prefix needs a value"; prefix=$2; shift ;;
+    --prefix=*) prefix=${1#*=} ;;
     --with-squash) with_squash=true ;;
     --no-squash) no_squash=true ;;
     --platforms) platforms=true ;;
@@ -77,7 +94,12 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 [[ $sizes =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--sizes must be MiB numbers separated by commas, got '$sizes'"
-[[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive number, got '$runs'"
+[[ $runs =~ ^[0-9]+$ ]] || die "--runs must be a number, got '$runs'"
+[[ -z $only || $only =~ ^[a-z0-9]+(,[a-z0-9]+)*$ ]] || die "--only must be command names separated by commas, got '$only'"
+[[ $rss_kinds =~ ^(none|(flatten|exact|output)(,(flatten|exact|output))*)$ ]] ||
+  die "--rss must be flatten, exact, output (comma-separated) or none, got '$rss_kinds'"
+[[ $prefix =~ ^[a-z0-9]+([._-][a-z0-9]+)*$ ]] || die "--prefix must be a lowercase image name, got '$prefix'"
+wants_rss() { [[ ,$rss_kinds, == *,$1,* ]]; }
 [[ $settle_seconds =~ ^[0-9]+$ ]] || die "--settle must be whole seconds, got '$settle_seconds'"
 IFS=, read -ra size_list <<<"$sizes"
 for s in "${size_list[@]}"; do ((s >= 10)) || die "sizes must be at least 10 MiB, got $s"; done
@@ -86,8 +108,10 @@ for s in "${size_list[@]}"; do ((s >= 10)) || die "sizes must be at least 10 MiB
 recipe_label=dflt.bench.recipe
 run_id="$$-$(date +%s)"
 run_label=dflt.bench.run=$run_id
-src_tag() { printf 'dflt-bench-%s:src' "$1"; }
-out_repo() { printf 'dflt-bench-run-%s-%s' "$run_id" "$1"; }
+src_tag() { printf '%s-%s:src' "$prefix" "$1"; }
+base_tag() { printf '%s-%s:base' "$prefix" "$1"; }
+out_repo() { printf '%s-run-%s-%s' "$prefix" "$run_id" "$1"; }
+prefix_re=${prefix//./\\.}
 
 for cmd in docker python3; do
   command -v "$cmd" >/dev/null || die "$cmd not found: install it or put it on PATH"
@@ -99,7 +123,7 @@ docker version --format '{{.Server.Version}}' >/dev/null 2>&1 ||
 remove_cached() {
   local ids
   ids=$(docker images --filter "label=$recipe_label" --format '{{.Repository}}:{{.Tag}}' |
-    grep -E '^dflt-bench-[0-9]+:src$' || true)
+    grep -E "^$prefix_re-[0-9]+:(src|base)\$" || true)
   if [[ -n $ids ]]; then
     # shellcheck disable=SC2086 # one tag a word
     docker rmi $ids >/dev/null && log "removed cached images: ${ids//$'\n'/ }"
@@ -125,7 +149,7 @@ cleanup() {
   # shellcheck disable=SC2086
   [[ -z $ids ]] || docker rm -fv $ids >/dev/null 2>&1 || true
   ids=$(docker images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null |
-    grep -E "^dflt-bench-run-$run_id-" || true)
+    grep -E "^$prefix_re-run-$run_id-" || true)
   # shellcheck disable=SC2086
   [[ -z $ids ]] || docker rmi -f $ids >/dev/null 2>&1 || true
   if ((rc != 0)); then
@@ -166,11 +190,12 @@ log "machine: $machine_line"
 recipe() { { cat "$bench_dir/mkimage.py"; echo "size=$1"; } | sha256sum | cut -c1-16; }
 
 ensure_image() {
-  local size=$1 tag want have old free need
+  local size=$1 tag want have base_have old free need
   tag=$(src_tag "$size")
   want=$(recipe "$size")
   have=$(docker image inspect --format "{{index .Config.Labels \"$recipe_label\"}}" "$tag" 2>/dev/null || true)
-  if [[ $have == "$want" ]]; then
+  base_have=$(docker image inspect --format "{{index .Config.Labels \"$recipe_label\"}}" "$(base_tag "$size")" 2>/dev/null || true)
+  if [[ $have == "$want" && $base_have == "$want" ]]; then
     log "$tag: cached (recipe $want)"
   else
     old=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
@@ -181,8 +206,8 @@ ensure_image() {
     free=$(df -Pm -- "$work" | awk 'NR == 2 { print $4 }')
     ((free > need)) || die "building $tag needs ~$need MiB in $work, $free MiB free (set TMPDIR)"
     log "$tag: building ($size MiB, recipe $want)"
-    python3 "$bench_dir/mkimage.py" --size-mib "$size" --tag "$tag" --work "$work/layers-$size" \
-      --label "$recipe_label=$want" | docker load >/dev/null ||
+    python3 "$bench_dir/mkimage.py" --size-mib "$size" --tag "$tag" --base-tag "$(base_tag "$size")" \
+      --work "$work/layers-$size" --label "$recipe_label=$want" | docker load >/dev/null ||
       die "building $tag failed"
     rm -rf -- "$work/layers-$size"
     have=$(docker image inspect --format "{{index .Config.Labels \"$recipe_label\"}}" "$tag")
@@ -322,9 +347,10 @@ for size in "${size_list[@]}"; do
     cmd[zstd]="docker flatten -q --compression zstd $(q "$src") $(q "$repo:zstd")"
   fi
   if $merge; then
-    names+=(exact keep)
+    names+=(exact keep keepbase)
     cmd[exact]="docker flatten -q --exact $(q "$src") $(q "$repo:exact")"
     cmd[keep]="docker flatten -q --keep-layers 4 $(q "$src") $(q "$repo:keep")"
+    cmd[keepbase]="docker flatten -q --keep-base $(q "$(base_tag "$size")") $(q "$src") $(q "$repo:keepbase")"
   fi
   if $platforms; then
     names+=(platforms2)
@@ -337,6 +363,11 @@ for size in "${size_list[@]}"; do
     cmd[output]="docker flatten -q -o $(archive output) $(q "$src") $(q "$repo:output")"
     cmd[pigz]="$(q "$bench_dir/export-pigz.sh") $(q "$src") $(archive pigz) $(q "$run_label")"
     cmd[save]="docker save -o $(archive save) $(q "$src")"
+  fi
+  if [[ -n $only ]]; then
+    wanted=()
+    for name in "${names[@]}"; do [[ ,$only, != *,$name,* ]] || wanted+=("$name"); done
+    names=("${wanted[@]}")
   fi
   for name in "${names[@]}"; do echo "command $size $name: ${cmd[$name]}"; done >>"$out/env.txt"
   declare -A failed=()
@@ -352,6 +383,7 @@ for size in "${size_list[@]}"; do
       json=$out/json/$size-$name-$r.json
       logf=$out/logs/$size-$name-$r.log
       status=0
+      load_before=$(cut -d' ' -f1-3 /proc/loadavg)
       hyperfine --runs 1 --style none --shell bash -n "$name" \
         --prepare "docker rmi -f $(q "$tag") >/dev/null 2>&1; rm -f $(archive "$name") || true" \
         --output "$logf" --export-json "$json" "${cmd[$name]} 2>&1" >>"$logf.hyperfine" 2>&1 || status=$?
@@ -361,7 +393,10 @@ for size in "${size_list[@]}"; do
         exit 130
       elif ((status == 0)); then
         t=$(python3 -c 'import json,sys; print("%.2f" % json.load(open(sys.argv[1]))["results"][0]["median"])' "$json")
-        log "$size MiB, round $r/$runs: $name ${t}s"
+        load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$r" "$name" "$t" "$load_before" "$load_after" \
+          "$(date -u +%H:%M:%S)" >>"$out/runs.tsv"
+        log "$size MiB, round $r/$runs: $name ${t}s (load before: $load_before, after: $load_after)"
         [[ ! -f $out/$size-$name.tar ]] || stat -c %s "$out/$size-$name.tar" >"$out/json/$size-$name.bytes"
       else
         failed[$name]=1
@@ -375,36 +410,41 @@ for size in "${size_list[@]}"; do
     done
   done
   # Peak memory of the plugin: the binary itself, without the docker CLI.
-  status=0
-  /usr/bin/time -v -o "$out/logs/$size-rss.time" "$plugin_bin" flatten -q "$src" "$repo:rss" \
-    >"$out/logs/$size-rss.log" 2>&1 || status=$?
-  if ((status == 130 || status == 143)); then
-    log "interrupted"
-    exit 130
-  elif ((status == 0)); then
-    rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$out/logs/$size-rss.time")
-    echo "$rss" >"$out/json/$size-rss.kb"
-    log "$size MiB: flatten peak RSS $((rss / 1024)) MiB"
-  else
-    log "$size MiB: the peak-RSS run failed:"
-    tail -n 15 "$out/logs/$size-rss.log" >&2 || true
-  fi
-  docker rmi -f "$repo:rss" >/dev/null 2>&1 || true
-  if $merge; then
+  if wants_rss flatten; then
     status=0
+    /usr/bin/time -v -o "$out/logs/$size-rss.time" "$plugin_bin" flatten -q "$src" "$repo:rss" \
+      >"$out/logs/$size-rss.log" 2>&1 || status=$?
+    if ((status == 130 || status == 143)); then
+      log "interrupted"
+      exit 130
+    elif ((status == 0)); then
+      rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$out/logs/$size-rss.time")
+      echo "$rss" >"$out/json/$size-rss.kb"
+      log "$size MiB: flatten peak RSS $((rss / 1024)) MiB"
+    else
+      log "$size MiB: the peak-RSS run failed:"
+      tail -n 15 "$out/logs/$size-rss.log" >&2 || true
+    fi
+    docker rmi -f "$repo:rss" >/dev/null 2>&1 || true
+  fi
+  if $merge && wants_rss exact; then
+    settle
+    status=0
+    load_before=$(cut -d' ' -f1-3 /proc/loadavg)
     /usr/bin/time -v -o "$out/logs/$size-rss-exact.time" "$plugin_bin" flatten -q --exact "$src" "$repo:rss" \
       >"$out/logs/$size-rss-exact.log" 2>&1 || status=$?
     if ((status == 0)); then
       rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$out/logs/$size-rss-exact.time")
       echo "$rss" >"$out/json/$size-rss-exact.kb"
-      log "$size MiB: flatten --exact peak RSS $((rss / 1024)) MiB"
+      wall=$(awk -F': ' '/Elapsed \(wall clock\)/ { print $2 }' "$out/logs/$size-rss-exact.time")
+      log "$size MiB: flatten --exact peak RSS $((rss / 1024)) MiB, wall $wall (load before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg))"
     else
       log "$size MiB: the --exact peak-RSS run failed:"
       tail -n 15 "$out/logs/$size-rss-exact.log" >&2 || true
     fi
     docker rmi -f "$repo:rss" >/dev/null 2>&1 || true
   fi
-  if $output; then
+  if $output && wants_rss output; then
     status=0
     /usr/bin/time -v -o "$out/logs/$size-rss-output.time" "$plugin_bin" flatten -q \
       -o "$out/$size-rss.tar" "$src" "$repo:rss" >"$out/logs/$size-rss-output.log" 2>&1 || status=$?
@@ -429,10 +469,12 @@ import glob, json, os, statistics, sys
 
 out, engine, machine, runs, size_info = sys.argv[1:]
 sizes = [tuple(x.split(":")) for x in size_info.split()]
-names = ["flatten", "bare", "squash", "zstd", "exact", "keep", "output", "pigz", "save", "platforms2"]
+names = ["flatten", "bare", "squash", "zstd", "exact", "keep", "keepbase", "output", "pigz", "save",
+         "platforms2"]
 titles = {"flatten": "docker flatten", "bare": "export \\| import",
           "squash": "docker-squash", "zstd": "flatten zstd",
           "exact": "flatten --exact", "keep": "flatten --keep-layers 4",
+          "keepbase": "flatten --keep-base",
           "output": "flatten -o FILE", "pigz": "export \\| pigz -1", "save": "docker save",
           "platforms2": "flatten, 2 platforms"}
 
@@ -459,19 +501,21 @@ print(f"Engine: {engine}  ")
 print(f"Machine: {machine}  ")
 print(f"Median of {runs} run(s) each, runs alternating (min–max in brackets).")
 print()
-head = ["image", "layers"] + [titles[n] for n in shown] + ["flatten / bare"]
+head = ["image", "layers"] + [titles[n] for n in shown] + (["flatten / bare"] if "bare" in shown else [])
 if "squash" in shown:
     head.append("squash / flatten")
 if "zstd" in shown:
     head.append("zstd / flatten")
-for n in ("exact", "keep"):
+for n in ("exact", "keep", "keepbase"):
     if n in shown:
         head.append(f"{n} / flatten")
 if "output" in shown:
     head.append("-o / pigz")
 if "platforms2" in shown:
     head.append("2 platforms / flatten")
-head.append("flatten peak RSS")
+flatten_rss = any(os.path.exists(f"{out}/json/{s}-rss.kb") for s, _ in sizes)
+if flatten_rss:
+    head.append("flatten peak RSS")
 if "output" in shown:
     head.append("-o peak RSS")
 exact_rss = any(os.path.exists(f"{out}/json/{s}-rss-exact.kb") for s, _ in sizes)
@@ -482,19 +526,19 @@ print("|" + "|".join(" --- " for _ in head) + "|")
 for s, nlayers in sizes:
     mib = int(s)
     label = f"{mib / 1024:g} GiB" if mib >= 1024 else f"{mib} MiB"
-    row = [label, nlayers] + [cell(s, n) for n in shown] + [ratio(s, "flatten", "bare")]
+    row = [label, nlayers] + [cell(s, n) for n in shown] + ([ratio(s, "flatten", "bare")] if "bare" in shown else [])
     if "squash" in shown:
         row.append(ratio(s, "squash", "flatten"))
     if "zstd" in shown:
         row.append(ratio(s, "zstd", "flatten"))
-    for n in ("exact", "keep"):
+    for n in ("exact", "keep", "keepbase"):
         if n in shown:
             row.append(ratio(s, n, "flatten"))
     if "output" in shown:
         row.append(ratio(s, "output", "pigz"))
     if "platforms2" in shown:
         row.append(ratio(s, "platforms2", "flatten"))
-    kinds = ["rss"] + (["rss-output"] if "output" in shown else []) + (["rss-exact"] if exact_rss else [])
+    kinds = (["rss"] if flatten_rss else []) + (["rss-output"] if "output" in shown else []) + (["rss-exact"] if exact_rss else [])
     for kind in kinds:
         rss = f"{out}/json/{s}-{kind}.kb"
         row.append(f"{int(open(rss).read()) / 1024:.1f} MiB" if os.path.exists(rss) else "–")
