@@ -141,3 +141,46 @@ fn a_full_tmpdir_fails_clearly_where_the_layer_is_spooled() {
         "the spooled layer is an unnamed file: nothing may stay in TMPDIR"
     );
 }
+
+/// `--exact` spools IMAGE's layers, uncompressed, to unnamed files in
+/// TMPDIR on every store: when that fills up, the run says so and where,
+/// leaves TAG as it was and nothing behind, in TMPDIR or on the engine.
+#[test]
+fn a_full_tmpdir_fails_an_exact_flatten_clearly_where_the_layers_are_spooled() {
+    let cli = Cli::new();
+    let source = source_image();
+    let target = existing_tag();
+    let small = SmallDir::mount(1);
+    let before = dangling_volumes();
+    let mut cmd = cli.command(&[
+        "flatten",
+        "--exact",
+        &source.image.reference,
+        &target.reference,
+    ]);
+    cmd.env("TMPDIR", small.dir.path());
+    let out = run_with_timeout(cmd, std::time::Duration::from_secs(300));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let line = err.lines().last().unwrap_or_default();
+    let dir = small.dir.path().display().to_string();
+    for needle in [
+        "writing the layers of",
+        &dir,
+        "No space left on device",
+        "set TMPDIR",
+        &format!("{} is unchanged", target.reference),
+    ] {
+        assert!(line.contains(needle), "no {needle:?} in: {err}");
+    }
+    assert!(out.stdout.is_empty());
+    assert_eq!(inspect(&target.reference)["Id"], target.id.as_str());
+    assert_nothing_left(&source, &before, &[], "a full TMPDIR under --exact");
+    assert_eq!(
+        std::fs::read_dir(small.dir.path())
+            .expect("read TMPDIR")
+            .count(),
+        0,
+        "the spooled layers are unnamed files: nothing may stay in TMPDIR"
+    );
+}

@@ -437,6 +437,61 @@ fn a_cut_save_stream_fails_and_leaves_nothing() {
     assert_nothing_left(&src, &before, &[&done_id], "a cut save stream");
 }
 
+/// The engine's way to fail a save that has begun: its error appended to
+/// the body, which ends properly. The archive is then not whole, and the
+/// run must fail on it, never build from what came.
+#[test]
+fn a_save_stream_ending_in_an_error_fails_and_leaves_nothing() {
+    let cli = Cli::new();
+    let src = source_image();
+    let tag = existing_tag();
+    let before = dangling_volumes();
+    let counting = Proxy::start(None);
+    let out = cli.docker(&[
+        "-H",
+        &counting.host(),
+        "flatten",
+        "--dry-run",
+        "--exact",
+        &src.image.reference,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The dry run reads the save stream as often as the flatten: the
+    // last read is the layers' (see a_cut_save_stream_fails_and_leaves_nothing).
+    let reads = counting
+        .requests()
+        .iter()
+        .filter(|r| r.contains("/get"))
+        .count();
+    assert!(reads >= 1, "{:?}", counting.requests());
+    let proxy = Proxy::start(Some(Fault::ErrorInBody {
+        matches: "/get",
+        skip: reads - 1,
+        after: 300_000,
+    }));
+    let out = cli.docker(&[
+        "-H",
+        &proxy.host(),
+        "flatten",
+        "--exact",
+        &src.image.reference,
+        &tag.reference,
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(proxy.fired() > 0, "the fault never fired");
+    assert!(
+        stderr.contains("reading the layers of") && stderr.contains("is not a whole image"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{} is unchanged", tag.reference)),
+        "{stderr}"
+    );
+    assert_eq!(inspect(&tag.reference)["Id"], tag.id.as_str(), "TAG moved");
+    assert_nothing_left(&src, &before, &[], "a save stream ending in an error");
+}
+
 /// Ctrl-C while the layers are read: the run stops, exits 130, leaves TAG
 /// alone and nothing behind (the layers' files are unnamed and go with it).
 #[test]

@@ -113,6 +113,15 @@ pub enum Fault {
         skip: usize,
         after: u64,
     },
+    /// Forward this many bytes of the engine's (chunked) response body,
+    /// then end it as an engine ends a stream that failed after it began:
+    /// an error's JSON as the last chunk, and the body closed properly.
+    /// The first `skip` matching requests pass untouched.
+    ErrorInBody {
+        matches: &'static str,
+        skip: usize,
+        after: u64,
+    },
     /// Forward this many bytes of the client's request, then cut the connection.
     CutRequest { matches: &'static str, after: u64 },
     /// Answer with this HTTP status instead of asking the engine.
@@ -131,6 +140,7 @@ impl Fault {
         match *self {
             Fault::CutResponse { matches, .. }
             | Fault::CutLaterResponse { matches, .. }
+            | Fault::ErrorInBody { matches, .. }
             | Fault::CutRequest { matches, .. }
             | Fault::Respond { matches, .. }
             | Fault::StallResponse { matches, .. }
@@ -270,6 +280,7 @@ fn serve(
                 skip,
                 after,
             } => (earlier(matches) >= skip).then_some(Fault::CutResponse { matches, after }),
+            Fault::ErrorInBody { matches, skip, .. } => (earlier(matches) >= skip).then_some(f),
             f => Some(f),
         });
     if fault.is_some() && !matches!(fault, Some(Fault::StallResponse { .. })) {
@@ -318,8 +329,55 @@ fn serve(
         let _ = from.shutdown(Shutdown::Both);
         return;
     }
+    if let Some(Fault::ErrorInBody { after, .. }) = fault {
+        let _ = error_in_body(engine, &mut client, after);
+        let _ = client.shutdown(Shutdown::Both);
+        let _ = up.join();
+        return;
+    }
     pump_back(engine, client, down_limit);
     let _ = up.join();
+}
+
+/// [`Fault::ErrorInBody`]: the response's head as it is, then its chunks
+/// re-framed up to `after` body bytes, then the error and the last chunk.
+fn error_in_body(engine: EngineStream, client: &mut TcpStream, after: u64) -> std::io::Result<()> {
+    let mut from = std::io::BufReader::new(engine);
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        from.read_exact(&mut byte)?;
+        head.push(byte[0]);
+    }
+    client.write_all(&head)?;
+    let chunked = String::from_utf8_lossy(&head)
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    assert!(chunked, "ErrorInBody needs a chunked response");
+    let mut sent = 0u64;
+    while sent < after {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut from, &mut line)?;
+        let size = u64::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
+            .map_err(std::io::Error::other)?;
+        if size == 0 {
+            break;
+        }
+        let mut data = vec![0u8; size as usize];
+        from.read_exact(&mut data)?;
+        let mut crlf = [0u8; 2];
+        from.read_exact(&mut crlf)?;
+        let keep = data.len().min((after - sent) as usize);
+        write!(client, "{keep:x}\r\n")?;
+        client.write_all(&data[..keep])?;
+        client.write_all(b"\r\n")?;
+        sent += keep as u64;
+    }
+    let error = br#"{"message":"fault injected by the test proxy: the save failed midway"}"#;
+    write!(client, "{:x}\r\n", error.len())?;
+    client.write_all(error)?;
+    client.write_all(b"\r\n0\r\n\r\n")?;
+    client.flush()
 }
 
 /// Copies until end of input or `limit` bytes; returns whether the limit cut it.
