@@ -8,10 +8,13 @@ Reads the OCI layout `docker save` writes on the containerd store (Engine
 25+) from stdin and writes one to stdout whose index.json names TAG and
 points at a nested index of N manifests: SRC's own, and N-1 copies whose
 config says another architecture (arm64/v8, s390x, ppc64le, riscv64). The
-copies share SRC's layer blobs, so the archive is no bigger, and each
-platform is a whole image of SRC's size: flattening N platforms does N
-times the work of one. The layers need not run on the other architectures:
-a flatten creates its containers, never starts them.
+copies share SRC's layer blobs, so the archive is hardly bigger, and each
+has one small layer of its own on top (a file naming its platform), so that
+every platform's flattened layer differs, as a real multi-platform image's
+do, and the engine writes each: flattening N platforms does N times the
+work of one (only the copies' reads of the shared layers may come from the
+page cache). The layers need not run on the other architectures: a flatten
+creates its containers, never starts them.
 """
 
 import argparse
@@ -35,6 +38,17 @@ def add(out, name, data):
     info.size = len(data)
     info.mode = 0o644
     out.addfile(info, io.BytesIO(data))
+
+
+def own_layer(arch):
+    """A plain layer tar holding /platform, naming `arch`."""
+    data = f"{arch}\n".encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        info = tarfile.TarInfo("platform")
+        info.size, info.mode, info.mtime = len(data), 0o644, 1700000000
+        t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def main():
@@ -69,15 +83,21 @@ def main():
         entries = [{"mediaType": MANIFEST, "digest": digest(blob), "size": len(blob),
                     "platform": {"os": config["os"], "architecture": config["architecture"]}}]
         for arch, variant in OTHERS[:args.platforms - 1]:
+            layer = own_layer(arch)
+            add(out, "blobs/sha256/" + digest(layer).split(":")[1], layer)
             other = dict(config, architecture=arch)
             other.pop("variant", None)
+            other["rootfs"] = dict(config["rootfs"], diff_ids=config["rootfs"]["diff_ids"] + [digest(layer)])
+            other["history"] = config.get("history", []) + [{"created_by": f"mkindex: /platform {arch}"}]
             platform = {"os": config["os"], "architecture": arch}
             if variant:
                 other["variant"] = platform["variant"] = variant
             other_bytes = json.dumps(other).encode()
             add(out, "blobs/sha256/" + digest(other_bytes).split(":")[1], other_bytes)
             m = dict(manifest, mediaType=MANIFEST,
-                     config=dict(manifest["config"], digest=digest(other_bytes), size=len(other_bytes)))
+                     config=dict(manifest["config"], digest=digest(other_bytes), size=len(other_bytes)),
+                     layers=manifest["layers"] + [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                                                   "digest": digest(layer), "size": len(layer)}])
             m_bytes = json.dumps(m).encode()
             add(out, "blobs/sha256/" + digest(m_bytes).split(":")[1], m_bytes)
             entries.append({"mediaType": MANIFEST, "digest": digest(m_bytes), "size": len(m_bytes),
