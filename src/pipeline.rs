@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::destination::{self, file, Destination, Engine};
 use crate::dryrun::{self, DryRunError};
 use crate::engine::InspectJson;
-use crate::error::{Cause, Error, Step};
+use crate::error::{Cause, Differs, Error, Step};
 use crate::image::config::{self, Provenance, Recipe};
 use crate::layer::{self, Compression};
 use crate::objects::Objects;
@@ -32,6 +32,7 @@ use crate::source::merge as merge_source;
 use crate::source::{export, Source};
 use crate::store::{self, Store};
 use crate::tarfilter::FilterStats;
+use crate::verify::{self, read::Theirs, Layers, Report, Rules};
 
 /// What to flatten, and where to.
 #[derive(Debug, Clone)]
@@ -47,6 +48,9 @@ pub struct Request {
     /// Merge IMAGE's own layers instead of exporting a container, keeping
     /// these bottom ones as they are; `None`: the export.
     pub merge: Option<Keep>,
+    /// `--verify`: read the result back and compare it with IMAGE's
+    /// layers before TAG moves (or FILE is renamed into place).
+    pub verify: bool,
 }
 
 /// Which of IMAGE's bottom layers a merge keeps as they are.
@@ -89,6 +93,8 @@ pub enum Outcome {
         filter: FilterStats,
         /// Where the layer came from.
         how: How,
+        /// What `--verify` found: no difference the mode does not account for.
+        verified: Option<Report>,
     },
 }
 
@@ -118,6 +124,16 @@ pub struct DryRunOutcome {
     pub savings: Savings,
     pub elapsed: Duration,
     pub store: Store,
+}
+
+/// What `--verify-only` found: FLAT as IMAGE's layers make it, the
+/// differences the mode documents aside.
+#[derive(Debug)]
+pub struct VerifyOutcome {
+    pub source: SourceImage,
+    pub flat_id: String,
+    pub store: Store,
+    pub report: Report,
 }
 
 /// IMAGE's config as the store keeps it, now or later.
@@ -234,6 +250,8 @@ impl<'a> Pipeline<'a> {
             Destination::File(path) => path.display().to_string(),
             _ => image.to_owned(),
         };
+        // IMAGE's layers as the merge read them, for a verify.
+        let mut mine: Option<Arc<Layers>> = None;
         let (config, source_stream, kept, kept_history): (Config<'_>, _, _, _) = match keep {
             None => {
                 // A quick inspect on the graphdriver store, so asked before any
@@ -266,10 +284,13 @@ impl<'a> Pipeline<'a> {
                 // The config as the store keeps it comes with the layers.
                 progress.expect_bytes(source.size);
                 progress.begin(Stage::Read, image);
-                let mut layers = merge_source::read(&self.docker, &source.id, progress.clone())
-                    .await
-                    .map_err(|f| self.read_failed(image, f))?;
+                let mut layers =
+                    merge_source::read(&self.docker, &source.id, progress.clone(), request.verify)
+                        .await
+                        .map_err(|f| self.read_failed(image, f))?;
                 merge_source::drop_kept(&mut layers, keep);
+                let layers = Arc::new(layers);
+                mine = request.verify.then(|| layers.clone());
                 let kept = merge_source::kept(&layers, keep);
                 let history = merge_source::kept_history(&layers.config, keep);
                 let config = layers.config.clone();
@@ -306,37 +327,50 @@ impl<'a> Pipeline<'a> {
             kept_history,
         };
         let engine = self.engine(&progress);
+        let check = request.verify.then(|| Check {
+            image: image.to_owned(),
+            source: source.clone(),
+            store,
+            mine,
+            rules: Rules {
+                export: keep.is_none(),
+                inspected_config: keep.is_none() && store == Store::Graphdriver,
+            },
+        });
+        let mut verified = None;
         let (made, built) = match destination {
             Destination::Import => {
                 let config = config.await?;
                 let (id, built) =
                     destination::import::import(&engine, layer, &inspect, &config, &recipe).await?;
-                (
-                    self.tagged(id, &request.tag, progress.as_ref()).await?,
-                    built,
-                )
+                let (made, report) = self.checked(check.as_ref(), id, request, &progress).await?;
+                verified = report;
+                (made, built)
             }
             Destination::Onto(store) => {
                 let config = config.await?;
                 let (id, built) =
                     destination::onto::load_onto(&engine, layer, config, &recipe, &kept, store)
                         .await?;
-                (
-                    self.tagged(id, &request.tag, progress.as_ref()).await?,
-                    built,
-                )
+                let (made, report) = self.checked(check.as_ref(), id, request, &progress).await?;
+                verified = report;
+                (made, built)
             }
             Destination::Load => {
                 let (id, built) = destination::load::load(&engine, layer, config, &recipe).await?;
-                (
-                    self.tagged(id, &request.tag, progress.as_ref()).await?,
-                    built,
-                )
+                let (made, report) = self.checked(check.as_ref(), id, request, &progress).await?;
+                verified = report;
+                (made, built)
             }
             Destination::File(path) => {
                 let output = output.expect("opened above");
-                let written =
+                let (written, output) =
                     file::write(&engine, output, layer, config, &recipe, &request.tag).await?;
+                if let Some(check) = &check {
+                    let theirs = Theirs::File(output.written());
+                    verified = Some(self.verify(check, theirs, &progress).await?);
+                }
+                file::finish(&engine, output).map_err(|e| *e)?;
                 let size = written.size;
                 (Made::Archive { path, size }, written.built)
             }
@@ -365,8 +399,25 @@ impl<'a> Pipeline<'a> {
                 compression,
                 filter: built.filter,
                 how,
+                verified,
             },
         })
+    }
+
+    /// Verifies the new image `id` if asked, then points TAG at it.
+    async fn checked(
+        &self,
+        check: Option<&Check>,
+        id: String,
+        request: &Request,
+        progress: &Arc<dyn Progress>,
+    ) -> Result<(Made, Option<Report>), Error> {
+        let report = match check {
+            Some(check) => Some(self.verify(check, Theirs::Image(&id), progress).await?),
+            None => None,
+        };
+        let made = self.tagged(id, &request.tag, progress.as_ref()).await?;
+        Ok((made, report))
     }
 
     /// Points TAG at the new image `id` and reads its size.
@@ -382,6 +433,43 @@ impl<'a> Pipeline<'a> {
             .unwrap_or(0)
             .max(0) as u64;
         Ok(Made::Image { id, size })
+    }
+
+    /// Compares `flat`, flattened earlier (`merged`: from IMAGE's layers,
+    /// not an export), with IMAGE's layers. Changes nothing.
+    pub async fn verify_only(
+        &self,
+        image: &str,
+        flat: &str,
+        merged: bool,
+        progress: Arc<dyn Progress>,
+    ) -> Result<VerifyOutcome, Error> {
+        progress.begin(Stage::Inspect, image);
+        let source = source_image(&self.inspect_source(image).await?);
+        let flat_id = source_image(&self.inspect_source(flat).await?).id;
+        let store = store::probe(&self.docker)
+            .await
+            .map_err(self.failed(Step::ReadInfo))?;
+        let check = Check {
+            image: image.to_owned(),
+            source: source.clone(),
+            store,
+            mine: None,
+            rules: Rules {
+                export: !merged,
+                inspected_config: !merged && store == Store::Graphdriver,
+            },
+        };
+        let report = self
+            .verify(&check, Theirs::Image(&flat_id), &progress)
+            .await?;
+        progress.end();
+        Ok(VerifyOutcome {
+            source,
+            flat_id,
+            store,
+            report,
+        })
     }
 
     /// Reads IMAGE's layers as `docker save` would and works out what
@@ -420,6 +508,72 @@ impl<'a> Pipeline<'a> {
             elapsed: started.elapsed(),
             store,
         })
+    }
+
+    /// Reads the result back and compares it with IMAGE's layers (read now
+    /// unless the merge has them): fails naming the differences the mode
+    /// does not account for.
+    async fn verify(
+        &self,
+        check: &Check,
+        theirs: Theirs<'_>,
+        progress: &Arc<dyn Progress>,
+    ) -> Result<Report, Error> {
+        let started = Instant::now();
+        let image = check.image.as_str();
+        progress.expect_bytes(2 * check.source.size);
+        progress.begin(Stage::Verify, image);
+        let mine = async {
+            match &check.mine {
+                Some(layers) => Ok(layers.clone()),
+                None => merge_source::read_facts(&self.docker, &check.source.id, progress.clone())
+                    .await
+                    .map(Arc::new)
+                    .map_err(|f| self.read_failed(image, f)),
+            }
+        };
+        let theirs = async {
+            match theirs {
+                Theirs::Image(id) => merge_source::read_facts(&self.docker, id, progress.clone())
+                    .await
+                    .map_err(|f| self.result_unread(id, f)),
+                Theirs::File(path) => verify::read::file(path).await.map_err(|e| {
+                    let what = path.display().to_string();
+                    self.error(Step::ReadResult(what), Cause::Unexpected(e.to_string()))
+                }),
+            }
+        };
+        let (mine, theirs) = tokio::join!(mine, theirs);
+        let (mine, theirs) = (mine?, theirs?);
+        let rules = check.rules;
+        let compared = tokio::task::spawn_blocking(move || verify::compare(&mine, &theirs, rules))
+            .await
+            .expect("the comparison does not panic");
+        let step = || Step::Verify(image.to_owned());
+        let mut report =
+            compared.map_err(|e| self.error(step(), Cause::Unexpected(e.to_string())))?;
+        report.duration_seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+        if !report.ok() {
+            let differs = Differs {
+                report,
+                source: check.source.clone(),
+                store: check.store,
+            };
+            return Err(self.error(step(), Cause::Differs(Box::new(differs))));
+        }
+        Ok(report)
+    }
+
+    /// A failed read of the result.
+    fn result_unread(&self, id: &str, failure: merge_source::ReadFailure) -> Error {
+        let step = Step::ReadResult(id.to_owned());
+        match failure {
+            merge_source::ReadFailure::Engine(e) => self.error(step, Cause::Engine(e)),
+            merge_source::ReadFailure::Archive(what) => self.error(step, Cause::Unexpected(what)),
+            merge_source::ReadFailure::Spool(e) => {
+                self.error(step, Cause::Unexpected(e.to_string()))
+            }
+        }
     }
 
     /// Points `tag` at the image `id`.
@@ -618,4 +772,15 @@ fn source_image(image: &ImageInspect) -> SourceImage {
         layers,
         size: image.size.unwrap_or(0).max(0) as u64,
     }
+}
+
+/// What a `--verify` holds the result to.
+struct Check {
+    /// IMAGE as the user named it.
+    image: String,
+    source: SourceImage,
+    store: Store,
+    /// IMAGE's layers, when the merge has read them already.
+    mine: Option<Arc<Layers>>,
+    rules: Rules,
 }

@@ -11,6 +11,7 @@ use crate::engine::Endpoint;
 use crate::layer::Compression;
 use crate::savings::Savings;
 use crate::store::Store;
+use crate::verify::Report;
 
 /// The `--format json` document.
 #[derive(Debug, Serialize)]
@@ -33,6 +34,46 @@ pub struct Document<'a> {
     pub mode: &'static str,
     /// Diff IDs of IMAGE's bottom layers kept as they are, bottom first.
     pub kept_layers: Vec<String>,
+    /// What `--verify` found; null without it (and when already flat).
+    pub verify: Option<&'a Report>,
+}
+
+/// The `--format json` document of `--verify-only`, and of a flatten whose
+/// verify failed (then `result.id` is null: the image was removed).
+#[derive(Debug, Serialize)]
+pub struct VerifyDocument<'a> {
+    pub verify_only: bool,
+    pub source: Image<'a>,
+    /// FLAT, or TAG.
+    pub result: Checked<'a>,
+    pub engine: Engine<'a>,
+    pub verify: &'a Report,
+}
+
+impl<'a> VerifyDocument<'a> {
+    pub fn new(
+        verify_only: bool,
+        source: Source<'a>,
+        result: (&'a str, Option<&'a str>),
+        endpoint: &'a Endpoint,
+        store: Store,
+        verify: &'a Report,
+    ) -> VerifyDocument<'a> {
+        VerifyDocument {
+            verify_only,
+            source: source.image(),
+            result: Checked {
+                reference: result.0,
+                id: result.1,
+            },
+            engine: Engine {
+                endpoint: &endpoint.host,
+                context: &endpoint.context,
+                store,
+            },
+            verify,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -47,6 +88,13 @@ pub struct Image<'a> {
     /// `--output`'s FILE (`-` for stdout); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<&'a str>,
+}
+
+/// The image a verify checked.
+#[derive(Debug, Serialize)]
+pub struct Checked<'a> {
+    pub reference: &'a str,
+    pub id: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -64,6 +112,18 @@ pub struct Source<'a> {
     pub id: &'a str,
     pub layers: usize,
     pub size: u64,
+}
+
+impl<'a> Source<'a> {
+    fn image(&self) -> Image<'a> {
+        Image {
+            reference: Some(self.reference),
+            id: Some(self.id),
+            layers: self.layers,
+            size: Some(self.size),
+            file: None,
+        }
+    }
 }
 
 /// What the run made of IMAGE.
@@ -144,13 +204,7 @@ impl<'a> Document<'a> {
         Document {
             dry_run: savings.is_some(),
             already_flat,
-            source: Image {
-                reference: Some(source.reference),
-                id: Some(source.id),
-                layers: source.layers,
-                size: Some(source.size),
-                file: None,
-            },
+            source: source.image(),
             result,
             wasted_bytes: savings.map(|s| s.wasted_bytes),
             duration_seconds: duration_seconds(elapsed),
@@ -163,7 +217,14 @@ impl<'a> Document<'a> {
             analysis: savings,
             mode: "export",
             kept_layers: Vec::new(),
+            verify: None,
         }
+    }
+
+    /// Adds what `--verify` found.
+    pub fn verified(mut self, report: Option<&'a Report>) -> Document<'a> {
+        self.verify = report;
+        self
     }
 
     /// Says the layer was merged from IMAGE's layers above `kept` ones.
@@ -208,7 +269,7 @@ mod tests {
         keys
     }
 
-    const FIELDS: [&str; 11] = [
+    const FIELDS: [&str; 12] = [
         "already_flat",
         "analysis",
         "compression",
@@ -219,6 +280,7 @@ mod tests {
         "mode",
         "result",
         "source",
+        "verify",
         "wasted_bytes",
     ];
 

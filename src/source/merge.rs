@@ -38,20 +38,48 @@ pub enum ReadFailure {
     Spool(std::io::Error),
 }
 
-/// Reads IMAGE's save stream, counting its bytes into `progress`.
+/// Reads IMAGE's save stream, counting its bytes into `progress`, each
+/// layer spooled for the merge; with `facts`, indexed for a verify too.
 pub async fn read(
     docker: &Docker,
     id: &str,
     progress: Arc<dyn Progress>,
+    facts: bool,
+) -> Result<Layers, ReadFailure> {
+    read_with(docker, id, progress, true, facts).await
+}
+
+/// Reads an image's save stream for a verify: its layers indexed with
+/// their facts, nothing spooled.
+pub async fn read_facts(
+    docker: &Docker,
+    id: &str,
+    progress: Arc<dyn Progress>,
+) -> Result<Layers, ReadFailure> {
+    read_with(docker, id, progress, false, true).await
+}
+
+async fn read_with(
+    docker: &Docker,
+    id: &str,
+    progress: Arc<dyn Progress>,
+    spool: bool,
+    facts: bool,
 ) -> Result<Layers, ReadFailure> {
     let save = docker.export_image(id);
     let read = save_stream::read(
         save,
         move |n| progress.bytes(n),
-        |reader| {
+        move |reader| {
             save_archive::read(reader, |layer| {
-                let file = tempfile::tempfile().map_err(MergeError::Spool)?;
-                LayerIndex::read(layer, Some(file))
+                let file = match spool {
+                    true => Some(tempfile::tempfile().map_err(MergeError::Spool)?),
+                    false => None,
+                };
+                match facts {
+                    true => LayerIndex::read_facts(layer, file),
+                    false => LayerIndex::read(layer, file),
+                }
             })
         },
     )
@@ -101,7 +129,7 @@ impl Merge {
     /// Starts merging `layers` above the bottom `keep`, with `comment` on
     /// the root entry.
     pub fn start(
-        layers: Layers,
+        layers: Arc<Layers>,
         keep: usize,
         comment: Option<String>,
         progress: Arc<dyn Progress>,

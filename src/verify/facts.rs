@@ -191,7 +191,10 @@ mod tests {
 
     #[test]
     fn pax_times_keep_their_fraction() {
-        assert_eq!(parse_time(b"1600000000.5"), Some((1_600_000_000, 500_000_000)));
+        assert_eq!(
+            parse_time(b"1600000000.5"),
+            Some((1_600_000_000, 500_000_000))
+        );
         assert_eq!(parse_time(b"12"), Some((12, 0)));
         assert_eq!(parse_time(b"-1.25"), Some((-2, 750_000_000)));
         assert_eq!(parse_time(b"x"), None);

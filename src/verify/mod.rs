@@ -17,6 +17,7 @@
 //! ([`Rules`]); everything else fails the run.
 
 pub mod facts;
+pub mod read;
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -171,8 +172,24 @@ pub fn compare(image: &Layers, result: &Layers, rules: Rules) -> Result<Report, 
     let expected = merge::apply(&expected_order)?;
     let actual = merge::apply(&actual_order)?;
     root(
-        expected.root().map(|at| seen(&expected_order, Origin::Entry { layer: at.0, entry: at.1 })),
-        actual.root().map(|at| seen(&actual_order, Origin::Entry { layer: at.0, entry: at.1 })),
+        expected.root().map(|at| {
+            seen(
+                &expected_order,
+                Origin::Entry {
+                    layer: at.0,
+                    entry: at.1,
+                },
+            )
+        }),
+        actual.root().map(|at| {
+            seen(
+                &actual_order,
+                Origin::Entry {
+                    layer: at.0,
+                    entry: at.1,
+                },
+            )
+        }),
         rules,
         &mut report,
     );
@@ -237,7 +254,10 @@ struct Seen<'a> {
     group: Option<(&'a [u8], u32)>,
 }
 
-fn facts_of<'a>(layers: &[&'a LayerIndex], (layer, entry): (usize, usize)) -> (&'a Facts, &'a [u8]) {
+fn facts_of<'a>(
+    layers: &[&'a LayerIndex],
+    (layer, entry): (usize, usize),
+) -> (&'a Facts, &'a [u8]) {
     layers[layer]
         .facts(entry)
         .expect("a verify reads its layers with their facts")
@@ -309,9 +329,10 @@ fn lost_by_export(path: &[u8], s: &Seen<'_>) -> Option<&'static str> {
 /// A path IMAGE lacks, described; named if it is the engine's placeholder.
 fn added(path: &[u8], s: &Seen<'_>) -> String {
     let what = kind(s.facts.typeflag).to_owned();
-    let placeholder = (PLACEHOLDER_FILES.contains(&path) && s.facts.typeflag == b'0' && s.facts.size == 0)
-        || (path == PLACEHOLDER_MTAB.0 && s.link == PLACEHOLDER_MTAB.1)
-        || (PLACEHOLDER_DIRS.contains(&path) && s.facts.typeflag == b'5');
+    let placeholder =
+        (PLACEHOLDER_FILES.contains(&path) && s.facts.typeflag == b'0' && s.facts.size == 0)
+            || (path == PLACEHOLDER_MTAB.0 && s.link == PLACEHOLDER_MTAB.1)
+            || (PLACEHOLDER_DIRS.contains(&path) && s.facts.typeflag == b'5');
     if placeholder {
         format!("{what}, the engine's placeholder")
     } else {
@@ -350,7 +371,11 @@ fn attributes(e: &Seen<'_>, a: &Seen<'_>, out: &mut Vec<Difference>) {
         }
     };
     let (ef, af) = (&e.facts, &a.facts);
-    differ(Field::Mode, format!("{:04o}", ef.mode), format!("{:04o}", af.mode));
+    differ(
+        Field::Mode,
+        format!("{:04o}", ef.mode),
+        format!("{:04o}", af.mode),
+    );
     differ(
         Field::Owner,
         format!("{}:{}", ef.uid, ef.gid),
@@ -517,7 +542,13 @@ fn configs(image: &Value, result: &Value, rules: Rules, report: &mut Report) {
     }
 }
 
-fn config_field(name: &str, e: Option<&Value>, a: Option<&Value>, rules: Rules, report: &mut Report) {
+fn config_field(
+    name: &str,
+    e: Option<&Value>,
+    a: Option<&Value>,
+    rules: Rules,
+    report: &mut Report,
+) {
     if e == a {
         return;
     }
@@ -738,15 +769,24 @@ mod tests {
         let has = |s: &str| said.iter().any(|d| d.contains(s));
         assert!(has("/bin/attr: missing (IMAGE has a file)"), "{said:#?}");
         assert!(has("/bin/new: not in IMAGE"), "{said:#?}");
-        assert!(has("/bin/perl: mode 0644 in IMAGE, 0700 in the result"), "{said:#?}");
+        assert!(
+            has("/bin/perl: mode 0644 in IMAGE, 0700 in the result"),
+            "{said:#?}"
+        );
         assert!(
             // The link header's mode is the inode's.
             has("/bin/perl5: hardlink one of 2 linked names, the first /bin/perl in IMAGE, not linked"),
             "{said:#?}"
         );
         assert!(has("/etc/hosts: content sha256:"), "{said:#?}");
-        assert!(has("architecture: platform \"amd64\" in IMAGE, \"arm64\""), "{said:#?}");
-        assert!(has("config.Env: config [\"A=1\"] in IMAGE, nothing"), "{said:#?}");
+        assert!(
+            has("architecture: platform \"amd64\" in IMAGE, \"arm64\""),
+            "{said:#?}"
+        );
+        assert!(
+            has("config.Env: config [\"A=1\"] in IMAGE, nothing"),
+            "{said:#?}"
+        );
         assert!(!has("history"), "set anew: {said:#?}");
     }
 
@@ -766,8 +806,14 @@ mod tests {
         let report = compare(&source(), &flat, EXPORT).unwrap();
         let expected: Vec<String> = report.expected.iter().map(ToString::to_string).collect();
         assert_eq!(expected.len(), 2, "{expected:#?}");
-        assert!(expected[0].starts_with("/bin/attr xattr user.mime: xattr"), "{expected:#?}");
-        assert!(expected[1].starts_with("/etc/hosts: missing"), "{expected:#?}");
+        assert!(
+            expected[0].starts_with("/bin/attr xattr user.mime: xattr"),
+            "{expected:#?}"
+        );
+        assert!(
+            expected[1].starts_with("/etc/hosts: missing"),
+            "{expected:#?}"
+        );
         let said = report.first(5);
         assert_eq!(report.differences.len(), 1, "{said}");
         assert!(said.contains("the engine's placeholder"), "{said}");
@@ -777,10 +823,7 @@ mod tests {
     fn kept_layers_must_be_image_s_own() {
         let src = source();
         let mut flat = image(
-            &[
-                tar_of(&[Op::Dir("bin")]),
-                tar_of(&[Op::Dir("bin")]),
-            ],
+            &[tar_of(&[Op::Dir("bin")]), tar_of(&[Op::Dir("bin")])],
             src.config.clone(),
         );
         flat.layers[0].diff_id = "sha256:other".into();
