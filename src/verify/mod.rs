@@ -167,6 +167,8 @@ impl Report {
 pub fn compare(image: &Layers, result: &Layers, rules: Rules) -> Result<Report, MergeError> {
     let mut report = Report::default();
     kept_layers(image, result, &mut report);
+    // The config first: a lost one says most about the result.
+    configs(&image.config, &result.config, rules, &mut report);
     let expected_order = order(image);
     let actual_order = order(result);
     let expected = merge::apply(&expected_order)?;
@@ -191,6 +193,7 @@ pub fn compare(image: &Layers, result: &Layers, rules: Rules) -> Result<Report, 
             )
         }),
         rules,
+        result.layers.len() > 1,
         &mut report,
     );
     let mut e = expected.paths().peekable();
@@ -235,7 +238,6 @@ pub fn compare(image: &Layers, result: &Layers, rules: Rules) -> Result<Report, 
             }
         }
     }
-    configs(&image.config, &result.config, rules, &mut report);
     Ok(report)
 }
 
@@ -340,14 +342,27 @@ fn added(path: &[u8], s: &Seen<'_>) -> String {
     }
 }
 
-fn root(image: Option<Seen<'_>>, result: Option<Seen<'_>>, rules: Rules, report: &mut Report) {
+fn root(
+    image: Option<Seen<'_>>,
+    result: Option<Seen<'_>>,
+    rules: Rules,
+    partial: bool,
+    report: &mut Report,
+) {
     // Without a root entry, IMAGE's root is the engine's own: nothing to hold it to.
     let (Some(e), Some(a)) = (image, result) else {
         return;
     };
-    let why = rules.export.then_some(
-        "the export has no root entry: the layer's is 0755, root-owned, at IMAGE's creation time",
-    );
+    let why = if rules.export {
+        Some("the export has no root entry: the layer's is 0755, root-owned, at IMAGE's creation time")
+    } else if partial {
+        Some(
+            "a partial flatten's merged layer has a root entry of its own (the merged layers' \
+             last, else 0755, root-owned, at the epoch), which the engine applies over the kept one",
+        )
+    } else {
+        None
+    };
     let mut found = Vec::new();
     attributes(&e, &a, &mut found);
     for mut d in found {
