@@ -111,6 +111,9 @@ pub enum Cause {
     /// The flattened image is not what IMAGE's layers make (the step is
     /// [`Step::Verify`]).
     Differs(Box<Differs>),
+    /// The engine failed to save IMAGE, which `--verify` compares with
+    /// (the step is [`Step::Verify`]).
+    Unverifiable(EngineError),
 }
 
 /// A verify's differences, and what it compared.
@@ -162,6 +165,15 @@ impl fmt::Display for Error {
                  saves. Engine 20.10 on fuse-overlayfs fails so on an image with a layer that \
                  deletes a path and creates it again; flatten without those flags: the \
                  container's export has the image's files",
+                detail(e)
+            ),
+            Cause::Unverifiable(e) => write!(
+                f,
+                "{step} failed on {endpoint}: {}; the engine cannot save that image (docker save \
+                 fails the same way), and --verify compares the result with what it saves. \
+                 Engine 20.10 on fuse-overlayfs fails so on an image with a layer that deletes a \
+                 path and creates it again, and its export of such an image lacks that path: \
+                 the result could not be proved whole",
                 detail(e)
             ),
             Cause::Differs(differs) => write!(

@@ -529,7 +529,14 @@ impl<'a> Pipeline<'a> {
                 None => merge_source::read_facts(&self.docker, &check.source.id, progress.clone())
                     .await
                     .map(Arc::new)
-                    .map_err(|f| self.read_failed(image, f)),
+                    .map_err(|f| match f {
+                        merge_source::ReadFailure::Engine(
+                            e @ EngineError::DockerResponseServerError {
+                                status_code: 500, ..
+                            },
+                        ) => self.error(Step::Verify(image.to_owned()), Cause::Unverifiable(e)),
+                        f => self.read_failed(image, f),
+                    }),
             }
         };
         let theirs = async {

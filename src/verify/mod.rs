@@ -108,7 +108,7 @@ impl fmt::Display for Difference {
             )?,
             field => write!(
                 f,
-                "{}: {field} {} in IMAGE, {} in the result",
+                "{}: {field}: {} in IMAGE, {} in the result",
                 self.path,
                 self.image.clone().unwrap_or_else(none),
                 self.result.clone().unwrap_or_else(none)
@@ -435,7 +435,7 @@ fn entry(path: &[u8], e: &Seen<'_>, a: &Seen<'_>, rules: Rules, report: &mut Rep
         format!("{}:{}", ef.device.0, ef.device.1),
         format!("{}:{}", af.device.0, af.device.1),
     );
-    differ(Field::Hardlink, group(e), group(a));
+    differ(Field::Hardlink, group(path, e), group(path, a));
     let export_mtime = rules.export && (path == b"etc" || path == b"dev");
     for mut d in found {
         if d.field == Field::Mtime && export_mtime {
@@ -621,10 +621,11 @@ fn digest(f: &Facts) -> String {
     format!("sha256:{hex}…")
 }
 
-fn group(s: &Seen<'_>) -> String {
+fn group(path: &[u8], s: &Seen<'_>) -> String {
     match s.group {
         None => "not linked".into(),
-        Some((first, names)) => format!("one of {names} linked names, the first {}", show(first)),
+        Some((first, names)) if first == path => format!("linked, the first of {names} names"),
+        Some((first, names)) => format!("linked to {} ({names} names)", show(first)),
     }
 }
 
@@ -785,21 +786,21 @@ mod tests {
         assert!(has("/bin/attr: missing (IMAGE has a file)"), "{said:#?}");
         assert!(has("/bin/new: not in IMAGE"), "{said:#?}");
         assert!(
-            has("/bin/perl: mode 0644 in IMAGE, 0700 in the result"),
+            has("/bin/perl: mode: 0644 in IMAGE, 0700 in the result"),
             "{said:#?}"
         );
         assert!(
             // The link header's mode is the inode's.
-            has("/bin/perl5: hardlink one of 2 linked names, the first /bin/perl in IMAGE, not linked"),
+            has("/bin/perl5: hardlink: linked to /bin/perl (2 names) in IMAGE, not linked"),
             "{said:#?}"
         );
-        assert!(has("/etc/hosts: content sha256:"), "{said:#?}");
+        assert!(has("/etc/hosts: content: sha256:"), "{said:#?}");
         assert!(
-            has("architecture: platform \"amd64\" in IMAGE, \"arm64\""),
+            has("architecture: platform: \"amd64\" in IMAGE, \"arm64\""),
             "{said:#?}"
         );
         assert!(
-            has("config.Env: config [\"A=1\"] in IMAGE, nothing"),
+            has("config.Env: config: [\"A=1\"] in IMAGE, nothing"),
             "{said:#?}"
         );
         assert!(!has("history"), "set anew: {said:#?}");
@@ -822,7 +823,7 @@ mod tests {
         let expected: Vec<String> = report.expected.iter().map(ToString::to_string).collect();
         assert_eq!(expected.len(), 2, "{expected:#?}");
         assert!(
-            expected[0].starts_with("/bin/attr xattr user.mime: xattr"),
+            expected[0].starts_with("/bin/attr xattr user.mime: xattr:"),
             "{expected:#?}"
         );
         assert!(
