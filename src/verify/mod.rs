@@ -541,6 +541,13 @@ fn configs(image: &Value, result: &Value, rules: Rules, report: &mut Report) {
             continue;
         }
         let lost = rules.inspected_config && av.is_none() && !config::inspect_reports(key);
+        // The engine's inspect falls back on the last history entry's comment.
+        let history = image["history"].as_array().and_then(|h| h.last());
+        let derived = rules.inspected_config
+            && key == "comment"
+            && ev.is_none()
+            && av.is_some()
+            && history.map(|h| &h["comment"]) == av;
         if ev != av {
             report.push(Difference {
                 path: key.clone(),
@@ -551,7 +558,13 @@ fn configs(image: &Value, result: &Value, rules: Rules, report: &mut Report) {
                 },
                 image: ev.map(Value::to_string),
                 result: av.map(Value::to_string),
-                why: lost.then_some("the graphdriver engine's inspect, where the config comes from, does not report it"),
+                why: if lost {
+                    Some("the graphdriver engine's inspect, where the config comes from, does not report it")
+                } else if derived {
+                    Some("the graphdriver engine's inspect, where the config comes from, reports the last history entry's comment as the image's")
+                } else {
+                    None
+                },
             });
         }
     }

@@ -43,7 +43,7 @@ pub fn source_image() -> Source {
     Source { image, marker }
 }
 
-const MARKER: &str = "dflt.test.marker";
+pub const MARKER: &str = "dflt.test.marker";
 
 fn ids(args: &[&str]) -> BTreeSet<String> {
     docker_ok(args)
