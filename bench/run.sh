@@ -17,6 +17,9 @@ then, per size, times in alternating rounds with hyperfine:
   exact     docker flatten --exact (if supported)
   keep      docker flatten --keep-layers 4: the bottom four layers (about 85% of
             the bytes) kept, the three above merged (if supported)
+  verify    docker flatten --verify: the result read back and compared with the
+            source's layers before TAG moves (if supported)
+  exactv    docker flatten --exact --verify (if both are supported)
   output    docker flatten -o FILE IMAGE TAG (if supported), FILE in the
             results dir's disk (--out), beside:
   pigz      docker create + docker export | pigz -1 > FILE + docker rm
@@ -260,6 +263,10 @@ merge=false
 if docker flatten --help 2>/dev/null | grep -q -- '--exact'; then
   merge=true
 fi
+verify=false
+if docker flatten --help 2>/dev/null | grep -q -- '--verify'; then
+  verify=true
+fi
 
 # --- timing -------------------------------------------------------------------
 [[ -n $out ]] || out=$bench_dir/results/$(date -u +%Y%m%d-%H%M%S)-$store
@@ -302,6 +309,14 @@ for size in "${size_list[@]}"; do
     names+=(exact keep)
     cmd[exact]="docker flatten -q --exact $(q "$src") $(q "$repo:exact")"
     cmd[keep]="docker flatten -q --keep-layers 4 $(q "$src") $(q "$repo:keep")"
+  fi
+  if $verify; then
+    names+=(verify)
+    cmd[verify]="docker flatten -q --verify $(q "$src") $(q "$repo:verify")"
+    if $merge; then
+      names+=(exactv)
+      cmd[exactv]="docker flatten -q --exact --verify $(q "$src") $(q "$repo:exactv")"
+    fi
   fi
   # Archives go to the results dir: a real disk, as a user's file would.
   archive() { q "$out/$size-$1.tar"; }
@@ -402,10 +417,11 @@ import glob, json, os, statistics, sys
 
 out, engine, machine, runs, size_info = sys.argv[1:]
 sizes = [tuple(x.split(":")) for x in size_info.split()]
-names = ["flatten", "bare", "squash", "zstd", "exact", "keep", "output", "pigz", "save"]
+names = ["flatten", "bare", "squash", "zstd", "exact", "keep", "verify", "exactv", "output", "pigz", "save"]
 titles = {"flatten": "docker flatten", "bare": "export \\| import",
           "squash": "docker-squash", "zstd": "flatten zstd",
           "exact": "flatten --exact", "keep": "flatten --keep-layers 4",
+          "verify": "flatten --verify", "exactv": "flatten --exact --verify",
           "output": "flatten -o FILE", "pigz": "export \\| pigz -1", "save": "docker save"}
 
 def times(size, name):
@@ -439,6 +455,10 @@ if "zstd" in shown:
 for n in ("exact", "keep"):
     if n in shown:
         head.append(f"{n} / flatten")
+if "verify" in shown:
+    head.append("verify / flatten")
+if "exactv" in shown:
+    head.append("exact --verify / exact")
 if "output" in shown:
     head.append("-o / pigz")
 head.append("flatten peak RSS")
@@ -460,6 +480,10 @@ for s, nlayers in sizes:
     for n in ("exact", "keep"):
         if n in shown:
             row.append(ratio(s, n, "flatten"))
+    if "verify" in shown:
+        row.append(ratio(s, "verify", "flatten"))
+    if "exactv" in shown:
+        row.append(ratio(s, "exactv", "exact"))
     if "output" in shown:
         row.append(ratio(s, "output", "pigz"))
     kinds = ["rss"] + (["rss-output"] if "output" in shown else []) + (["rss-exact"] if exact_rss else [])
