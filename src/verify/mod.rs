@@ -849,6 +849,42 @@ mod tests {
     }
 
     #[test]
+    fn an_inspected_config_s_losses_are_expected_and_nothing_else() {
+        let image = json!({
+            "architecture": "amd64", "os": "linux", "os.features": ["x"],
+            "config": {"Env": ["A=1"]},
+            "history": [{"comment": "buildkit.dockerfile.v0"}],
+        });
+        let result = json!({
+            "architecture": "amd64", "os": "linux", "comment": "buildkit.dockerfile.v0",
+            "config": {"Env": ["A=1"], "Hostname": "", "Cmd": null},
+        });
+        let inspected = Rules {
+            export: true,
+            inspected_config: true,
+        };
+        let mut report = Report::default();
+        configs(&image, &result, inspected, &mut report);
+        assert!(report.ok(), "{}", report.first(9));
+        let paths: Vec<&str> = report.expected.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["comment", "config.Cmd", "config.Hostname", "os.features"]
+        );
+        // Not from an inspect, or not what it derives: differences.
+        let mut report = Report::default();
+        configs(&image, &result, EXPORT, &mut report);
+        assert_eq!(report.differences.len(), 4);
+        let mut other = result.clone();
+        other["comment"] = json!("mine");
+        other["config"]["Cmd"] = json!(["x"]);
+        let mut report = Report::default();
+        configs(&image, &other, inspected, &mut report);
+        let paths: Vec<&str> = report.differences.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(paths, ["comment", "config.Cmd"]);
+    }
+
+    #[test]
     fn kept_layers_must_be_image_s_own() {
         let src = source();
         let mut flat = image(
