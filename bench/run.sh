@@ -19,6 +19,9 @@ then, per size, times in alternating rounds with hyperfine:
             the bytes) kept, the three above merged (if supported)
   keepbase  docker flatten --keep-base BASE, BASE (dflt-bench-<MiB>:base) an image
             of those four layers, loaded beside the source (if supported)
+  verify    docker flatten --verify: the result read back and compared with the
+            source's layers before TAG moves (if supported)
+  exactv    docker flatten --exact --verify (if both are supported)
   output    docker flatten -o FILE IMAGE TAG (if supported), FILE in the
             results dir's disk (--out), beside:
   pigz      docker create + docker export | pigz -1 > FILE + docker rm
@@ -308,6 +311,10 @@ merge=false
 if docker flatten --help 2>/dev/null | grep -q -- '--exact'; then
   merge=true
 fi
+verify=false
+if docker flatten --help 2>/dev/null | grep -q -- '--verify'; then
+  verify=true
+fi
 
 # --- timing -------------------------------------------------------------------
 [[ -n $out ]] || out=$bench_dir/results/$(date -u +%Y%m%d-%H%M%S)-$store
@@ -355,6 +362,14 @@ for size in "${size_list[@]}"; do
   if $platforms; then
     names+=(platforms2)
     cmd[platforms2]="docker flatten -q $(q "$src-2p") $(q "$repo:platforms2")"
+  fi
+  if $verify; then
+    names+=(verify)
+    cmd[verify]="docker flatten -q --verify $(q "$src") $(q "$repo:verify")"
+    if $merge; then
+      names+=(exactv)
+      cmd[exactv]="docker flatten -q --exact --verify $(q "$src") $(q "$repo:exactv")"
+    fi
   fi
   # Archives go to the results dir: a real disk, as a user's file would.
   archive() { q "$out/$size-$1.tar"; }
@@ -469,12 +484,13 @@ import glob, json, os, statistics, sys
 
 out, engine, machine, runs, size_info = sys.argv[1:]
 sizes = [tuple(x.split(":")) for x in size_info.split()]
-names = ["flatten", "bare", "squash", "zstd", "exact", "keep", "keepbase", "output", "pigz", "save",
-         "platforms2"]
+names = ["flatten", "bare", "squash", "zstd", "exact", "keep", "keepbase", "verify", "exactv",
+         "output", "pigz", "save", "platforms2"]
 titles = {"flatten": "docker flatten", "bare": "export \\| import",
           "squash": "docker-squash", "zstd": "flatten zstd",
           "exact": "flatten --exact", "keep": "flatten --keep-layers 4",
           "keepbase": "flatten --keep-base",
+          "verify": "flatten --verify", "exactv": "flatten --exact --verify",
           "output": "flatten -o FILE", "pigz": "export \\| pigz -1", "save": "docker save",
           "platforms2": "flatten, 2 platforms"}
 
@@ -509,6 +525,10 @@ if "zstd" in shown:
 for n in ("exact", "keep", "keepbase"):
     if n in shown:
         head.append(f"{n} / flatten")
+if "verify" in shown:
+    head.append("verify / flatten")
+if "exactv" in shown:
+    head.append("exact --verify / exact")
 if "output" in shown:
     head.append("-o / pigz")
 if "platforms2" in shown:
@@ -534,6 +554,10 @@ for s, nlayers in sizes:
     for n in ("exact", "keep", "keepbase"):
         if n in shown:
             row.append(ratio(s, n, "flatten"))
+    if "verify" in shown:
+        row.append(ratio(s, "verify", "flatten"))
+    if "exactv" in shown:
+        row.append(ratio(s, "exactv", "exact"))
     if "output" in shown:
         row.append(ratio(s, "output", "pigz"))
     if "platforms2" in shown:

@@ -29,6 +29,13 @@ pub enum Mode {
         keep: Option<Keep>,
     },
     Flatten(Request),
+    /// `--verify-only`: compare `flat` with IMAGE's layers; change nothing.
+    VerifyOnly {
+        flat: Tag,
+        /// Made by merging IMAGE's layers (a mode flag was given), not
+        /// from an export.
+        merged: bool,
+    },
 }
 
 /// A combination of arguments that cannot work; nothing was done.
@@ -43,6 +50,8 @@ pub enum ArgsError {
         "-o - writes the image archive to stdout: it cannot carry --format json too; use -o FILE"
     )]
     JsonWithArchive,
+    #[error("--verify reads the result back, which -o - cannot: use -o FILE")]
+    VerifyStdout,
 }
 
 /// Lowers the parsed command line; `stdout_is_terminal` is asked only for `-o -`.
@@ -58,6 +67,9 @@ pub fn lower(
     if to_stdout && stdout_is_terminal() {
         return Err(ArgsError::ArchiveToTerminal);
     }
+    if to_stdout && args.verify {
+        return Err(ArgsError::VerifyStdout);
+    }
     let keep = match (args.exact, args.keep_base, args.keep_layers) {
         (_, Some(base), _) => Some(Keep::Base(base)),
         (_, None, Some(n)) => Some(Keep::Layers(n)),
@@ -70,6 +82,10 @@ pub fn lower(
             platform: args.platform,
             keep,
         },
+        (false, Some(flat)) if args.verify_only => Mode::VerifyOnly {
+            flat,
+            merged: keep.is_some(),
+        },
         (false, Some(tag)) => Mode::Flatten(Request {
             image: args.image.clone(),
             tag,
@@ -78,6 +94,7 @@ pub fn lower(
             force: args.force,
             platform: args.platform,
             merge: keep,
+            verify: args.verify,
         }),
         (false, None) => unreachable!("clap requires TAG without --dry-run"),
     };
@@ -150,6 +167,7 @@ mod tests {
         let keep = |args: &[&str]| match job(args, false).unwrap().mode {
             Mode::Flatten(r) => r.merge,
             Mode::DryRun { keep, .. } => keep,
+            Mode::VerifyOnly { .. } => panic!("not a verify"),
         };
         assert_eq!(keep(&["flatten", "img", "t"]), None);
         assert_eq!(
@@ -174,6 +192,43 @@ mod tests {
             "t",
         ]);
         assert!(both.is_err(), "--exact and a keep mode exclude each other");
+    }
+
+    #[test]
+    fn verify_reads_the_result_back_and_verify_only_changes_nothing() {
+        let Mode::Flatten(r) = job(&["flatten", "--verify", "--exact", "i", "t"], false)
+            .unwrap()
+            .mode
+        else {
+            panic!("not a flatten")
+        };
+        assert!(r.verify && r.merge == Some(Keep::Layers(0)));
+        assert_eq!(
+            job(&["flatten", "--verify", "-o", "-", "i", "t"], false).unwrap_err(),
+            ArgsError::VerifyStdout
+        );
+        let j = job(&["flatten", "--verify-only", "i", "flat"], false).unwrap();
+        assert!(matches!(
+            j.mode,
+            Mode::VerifyOnly { ref flat, merged: false } if flat.to_string() == "flat:latest"
+        ));
+        let j = job(
+            &["flatten", "--verify-only", "--keep-layers", "2", "i", "f"],
+            false,
+        );
+        assert!(matches!(
+            j.unwrap().mode,
+            Mode::VerifyOnly { merged: true, .. }
+        ));
+        for args in [
+            &["flatten", "--verify-only", "-o", "x.tar", "i", "f"][..],
+            &["flatten", "--verify-only", "--verify", "i", "f"],
+            &["flatten", "--verify-only", "--dry-run", "i", "f"],
+            &["flatten", "--verify-only", "i"],
+        ] {
+            let parsed = Cli::try_parse_from(std::iter::once("docker").chain(args.iter().copied()));
+            assert!(parsed.is_err(), "{args:?}");
+        }
     }
 
     #[test]

@@ -89,7 +89,8 @@ pub enum Command {
     /// and platform. Prints the new image ID on stdout. An IMAGE that already
     /// has one layer is not rebuilt unless --force: TAG just points at it.
     #[command(override_usage = "docker flatten [OPTIONS] IMAGE TAG\n       \
-                                docker flatten --dry-run [OPTIONS] IMAGE [TAG]")]
+                                docker flatten --dry-run [OPTIONS] IMAGE [TAG]\n       \
+                                docker flatten --verify-only [OPTIONS] IMAGE FLAT")]
     Flatten(Box<FlattenArgs>),
 
     /// Print the Docker CLI plugin metadata (used by the docker CLI)
@@ -104,7 +105,7 @@ pub struct FlattenArgs {
     pub image: String,
 
     /// Name for the flattened image: name[:tag] (tag defaults to "latest"); may equal IMAGE.
-    /// Optional with --dry-run
+    /// Optional with --dry-run; with --verify-only, the flattened image to check (FLAT)
     #[arg(value_name = "TAG", value_parser = Tag::parse, required_unless_present = "dry_run")]
     pub tag: Option<Tag>,
 
@@ -168,6 +169,27 @@ pub struct FlattenArgs {
     /// Keep IMAGE's bottom N layers as they are and merge the layers above them into one
     #[arg(long, value_name = "N")]
     pub keep_layers: Option<usize>,
+
+    /// Read the result back and compare it with IMAGE's layers before TAG moves
+    ///
+    /// Path by path: type, mode, owner, mtime, size, content, link target,
+    /// device numbers, xattrs and hardlinks; then the config and platform.
+    /// What the mode documents as lost (the default mode's placeholder paths,
+    /// xattrs but security.capability, the mtimes of /etc and /dev) is listed
+    /// as expected; any other difference fails the run and leaves TAG (or
+    /// FILE) as it was. Not with -o - (stdout cannot be read back).
+    #[arg(long, conflicts_with_all = ["dry_run", "verify_only"])]
+    pub verify: bool,
+
+    /// Only compare FLAT, flattened earlier, with IMAGE's layers; nothing is changed
+    ///
+    /// `docker flatten --verify-only IMAGE FLAT` reads both images as
+    /// `docker save` streams them. --exact, --keep-base or --keep-layers say
+    /// that FLAT was made by merging IMAGE's layers (nothing is expected to
+    /// differ); without them, the default mode's losses are expected. Exits
+    /// 1 when anything else differs.
+    #[arg(long, conflicts_with_all = ["dry_run", "output", "force"])]
+    pub verify_only: bool,
 
     /// Only print the new image ID (with --dry-run: only the totals)
     #[arg(short, long)]

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use bollard::errors::Error as EngineError;
 
 use crate::layer::LayerError;
-use crate::store::Refusal;
+use crate::pipeline::SourceImage;
+use crate::store::{Refusal, Store};
+use crate::verify::Report;
 
 /// What the pipeline was doing. Finer than the progress stages: several
 /// steps run within one stage (an import, then its inspect), and some, such
@@ -39,6 +41,10 @@ pub enum Step {
     Keep(String),
     /// IMAGE's layers, as they stream, into temporary files.
     SpoolLayers(String),
+    /// Reading the flattened image back, to verify it (its ID or FILE).
+    ReadResult(String),
+    /// Comparing the flattened image with IMAGE's layers.
+    Verify(String),
 }
 
 impl fmt::Display for Step {
@@ -70,6 +76,13 @@ impl fmt::Display for Step {
             Step::SpoolLayers(image) => {
                 write!(f, "writing the layers of {image} to temporary files")
             }
+            Step::ReadResult(what) => write!(f, "reading the flattened image {what} back"),
+            Step::Verify(image) => {
+                write!(
+                    f,
+                    "verifying the flattened image against the layers of {image}"
+                )
+            }
         }
     }
 }
@@ -100,6 +113,20 @@ pub enum Cause {
         dir: PathBuf,
         error: std::io::Error,
     },
+    /// The flattened image is not what IMAGE's layers make (the step is
+    /// [`Step::Verify`]).
+    Differs(Box<Differs>),
+    /// The engine failed to save IMAGE, which `--verify` compares with
+    /// (the step is [`Step::Verify`]).
+    Unverifiable(EngineError),
+}
+
+/// A verify's differences, and what it compared.
+#[derive(Debug)]
+pub struct Differs {
+    pub report: Report,
+    pub source: SourceImage,
+    pub store: Store,
 }
 
 /// A failed run of the pipeline.
@@ -146,6 +173,22 @@ impl fmt::Display for Error {
                  container's export has the image's files",
                 detail(e)
             ),
+            Cause::Unverifiable(e) => write!(
+                f,
+                "{step} failed on {endpoint}: {}; the engine cannot save that image (docker save \
+                 fails the same way), and --verify compares the result with what it saves. \
+                 Engine 20.10 on fuse-overlayfs fails so on an image with a layer that deletes a \
+                 path and creates it again, and its export of such an image lacks that path: \
+                 the result could not be proved whole",
+                detail(e)
+            ),
+            Cause::Differs(differs) => write!(
+                f,
+                "{step} on {endpoint} found {} difference(s) that the mode does not account for: \
+                 {} (--format json lists them all)",
+                differs.report.differences.len(),
+                differs.report.first(FIRST_DIFFERENCES)
+            ),
             Cause::Local { dir, error } => match step {
                 Step::SpoolLayers(_) => write!(
                     f,
@@ -170,6 +213,9 @@ impl fmt::Display for Error {
         }
     }
 }
+
+/// How many differences an error names; the rest are counted.
+const FIRST_DIFFERENCES: usize = 5;
 
 /// The engine's own words for a failure, without the client library's framing.
 pub fn detail(e: &EngineError) -> String {

@@ -29,6 +29,7 @@ mod stream;
 mod tar;
 mod tar_entry;
 mod tarfilter;
+mod verify;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -42,6 +42,7 @@ use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 
 use crate::tar_entry::{self, End, NewHeader, TarError, TarReader, BLOCK};
+use crate::verify::facts::Facts;
 
 const NONE: u32 = u32::MAX;
 
@@ -103,6 +104,10 @@ pub struct LayerIndex {
     spool: Option<File>,
     /// Bytes of the uncompressed tar.
     pub bytes: u64,
+    /// Per entry, what `--verify` compares (see [`LayerIndex::read_facts`]).
+    facts: Option<Vec<Facts>>,
+    /// The facts' symlink targets and xattrs.
+    arena: Vec<u8>,
 }
 
 impl std::fmt::Debug for LayerIndex {
@@ -139,6 +144,20 @@ impl LayerIndex {
     /// Indexes an uncompressed layer tar, writing it to `spool` on the way
     /// (the merged layers need their bytes again; kept ones only their index).
     pub fn read(layer: &mut dyn Read, spool: Option<File>) -> Result<LayerIndex, MergeError> {
+        Self::index(layer, spool, false)
+    }
+
+    /// As [`LayerIndex::read`], also keeping each entry's [`Facts`] (its
+    /// content hashed on the way) for `--verify`.
+    pub fn read_facts(layer: &mut dyn Read, spool: Option<File>) -> Result<LayerIndex, MergeError> {
+        Self::index(layer, spool, true)
+    }
+
+    fn index(
+        layer: &mut dyn Read,
+        spool: Option<File>,
+        facts: bool,
+    ) -> Result<LayerIndex, MergeError> {
         let mut tee = Tee {
             inner: layer,
             out: spool.map(|f| BufWriter::with_capacity(256 << 10, f)),
@@ -149,6 +168,8 @@ impl LayerIndex {
             entries: Vec::new(),
             spool: None,
             bytes: 0,
+            facts: facts.then(Vec::new),
+            arena: Vec::new(),
         };
         let result = index.fill(&mut tee);
         if let Some(e) = tee.error.take() {
@@ -181,6 +202,7 @@ impl LayerIndex {
             else {
                 if entry.is_dir() {
                     self.push(b"", b"", &entry, Kind::Root);
+                    self.note_facts(&entry, &mut tar)?;
                 }
                 continue;
             };
@@ -212,9 +234,28 @@ impl LayerIndex {
                 Vec::new()
             };
             self.push(&path, &link, &entry, kind);
+            self.note_facts(&entry, &mut tar)?;
         }
         self.bytes = tar.position();
         Ok(())
+    }
+
+    /// The facts of the entry just pushed, if they are kept.
+    fn note_facts<R: Read>(
+        &mut self,
+        entry: &tar_entry::Entry,
+        tar: &mut TarReader<R>,
+    ) -> Result<(), TarError> {
+        if let Some(facts) = &mut self.facts {
+            facts.push(Facts::read(entry, &mut tar.data(), &mut self.arena)?);
+        }
+        Ok(())
+    }
+
+    /// The facts of entry `i` and the arena they refer to; `None` unless
+    /// read with [`LayerIndex::read_facts`].
+    pub fn facts(&self, i: usize) -> Option<(&Facts, &[u8])> {
+        Some((self.facts.as_ref()?.get(i)?, &self.arena))
     }
 
     fn push(&mut self, path: &[u8], link: &[u8], entry: &tar_entry::Entry, kind: Kind) {
@@ -348,6 +389,96 @@ pub fn merge(
     state.write(&markers, comment, &mut writer)?;
     writer.bytes(&[0; 2 * BLOCK as usize])?;
     Ok(writer.stats)
+}
+
+/// Where one path of the applied layers comes from (see [`Tree::paths`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin<'a> {
+    /// A directory the engine made for what lies under it: no header.
+    Implicit,
+    /// Entry `entry` of layer `layer`, the only name of its inode.
+    Entry { layer: usize, entry: usize },
+    /// A name of a hardlinked inode: `content` (layer, entry) holds its
+    /// data; `headers` applied to it, oldest first (the last one's mode,
+    /// owner and time win, xattrs add up); `first` is its first surviving
+    /// name in path order, of `names`.
+    Linked {
+        content: (usize, usize),
+        headers: Vec<(usize, usize)>,
+        first: &'a [u8],
+        names: u32,
+    },
+}
+
+/// `layers` applied one on top of the other, as the engine applies them.
+pub struct Tree<'a> {
+    state: State<'a>,
+    /// Per inode, its surviving names and the first of them.
+    names: Vec<(u32, Option<&'a [u8]>)>,
+}
+
+/// Applies `layers` (bottom first), by the rules [`merge`] follows.
+pub fn apply<'a>(layers: &'a [&'a LayerIndex]) -> Result<Tree<'a>, MergeError> {
+    let mut state = State {
+        layers,
+        fs: BTreeMap::new(),
+        inodes: Vec::new(),
+        applied: Vec::new(),
+        wiped: Vec::new(),
+        root: None,
+        keep: 0,
+    };
+    for l in 0..layers.len() {
+        state.apply(l)?;
+    }
+    let mut names: Vec<(u32, Option<&'a [u8]>)> = vec![(0, None); state.inodes.len()];
+    for (path, n) in &state.fs {
+        if n.inode != NONE {
+            let slot = &mut names[n.inode as usize];
+            slot.0 += 1;
+            slot.1.get_or_insert(path);
+        }
+    }
+    Ok(Tree { state, names })
+}
+
+impl<'a> Tree<'a> {
+    /// The last root entry (`./`): layer and entry.
+    pub fn root(&self) -> Option<(usize, usize)> {
+        self.state.root.map(|(l, e)| (l as usize, e as usize))
+    }
+
+    /// Every path (no root, no markers), in path order.
+    pub fn paths(&self) -> impl Iterator<Item = (&'a [u8], Origin<'a>)> + '_ {
+        self.state.fs.iter().map(|(&path, n)| {
+            let origin = if n.entry == NONE {
+                Origin::Implicit
+            } else if n.inode == NONE {
+                Origin::Entry {
+                    layer: n.layer as usize,
+                    entry: n.entry as usize,
+                }
+            } else {
+                let inode = &self.state.inodes[n.inode as usize];
+                let mut headers = Vec::new();
+                let mut at = inode.last;
+                while at != NONE {
+                    let a = &self.state.applied[at as usize];
+                    headers.push((a.layer as usize, a.entry as usize));
+                    at = a.prev;
+                }
+                headers.reverse();
+                let (names, first) = self.names[n.inode as usize];
+                Origin::Linked {
+                    content: (inode.layer as usize, inode.entry as usize),
+                    headers,
+                    first: first.expect("counted"),
+                    names,
+                }
+            };
+            (path, origin)
+        })
+    }
 }
 
 impl<'a> State<'a> {

@@ -21,6 +21,8 @@ pub enum Stage {
     Read,
     /// The merge of the image's layers into the layer that is sent.
     Merge,
+    /// The result read back and compared with IMAGE's layers (`--verify`).
+    Verify,
     Configure,
     Tag,
     Cleanup,

@@ -13,10 +13,11 @@ use crate::args::{Job, Mode};
 use crate::cli::{Format, GlobalArgs};
 use crate::complete::{self, Completion, Want};
 use crate::engine::{self, Endpoint, Env};
+use crate::error::Cause;
 use crate::interrupt::{Interrupt, Interrupts};
 use crate::objects::Objects;
 use crate::output::json::{Made as Result_, Source};
-use crate::output::{Document, DryRunFacts, Reporter, Summary};
+use crate::output::{text, Document, DryRunFacts, Reporter, Summary, VerifyDocument};
 use crate::pipeline::{How, Made, Outcome, Pipeline, Request};
 use crate::platforms::LeftOut;
 
@@ -68,6 +69,18 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
         Mode::DryRun { .. } => {
             return dry_run(&pipeline, &endpoint, job, &reporter, &mut interrupts).await;
         }
+        Mode::VerifyOnly { flat, merged } => {
+            let flat = flat.to_string();
+            return verify_only(
+                &pipeline,
+                &endpoint,
+                job,
+                (&flat, *merged),
+                &reporter,
+                &mut interrupts,
+            )
+            .await;
+        }
         Mode::Flatten(request) => request,
     };
 
@@ -105,22 +118,40 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
             .into())
         }
         Ok(Err(error)) => {
+            if let (Format::Json, Cause::Differs(report)) = (job.format, &error.cause) {
+                let tag = request.tag.to_string();
+                let source = Source {
+                    reference: &job.image,
+                    id: &report.source.id,
+                    layers: report.source.layers,
+                    size: report.source.size,
+                };
+                reporter.json(&VerifyDocument::new(
+                    false,
+                    source,
+                    (&tag, None),
+                    &endpoint,
+                    report.store,
+                    &report.report,
+                ));
+            }
             return Err(Failed {
                 error,
                 unchanged: unchanged(request),
             }
-            .into())
+            .into());
         }
         Ok(Ok(finished)) => finished,
     };
     let tag = request.tag.to_string();
-    let (made, compression, how) = match &finished.outcome {
-        Outcome::AlreadyFlat => (None, None, None),
+    let (made, compression, how, verified) = match &finished.outcome {
+        Outcome::AlreadyFlat => (None, None, None, None),
         Outcome::Flattened {
             made,
             compression,
             filter,
             how,
+            verified,
         } => {
             reporter.debug(
                 job.globals.debug,
@@ -130,7 +161,7 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
                     filter.dropped.join(", ")
                 ),
             );
-            (Some(made), Some(*compression), Some(how))
+            (Some(made), Some(*compression), Some(how), verified.as_ref())
         }
     };
     let kept = match how {
@@ -179,10 +210,11 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
                 finished.elapsed,
             )
             .with_platforms(&finished.platforms, &finished.left_out);
-            reporter.json(&match kept.clone() {
+            let document = match kept.clone() {
                 Some(kept) => document.merged(kept),
                 None => document,
-            })
+            };
+            reporter.json(&document.verified(verified))
         }
     }
     let target = match &file {
@@ -192,6 +224,9 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
     };
     for warning in left_out_warnings(&job.image, &finished.left_out) {
         reporter.warn(&warning);
+    }
+    if let Some(report) = verified {
+        reporter.note(&text::verified(&target, &job.image, report));
     }
     reporter.summary(&Summary {
         source: &job.image,
@@ -261,6 +296,63 @@ fn left_out_warnings(image: &str, left_out: &LeftOut) -> Vec<String> {
         ));
     }
     warnings
+}
+
+/// `--verify-only IMAGE FLAT`: `flat` and whether it was `merged`.
+async fn verify_only(
+    pipeline: &Pipeline<'_>,
+    endpoint: &Endpoint,
+    job: &Job,
+    (flat, merged): (&str, bool),
+    reporter: &Arc<Reporter>,
+    interrupts: &mut Interrupts,
+) -> anyhow::Result<()> {
+    let outcome = tokio::select! {
+        outcome = pipeline.verify_only(&job.image, flat, merged, reporter.clone()) => outcome,
+        interrupt = interrupts.next() => {
+            reporter.stage_failed();
+            return Err(Interrupted { interrupt, what: "nothing was changed".into() }.into())
+        }
+    };
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            reporter.stage_failed();
+            if let (Format::Json, Cause::Differs(d)) = (job.format, &error.cause) {
+                let source = Source {
+                    reference: &job.image,
+                    id: &d.source.id,
+                    layers: d.source.layers,
+                    size: d.source.size,
+                };
+                let document =
+                    VerifyDocument::new(true, source, (flat, None), endpoint, d.store, &d.report);
+                reporter.json(&document);
+            }
+            return Err(error.into());
+        }
+    };
+    match job.format {
+        Format::Json => {
+            let source = Source {
+                reference: &job.image,
+                id: &outcome.source.id,
+                layers: outcome.source.layers,
+                size: outcome.source.size,
+            };
+            let result = (flat, Some(outcome.flat_id.as_str()));
+            reporter.json(&VerifyDocument::new(
+                true,
+                source,
+                result,
+                endpoint,
+                outcome.store,
+                &outcome.report,
+            ));
+        }
+        Format::Text => reporter.note(&text::verified(flat, &job.image, &outcome.report)),
+    }
+    Ok(())
 }
 
 async fn dry_run(
@@ -411,6 +503,7 @@ mod tests {
             force: false,
             platform: None,
             merge: None,
+            verify: false,
         };
         assert_eq!(unchanged(&request(None)), "app:flat is unchanged");
         assert_eq!(unchanged(&request(Some("a.tar"))), "a.tar is unchanged");

@@ -23,7 +23,7 @@ const MAX_EXTENSION: u64 = 16 << 20;
 
 /// Regular files the init layer puts in every container: always masked, so
 /// the export shows the empty placeholder whatever the image had there.
-const PLACEHOLDER_FILES: &[&[u8]] = &[
+pub const PLACEHOLDER_FILES: &[&[u8]] = &[
     b".dockerenv",
     b"etc/hosts",
     b"etc/hostname",
@@ -31,9 +31,9 @@ const PLACEHOLDER_FILES: &[&[u8]] = &[
     b"dev/console",
 ];
 /// The init layer's `/etc/mtab`, a symlink.
-const PLACEHOLDER_MTAB: (&[u8], &[u8]) = (b"etc/mtab", b"/proc/mounts");
+pub const PLACEHOLDER_MTAB: (&[u8], &[u8]) = (b"etc/mtab", b"/proc/mounts");
 /// Directories the init layer creates: kept only if a kept entry lives under them.
-const PLACEHOLDER_DIRS: &[&[u8]] = &[b"dev", b"dev/pts", b"dev/shm", b"etc", b"proc", b"sys"];
+pub const PLACEHOLDER_DIRS: &[&[u8]] = &[b"dev", b"dev/pts", b"dev/shm", b"etc", b"proc", b"sys"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilterError {

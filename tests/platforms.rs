@@ -564,3 +564,35 @@ fn exact_takes_every_platform_and_keeping_layers_takes_one() {
         assert_eq!(code, Some(1), "{err}");
     }
 }
+
+/// `--verify` checks one platform: on a whole index it is refused before
+/// anything is made, naming the platforms; with `--platform` that
+/// platform's result is compared with its own layers, and passes.
+#[test]
+fn verify_takes_the_platform_asked_for() {
+    let f = fixture("plat-verify", two_platforms(), &IndexExtras::default());
+    let image = f.source.image.reference.clone();
+    let tag = unique("plat-verify-flat");
+    let whole = flatten_json(&["--verify", "--exact", &image, &tag]);
+    if containerd_store() {
+        let (code, err) = whole.expect_err("--verify of every platform");
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains("--platform"), "{err}");
+        for platform in platforms(&f.written, &[0, 1]) {
+            assert!(err.contains(&platform), "{platform} not named: {err}");
+        }
+        assert!(!image_exists(&tag), "a refused run made TAG");
+        let (foreign_arch, _) = foreign_architecture();
+        let asked = format!("linux/{foreign_arch}");
+        let json = flatten_json(&["--verify", "--exact", "--platform", &asked, &image, &tag])
+            .expect("--verify --platform");
+        let _flat = TestImage::track(&tag);
+        assert_eq!(json["verify"]["differences"], json!([]), "{json}");
+        assert!(json["verify"]["paths"].as_u64().unwrap_or(0) > 3, "{json}");
+        assert_eq!(inspect(&tag)["Architecture"], foreign_arch);
+    } else {
+        let json = whole.expect("a graphdriver image is one platform");
+        let _flat = TestImage::track(&tag);
+        assert_eq!(json["verify"]["differences"], json!([]), "{json}");
+    }
+}

@@ -81,8 +81,8 @@ pub fn open(path: &Path) -> Result<Output, (PathBuf, std::io::Error)> {
         .map_err(|e| (dir, e))
 }
 
-/// Writes the image archive of `layer` into `output`, then renames it over
-/// FILE.
+/// Writes the image archive of `layer` into `output`, whole and synced;
+/// [`finish`] then renames it over FILE (a verify reads it in between).
 pub async fn write(
     engine: &Engine<'_>,
     output: Output,
@@ -90,7 +90,7 @@ pub async fn write(
     config: impl Future<Output = Result<Value, Error>>,
     recipe: &Recipe<'_>,
     tag: &Tag,
-) -> Result<Written, Error> {
+) -> Result<(Written, Output), Error> {
     let image = recipe.provenance.reference;
     let failed = |error| write_failed(engine, &output.path, error);
     let file = output.temp.as_file().try_clone().map_err(failed)?;
@@ -142,11 +142,23 @@ pub async fn write(
         )
     };
     let size = rest.await.map_err(failed)?;
+    Ok((Written { built, size }, output))
+}
+
+impl Output {
+    /// The archive as written so far, under its temporary name.
+    pub fn written(&self) -> &Path {
+        self.temp.path()
+    }
+}
+
+/// Renames the written archive over FILE.
+pub fn finish(engine: &Engine<'_>, output: Output) -> Result<(), Box<Error>> {
     let Output { path, temp } = output;
-    set_mode(temp.path()).map_err(|e| write_failed(engine, &path, e))?;
-    temp.persist(&path)
-        .map_err(|e| write_failed(engine, &path, e.error))?;
-    Ok(Written { built, size })
+    let failed = |e| Box::new(write_failed(engine, &path, e));
+    set_mode(temp.path()).map_err(failed)?;
+    temp.persist(&path).map_err(|e| failed(e.error))?;
+    Ok(())
 }
 
 /// Writes the image archive of `layer` to stdout, spooling the layer first.

@@ -54,7 +54,7 @@ impl Recipe<'_> {
 /// when it was made (`created`, the time of the flatten, as a build's is).
 /// `id` and `parent` are links between the images of an old local graph
 /// (Docker before 1.10): the flattened image has no parent.
-const SET_ANEW: &[&str] = &["created", "history", "rootfs", "id", "parent"];
+pub const SET_ANEW: &[&str] = &["created", "history", "rootfs", "id", "parent"];
 
 /// Builds the image config JSON for the flattened image: every top-level
 /// field of `source` (an image config: `config`, the platform,
@@ -87,6 +87,26 @@ pub fn flattened(
     Value::Object(config)
 }
 
+/// The graphdriver engine's inspect fields, and the config fields they are.
+const NAMES: &[(&str, &str)] = &[
+    ("Architecture", "architecture"),
+    ("Os", "os"),
+    ("Variant", "variant"),
+    ("OsVersion", "os.version"),
+    ("Author", "author"),
+    ("Comment", "comment"),
+    ("Created", "created"),
+    ("DockerVersion", "docker_version"),
+    ("Container", "container"),
+    ("ContainerConfig", "container_config"),
+    ("Config", "config"),
+];
+
+/// Whether the graphdriver engine's inspect reports the config field `key`.
+pub fn inspect_reports(key: &str) -> bool {
+    NAMES.iter().any(|(_, to)| *to == key)
+}
+
 /// An image config from a graphdriver engine's inspect of the image, as the
 /// engine sent it: the store keeps the config it was given, and its inspect
 /// reports the config's fields under other names. Empty strings are absent
@@ -94,19 +114,6 @@ pub fn flattened(
 /// nothing in it (the engine reports one for every image). The engine does
 /// not report `os.features`, nor fields it does not know.
 pub fn from_inspect(inspect: &Value) -> Value {
-    const NAMES: &[(&str, &str)] = &[
-        ("Architecture", "architecture"),
-        ("Os", "os"),
-        ("Variant", "variant"),
-        ("OsVersion", "os.version"),
-        ("Author", "author"),
-        ("Comment", "comment"),
-        ("Created", "created"),
-        ("DockerVersion", "docker_version"),
-        ("Container", "container"),
-        ("ContainerConfig", "container_config"),
-        ("Config", "config"),
-    ];
     let mut config = serde_json::Map::new();
     for (from, to) in NAMES {
         match inspect.get(*from) {
@@ -122,7 +129,7 @@ pub fn from_inspect(inspect: &Value) -> Value {
 }
 
 /// Whether a JSON value holds nothing but zero values.
-fn is_empty(v: &Value) -> bool {
+pub fn is_empty(v: &Value) -> bool {
     match v {
         Value::Null | Value::Bool(false) => true,
         Value::String(s) => s.is_empty(),

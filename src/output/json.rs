@@ -11,6 +11,7 @@ use crate::engine::Endpoint;
 use crate::layer::Compression;
 use crate::savings::Savings;
 use crate::store::Store;
+use crate::verify::Report;
 
 /// The `--format json` document.
 #[derive(Debug, Serialize)]
@@ -40,6 +41,46 @@ pub struct Document<'a> {
     pub mode: &'static str,
     /// Diff IDs of IMAGE's bottom layers kept as they are, bottom first.
     pub kept_layers: Vec<String>,
+    /// What `--verify` found; null without it (and when already flat).
+    pub verify: Option<&'a Report>,
+}
+
+/// The `--format json` document of `--verify-only`, and of a flatten whose
+/// verify failed (then `result.id` is null: the image was removed).
+#[derive(Debug, Serialize)]
+pub struct VerifyDocument<'a> {
+    pub verify_only: bool,
+    pub source: Image<'a>,
+    /// FLAT, or TAG.
+    pub result: Checked<'a>,
+    pub engine: Engine<'a>,
+    pub verify: &'a Report,
+}
+
+impl<'a> VerifyDocument<'a> {
+    pub fn new(
+        verify_only: bool,
+        source: Source<'a>,
+        result: (&'a str, Option<&'a str>),
+        endpoint: &'a Endpoint,
+        store: Store,
+        verify: &'a Report,
+    ) -> VerifyDocument<'a> {
+        VerifyDocument {
+            verify_only,
+            source: source.image(),
+            result: Checked {
+                reference: result.0,
+                id: result.1,
+            },
+            engine: Engine {
+                endpoint: &endpoint.host,
+                context: &endpoint.context,
+                store,
+            },
+            verify,
+        }
+    }
 }
 
 /// One platform of the result.
@@ -117,6 +158,13 @@ pub struct Image<'a> {
     pub file: Option<&'a str>,
 }
 
+/// The image a verify checked.
+#[derive(Debug, Serialize)]
+pub struct Checked<'a> {
+    pub reference: &'a str,
+    pub id: Option<&'a str>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Engine<'a> {
     /// The engine's address, e.g. `unix:///var/run/docker.sock`.
@@ -132,6 +180,18 @@ pub struct Source<'a> {
     pub id: &'a str,
     pub layers: usize,
     pub size: u64,
+}
+
+impl<'a> Source<'a> {
+    fn image(&self) -> Image<'a> {
+        Image {
+            reference: Some(self.reference),
+            id: Some(self.id),
+            layers: self.layers,
+            size: Some(self.size),
+            file: None,
+        }
+    }
 }
 
 /// What the run made of IMAGE.
@@ -212,13 +272,7 @@ impl<'a> Document<'a> {
         Document {
             dry_run: savings.is_some(),
             already_flat,
-            source: Image {
-                reference: Some(source.reference),
-                id: Some(source.id),
-                layers: source.layers,
-                size: Some(source.size),
-                file: None,
-            },
+            source: source.image(),
             result,
             wasted_bytes: savings.map(|s| s.wasted_bytes),
             duration_seconds: duration_seconds(elapsed),
@@ -234,6 +288,7 @@ impl<'a> Document<'a> {
             attestations_dropped: 0,
             mode: "export",
             kept_layers: Vec::new(),
+            verify: None,
         }
     }
 
@@ -271,6 +326,12 @@ impl<'a> Document<'a> {
             .collect();
         self.left_out = LeftOutEntry::list(left_out);
         self.attestations_dropped = left_out.attestations;
+        self
+    }
+
+    /// Adds what `--verify` found.
+    pub fn verified(mut self, report: Option<&'a Report>) -> Document<'a> {
+        self.verify = report;
         self
     }
 
@@ -316,7 +377,7 @@ mod tests {
         keys
     }
 
-    const FIELDS: [&str; 14] = [
+    const FIELDS: [&str; 15] = [
         "already_flat",
         "analysis",
         "attestations_dropped",
@@ -330,6 +391,7 @@ mod tests {
         "platforms",
         "result",
         "source",
+        "verify",
         "wasted_bytes",
     ];
 

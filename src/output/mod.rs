@@ -14,7 +14,7 @@ use std::io::{IsTerminal, Write};
 use crate::progress::{Progress, Stage};
 use crate::savings::Savings;
 
-pub use json::Document;
+pub use json::{Document, VerifyDocument};
 pub use text::{DryRunFacts, Summary};
 
 /// How progress is shown.
@@ -51,7 +51,7 @@ impl Reporter {
     }
 
     /// The result on stdout as one JSON document.
-    pub fn json(&self, document: &Document<'_>) {
+    pub fn json(&self, document: &impl serde::Serialize) {
         let json = serde_json::to_string_pretty(document).expect("the document serializes");
         self.stdout(&format!("{json}\n"));
     }
@@ -90,6 +90,14 @@ impl Reporter {
         self.abandon();
         for line in error_lines(err, debug) {
             eprintln!("{line}");
+        }
+    }
+
+    /// A line on stderr, unless `--quiet` (what a verify found).
+    pub fn note(&self, message: &str) {
+        if !self.quiet {
+            self.abandon();
+            eprintln!("{message}");
         }
     }
 
@@ -140,6 +148,7 @@ impl Progress for Reporter {
                         | Stage::Write
                         | Stage::Read
                         | Stage::Merge
+                        | Stage::Verify
                 );
                 bars.begin(label, bytes);
             }

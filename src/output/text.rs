@@ -11,6 +11,7 @@ use indicatif::HumanBytes;
 use crate::progress::Stage;
 use crate::savings::Savings;
 use crate::store::Store;
+use crate::verify::Report;
 
 /// The facts for the closing summary of a flatten.
 pub struct Summary<'a> {
@@ -71,6 +72,32 @@ pub fn summary(s: &Summary<'_>) -> String {
     )
 }
 
+/// What a verify found, one line: `subject` (the result) against IMAGE.
+pub fn verified(subject: &str, image: &str, report: &Report) -> String {
+    let expected = match report.expected.len() {
+        0 => String::new(),
+        n => {
+            let first: Vec<&str> = report
+                .expected
+                .iter()
+                .take(3)
+                .map(|d| d.path.as_str())
+                .collect();
+            let more = if n > 3 { ", …" } else { "" };
+            format!(
+                "; {} the mode documents ({}{more})",
+                count(n as u64, "expected difference"),
+                first.join(", ")
+            )
+        }
+    };
+    format!(
+        "Verified {subject} against the layers of {image}: {} as IMAGE's, config and platform too{expected}, in {}",
+        count(report.paths, "path"),
+        seconds(std::time::Duration::from_secs_f64(report.duration_seconds))
+    )
+}
+
 /// What a stage says it is doing; `what` names its subject.
 pub fn stage_label(stage: Stage, what: &str) -> String {
     match stage {
@@ -85,6 +112,7 @@ pub fn stage_label(stage: Stage, what: &str) -> String {
         Stage::Write => format!("Writing the image archive to {what}"),
         Stage::Read => format!("Reading the layers of {what}"),
         Stage::Merge => format!("Merging the layers of {what}"),
+        Stage::Verify => format!("Verifying the result against the layers of {what}"),
         Stage::Configure => format!("Applying the config and platform of {what}"),
         Stage::Tag => format!("Tagging {what}"),
         Stage::Cleanup => "Removing temporary objects".to_owned(),

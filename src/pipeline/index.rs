@@ -83,7 +83,7 @@ impl Pipeline<'_> {
                 progress.expect_bytes(platforms.iter().map(|(_, m)| m.layers_size()).sum());
                 progress.begin(Stage::Read, image);
                 let layers =
-                    merge_source::read(&self.docker, &source_id, picks, 0, progress.clone())
+                    merge_source::read(&self.docker, &source_id, picks, 0, progress.clone(), false)
                         .await
                         .map_err(|f| self.read_failed(image, f))?;
                 Some(layers)

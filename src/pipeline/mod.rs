@@ -10,7 +10,9 @@
 mod dry_run;
 mod index;
 use index::Delivery;
+mod check;
 mod keep;
+use check::Check;
 mod plan;
 
 use std::future::Future;
@@ -42,6 +44,7 @@ use crate::source::merge as merge_source;
 use crate::source::{export, Source};
 use crate::store::{self, Store};
 use crate::tarfilter::FilterStats;
+use crate::verify::{read::Theirs, Layers, Report, Rules};
 
 /// What to flatten, and where to.
 #[derive(Debug, Clone)]
@@ -59,6 +62,9 @@ pub struct Request {
     /// Merge IMAGE's own layers instead of exporting a container, keeping
     /// these bottom ones as they are; `None`: the export.
     pub merge: Option<Keep>,
+    /// `--verify`: read the result back and compare it with IMAGE's
+    /// layers before TAG moves (or FILE is renamed into place).
+    pub verify: bool,
 }
 
 /// Which of IMAGE's bottom layers a merge keeps as they are.
@@ -123,6 +129,8 @@ pub enum Outcome {
         filter: FilterStats,
         /// Where the layer came from.
         how: How,
+        /// What `--verify` found: no difference the mode does not account for.
+        verified: Option<Report>,
     },
 }
 
@@ -169,6 +177,16 @@ pub struct Analysed {
     pub savings: Savings,
     /// Picked with `--platform`.
     pub chosen: bool,
+}
+
+/// What `--verify-only` found: FLAT as IMAGE's layers make it, the
+/// differences the mode documents aside.
+#[derive(Debug)]
+pub struct VerifyOutcome {
+    pub source: SourceImage,
+    pub flat_id: String,
+    pub store: Store,
+    pub report: Report,
 }
 
 /// IMAGE's config as the store keeps it, now or later.
@@ -281,6 +299,18 @@ impl<'a> Pipeline<'a> {
         };
         let one = match plan {
             Plan::Index(platforms) => {
+                if request.verify {
+                    let offered: Vec<String> =
+                        platforms.iter().map(|(p, _)| p.to_string()).collect();
+                    return Err(self.error(
+                        Step::Verify(image.to_owned()),
+                        Cause::Refused(format!(
+                            "--verify checks one platform for now, and {image} has {}: choose \
+                             one with --platform (and verify the others in turn)",
+                            offered.join(", ")
+                        )),
+                    ));
+                }
                 let delivery = match (destination, output) {
                     (Destination::File(path), Some(output)) => Delivery::File(output, path),
                     (Destination::Stdout, _) => Delivery::Stdout,
@@ -302,6 +332,7 @@ impl<'a> Pipeline<'a> {
                     compression,
                     filter,
                     how: how(Vec::new()),
+                    verified: None,
                 };
                 return Ok(finished(&source, outcome, flattened));
             }
@@ -339,6 +370,13 @@ impl<'a> Pipeline<'a> {
         let label = match for_platform {
             Some(platform) => format!("{image} ({platform})"),
             None => image.to_owned(),
+        };
+        // IMAGE's layers as the merge read them, for a verify.
+        let mut mine: Option<Arc<Layers>> = None;
+        // IMAGE's image the run reads: the platform of an index chosen.
+        let pick = match &one {
+            Some((_, manifest, true)) => Pick::Manifest(manifest.digest.clone()),
+            _ => Pick::Listed,
         };
         let (config, source_stream, kept, kept_history): (Config<'_>, _, _, _) = match keep {
             None => {
@@ -391,22 +429,20 @@ impl<'a> Pipeline<'a> {
                 )
             }
             Some(keep) => {
-                let pick = match &one {
-                    Some((_, manifest, true)) => Pick::Manifest(manifest.digest.clone()),
-                    _ => Pick::Listed,
-                };
                 // The config as the store keeps it comes with the layers.
                 progress.expect_bytes(source.size);
                 progress.begin(Stage::Read, &label);
                 let layers = merge_source::read(
                     &self.docker,
                     &source.id,
-                    vec![pick],
+                    vec![pick.clone()],
                     keep,
                     progress.clone(),
+                    request.verify,
                 )
                 .await
                 .map_err(|f| self.read_failed(image, f))?;
+                mine = request.verify.then(|| layers.clone());
                 let saved = &layers.images[0];
                 let kept = merge_source::kept(saved, keep);
                 let history = merge_source::kept_history(&saved.config, keep);
@@ -439,37 +475,51 @@ impl<'a> Pipeline<'a> {
             kept_history,
         };
         let engine = self.engine(&progress);
+        let check = request.verify.then(|| Check {
+            image: image.to_owned(),
+            source: source.clone(),
+            store,
+            pick: pick.clone(),
+            mine,
+            rules: Rules {
+                export: keep.is_none(),
+                inspected_config: keep.is_none() && store == Store::Graphdriver,
+            },
+        });
+        let mut verified = None;
         let (made, built) = match destination {
             Destination::Import => {
                 let config = config.await?;
                 let (id, built) =
                     destination::import::import(&engine, layer, &inspect, &config, &recipe).await?;
-                (
-                    self.tagged(id, &request.tag, progress.as_ref()).await?,
-                    built,
-                )
+                let (made, report) = self.checked(check.as_ref(), id, request, &progress).await?;
+                verified = report;
+                (made, built)
             }
             Destination::Onto(store) => {
                 let config = config.await?;
                 let (id, built) =
                     destination::onto::load_onto(&engine, layer, config, &recipe, &kept, store)
                         .await?;
-                (
-                    self.tagged(id, &request.tag, progress.as_ref()).await?,
-                    built,
-                )
+                let (made, report) = self.checked(check.as_ref(), id, request, &progress).await?;
+                verified = report;
+                (made, built)
             }
             Destination::Load => {
                 let (id, built) = destination::load::load(&engine, layer, config, &recipe).await?;
-                (
-                    self.tagged(id, &request.tag, progress.as_ref()).await?,
-                    built,
-                )
+                let (made, report) = self.checked(check.as_ref(), id, request, &progress).await?;
+                verified = report;
+                (made, built)
             }
             Destination::File(path) => {
                 let output = output.expect("opened above");
-                let written =
+                let (written, output) =
                     file::write(&engine, output, layer, config, &recipe, &request.tag).await?;
+                if let Some(check) = &check {
+                    let theirs = Theirs::File(output.written());
+                    verified = Some(self.verify(check, theirs, &progress).await?);
+                }
+                file::finish(&engine, output).map_err(|e| *e)?;
                 let size = written.size;
                 (Made::Archive { path, size }, written.built)
             }
@@ -508,6 +558,7 @@ impl<'a> Pipeline<'a> {
             compression,
             filter: built.filter,
             how: how(kept_diff_ids),
+            verified,
         };
         Ok(finished(&source, outcome, vec![flattened]))
     }

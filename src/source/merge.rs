@@ -40,7 +40,8 @@ pub enum ReadFailure {
 
 /// Reads IMAGE's save stream for the images `picks` names (one, or each
 /// platform of a multi-platform IMAGE), counting its bytes into
-/// `progress`, and frees the files of every layer no image merges: each
+/// `progress`, each layer spooled for the merge (with `facts`, indexed for
+/// a verify too), and frees the files of every layer no image merges: each
 /// keeps its bottom `keep` as they are.
 pub async fn read(
     docker: &Docker,
@@ -48,27 +49,9 @@ pub async fn read(
     picks: Vec<Pick>,
     keep: usize,
     progress: Arc<dyn Progress>,
+    facts: bool,
 ) -> Result<Arc<Layers>, ReadFailure> {
-    let save = docker.export_image(id);
-    let read = save_stream::read(
-        save,
-        move |n| progress.bytes(n),
-        move |reader| {
-            save_archive::read_picked(reader, &picks, |layer| {
-                let file = tempfile::tempfile().map_err(MergeError::Spool)?;
-                LayerIndex::read(layer, Some(file))
-            })
-        },
-    )
-    .await
-    .map_err(ReadFailure::Engine)?;
-    let mut layers = read.map_err(|e| match e {
-        ReadError::Layer {
-            error: MergeError::Spool(e),
-            ..
-        } => ReadFailure::Spool(e),
-        other => ReadFailure::Archive(other.to_string()),
-    })?;
+    let mut layers = read_with(docker, id, picks, progress, true, facts).await?;
     // The kept layers' bytes are not needed again (their index is), nor
     // those of what no image names (a platform not picked).
     let merged: Vec<usize> = layers
@@ -83,6 +66,53 @@ pub async fn read(
         }
     }
     Ok(Arc::new(layers))
+}
+
+/// Reads an image's save stream for a verify, for the images `picks`
+/// names: their layers indexed with their facts, nothing spooled.
+pub async fn read_facts(
+    docker: &Docker,
+    id: &str,
+    picks: Vec<Pick>,
+    progress: Arc<dyn Progress>,
+) -> Result<Layers, ReadFailure> {
+    read_with(docker, id, picks, progress, false, true).await
+}
+
+async fn read_with(
+    docker: &Docker,
+    id: &str,
+    picks: Vec<Pick>,
+    progress: Arc<dyn Progress>,
+    spool: bool,
+    facts: bool,
+) -> Result<Layers, ReadFailure> {
+    let save = docker.export_image(id);
+    let read = save_stream::read(
+        save,
+        move |n| progress.bytes(n),
+        move |reader| {
+            save_archive::read_picked(reader, &picks, |layer| {
+                let file = match spool {
+                    true => Some(tempfile::tempfile().map_err(MergeError::Spool)?),
+                    false => None,
+                };
+                match facts {
+                    true => LayerIndex::read_facts(layer, file),
+                    false => LayerIndex::read(layer, file),
+                }
+            })
+        },
+    )
+    .await
+    .map_err(ReadFailure::Engine)?;
+    read.map_err(|e| match e {
+        ReadError::Layer {
+            error: MergeError::Spool(e),
+            ..
+        } => ReadFailure::Spool(e),
+        other => ReadFailure::Archive(other.to_string()),
+    })
 }
 
 /// The bytes, uncompressed, of the layers of `layers.images[image]` that

@@ -51,6 +51,8 @@ pub struct Entry {
     pub uid: u64,
     pub gid: u64,
     pub mtime: u64,
+    /// Nanoseconds past `mtime`, written as a PAX `mtime` when not zero.
+    pub nanos: u32,
     pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
@@ -74,6 +76,7 @@ impl Entry {
             uid: 0,
             gid: 0,
             mtime: DEFAULT_MTIME,
+            nanos: 0,
             xattrs: Vec::new(),
         }
     }
@@ -121,6 +124,13 @@ impl Entry {
     }
     pub fn mtime(mut self, mtime: u64) -> Entry {
         self.mtime = mtime;
+        self
+    }
+    /// An mtime with a fraction of a second, which ustar cannot hold.
+    pub fn mtime_nanos(mut self, mtime: u64, nanos: u32) -> Entry {
+        assert!(nanos < 1_000_000_000);
+        self.mtime = mtime;
+        self.nanos = nanos;
         self
     }
     pub fn xattr(mut self, name: &str, value: impl AsRef<[u8]>) -> Entry {
@@ -268,7 +278,10 @@ fn append_entry(builder: &mut tar::Builder<Vec<u8>>, entry: &Entry, layer: &[Ent
     }
     header.set_cksum();
 
-    let mtime_text = meta.mtime.to_string();
+    let mtime_text = match meta.nanos {
+        0 => meta.mtime.to_string(),
+        n => format!("{}.{n:09}", meta.mtime),
+    };
     let mut pax: Vec<(String, &[u8])> = Vec::new();
     if needs_pax(&name, 100) {
         pax.push(("path".into(), &name));
@@ -278,7 +291,7 @@ fn append_entry(builder: &mut tar::Builder<Vec<u8>>, entry: &Entry, layer: &[Ent
     }
     // Base-256 in the header would do for Go's reader too, but PAX is what
     // Go itself writes, so this is the form the engine is known to handle.
-    if meta.mtime > MAX_OCTAL_MTIME {
+    if meta.mtime > MAX_OCTAL_MTIME || meta.nanos != 0 {
         pax.push(("mtime".into(), mtime_text.as_bytes()));
     }
     for (key, value) in &meta.xattrs {
