@@ -565,33 +565,72 @@ fn exact_takes_every_platform_and_keeping_layers_takes_one() {
     }
 }
 
-/// `--verify` checks one platform: on a whole index it is refused before
-/// anything is made, naming the platforms; with `--platform` that
-/// platform's result is compared with its own layers, and passes.
+/// `--verify` compares each platform's result with that platform's own
+/// layers: the whole index, in the engine and in an `--output` archive,
+/// and the one `--platform` names.
 #[test]
-fn verify_takes_the_platform_asked_for() {
+fn verify_checks_every_platform() {
     let f = fixture("plat-verify", two_platforms(), &IndexExtras::default());
     let image = f.source.image.reference.clone();
     let tag = unique("plat-verify-flat");
-    let whole = flatten_json(&["--verify", "--exact", &image, &tag]);
+    let json = flatten_json(&["--verify", "--exact", &image, &tag]).expect("--verify --exact");
+    let _flat = TestImage::track(&tag);
+    let report = &json["verify"];
+    assert_eq!(report["differences"], json!([]), "{json}");
+    assert!(report["paths"].as_u64().unwrap_or(0) > 3, "{json}");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("all.tar");
+    let path = file.to_str().expect("UTF-8");
+    let json = flatten_json(&["--verify", "-o", path, &image, &tag]).expect("--verify -o FILE");
+    let report = &json["verify"];
+    assert_eq!(report["differences"], json!([]), "{json}");
     if containerd_store() {
-        let (code, err) = whole.expect_err("--verify of every platform");
-        assert_eq!(code, Some(1), "{err}");
-        assert!(err.contains("--platform"), "{err}");
-        for platform in platforms(&f.written, &[0, 1]) {
-            assert!(err.contains(&platform), "{platform} not named: {err}");
-        }
-        assert!(!image_exists(&tag), "a refused run made TAG");
+        let whole_paths = report["paths"].as_u64().unwrap_or(0);
         let (foreign_arch, _) = foreign_architecture();
         let asked = format!("linux/{foreign_arch}");
-        let json = flatten_json(&["--verify", "--exact", "--platform", &asked, &image, &tag])
+        let one = unique("plat-verify-one");
+        let json = flatten_json(&["--verify", "--exact", "--platform", &asked, &image, &one])
             .expect("--verify --platform");
-        let _flat = TestImage::track(&tag);
+        let _flat = TestImage::track(&one);
         assert_eq!(json["verify"]["differences"], json!([]), "{json}");
-        assert!(json["verify"]["paths"].as_u64().unwrap_or(0) > 3, "{json}");
-        assert_eq!(inspect(&tag)["Architecture"], foreign_arch);
+        assert_eq!(inspect(&one)["Architecture"], foreign_arch);
+        // Both platforms were compared, not only the host's.
+        let one_paths = json["verify"]["paths"].as_u64().unwrap_or(0);
+        assert!(
+            whole_paths > one_paths && one_paths > 3,
+            "{whole_paths} paths for both platforms, {one_paths} for one"
+        );
+    }
+    assert!(file.exists(), "FILE was not written");
+}
+
+/// A difference in one platform fails the whole flatten, naming that
+/// platform: the default mode's export cuts sub-second mtimes, here in the
+/// foreign platform only. TAG is not made, nothing is left.
+#[test]
+fn a_difference_in_one_platform_fails_the_verify_and_names_it() {
+    let mut specs = two_platforms();
+    specs[1].layers[2].push(Entry::file("app/frac", "x").mtime_nanos(1_600_000_000, 500_000_000));
+    let f = fixture("plat-verify-bad", specs, &IndexExtras::default());
+    let before = dangling_volumes();
+    let tag = unique("plat-verify-bad-flat");
+    let result = flatten_json(&["--verify", &f.source.image.reference, &tag]);
+    if containerd_store() {
+        let (code, err) = result.expect_err("a platform differs");
+        assert_eq!(code, Some(1), "{err}");
+        let foreign = &f.written.platforms[1].platform;
+        assert!(
+            err.contains(&format!("{foreign}: /app/frac: mtime")),
+            "the difference and its platform: {err}"
+        );
+        assert!(
+            !image_exists(&tag),
+            "TAG was made by a run that failed its verify"
+        );
+        assert_nothing_left(&f.source, &before, &[], "a failed verify of an index");
     } else {
-        let json = whole.expect("a graphdriver image is one platform");
+        // The graphdriver loaded the host's platform alone, which has no fraction.
+        let json = result.expect("the host's platform verifies");
         let _flat = TestImage::track(&tag);
         assert_eq!(json["verify"]["differences"], json!([]), "{json}");
     }

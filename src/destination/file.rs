@@ -198,10 +198,11 @@ pub async fn write_stdout(
 }
 
 /// Writes `body`, a whole archive whose every blob is known, into `output`
-/// and renames it over FILE, or (no `output`) to stdout. Returns its size.
+/// (for [`finish`] to rename over FILE), or (no `output`) to stdout.
+/// Returns its size.
 pub async fn write_whole(
     engine: &Engine<'_>,
-    output: Option<Output>,
+    output: Option<&Output>,
     body: impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>>,
 ) -> Result<u64, Error> {
     let path = output
@@ -211,7 +212,7 @@ pub async fn write_whole(
     let write = async {
         let mut size = 0u64;
         let mut body = std::pin::pin!(body);
-        match &output {
+        match output {
             Some(output) => {
                 let file = output.temp.as_file().try_clone()?;
                 let mut file =
@@ -236,12 +237,7 @@ pub async fn write_whole(
         }
         Ok::<_, std::io::Error>(size)
     };
-    let size = write.await.map_err(failed)?;
-    if let Some(Output { path, temp }) = output {
-        set_mode(temp.path()).map_err(failed)?;
-        temp.persist(&path).map_err(|e| failed(e.error))?;
-    }
-    Ok(size)
+    write.await.map_err(failed)
 }
 
 fn named_archive(

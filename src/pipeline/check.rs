@@ -21,8 +21,12 @@ pub(super) struct Check {
     pub image: String,
     pub source: SourceImage,
     pub store: Store,
-    /// Which of IMAGE's images (the platform of an index) the result is of.
-    pub pick: Pick,
+    /// Which of IMAGE's images (platforms of an index) the result holds,
+    /// and where the result has each: pairs compared in turn.
+    pub picks: Vec<(Pick, Pick)>,
+    /// The platforms' names, to say which one a difference is of; empty
+    /// for one image.
+    pub platforms: Vec<String>,
     /// IMAGE's layers, when the merge has read them already (that image
     /// first).
     pub mine: Option<Arc<Layers>>,
@@ -65,7 +69,8 @@ impl Pipeline<'_> {
             image: image.to_owned(),
             source: source.clone(),
             store,
-            pick: Pick::Listed,
+            picks: vec![(Pick::Listed, Pick::Listed)],
+            platforms: Vec::new(),
             mine: None,
             rules: Rules {
                 export: !merged,
@@ -97,13 +102,14 @@ impl Pipeline<'_> {
         let image = check.image.as_str();
         progress.expect_bytes(2 * check.source.size);
         progress.begin(Stage::Verify, image);
+        let theirs_picks: Vec<Pick> = check.picks.iter().map(|(_, t)| t.clone()).collect();
         let mine = async {
             match &check.mine {
                 Some(layers) => Ok(layers.clone()),
                 None => merge_source::read_facts(
                     &self.docker,
                     &check.source.id,
-                    vec![check.pick.clone()],
+                    check.picks.iter().map(|(mine, _)| mine.clone()).collect(),
                     progress.clone(),
                 )
                 .await
@@ -121,11 +127,11 @@ impl Pipeline<'_> {
         let theirs = async {
             match theirs {
                 Theirs::Image(id) => {
-                    merge_source::read_facts(&self.docker, id, vec![Pick::Listed], progress.clone())
+                    merge_source::read_facts(&self.docker, id, theirs_picks, progress.clone())
                         .await
                         .map_err(|f| self.result_unread(id, f))
                 }
-                Theirs::File(path) => verify::read::file(path).await.map_err(|e| {
+                Theirs::File(path) => verify::read::file(path, theirs_picks).await.map_err(|e| {
                     let what = path.display().to_string();
                     self.error(Step::ReadResult(what), Cause::Unexpected(e.to_string()))
                 }),
@@ -134,8 +140,21 @@ impl Pipeline<'_> {
         let (mine, theirs) = tokio::join!(mine, theirs);
         let (mine, theirs) = (mine?, theirs?);
         let rules = check.rules;
+        let platforms = check.platforms.clone();
         let compared = tokio::task::spawn_blocking(move || {
-            verify::compare(Side::of(&mine, 0), Side::of(&theirs, 0), rules)
+            let mut all = Report::default();
+            for i in 0..theirs.images.len() {
+                let mut one = verify::compare(Side::of(&mine, i), Side::of(&theirs, i), rules)?;
+                if let Some(platform) = platforms.get(i) {
+                    for d in one.differences.iter_mut().chain(one.expected.iter_mut()) {
+                        d.path = format!("{platform}: {}", d.path);
+                    }
+                }
+                all.paths += one.paths;
+                all.differences.append(&mut one.differences);
+                all.expected.append(&mut one.expected);
+            }
+            Ok::<_, crate::merge::MergeError>(all)
         })
         .await
         .expect("the comparison does not panic");

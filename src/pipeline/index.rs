@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures_util::{stream, Stream, StreamExt};
 use serde_json::Value;
 
-use super::{created_of, own_platform, Flattened, Made, Pipeline, Request};
+use super::{created_of, own_platform, source_image, Check, Flattened, Made, Pipeline, Request};
 use crate::destination::{file, load, spool::Spool};
 use crate::error::{Cause, Error, Step};
 use crate::image::config::{Provenance, Recipe};
@@ -33,8 +33,10 @@ use crate::progress::{Progress, Stage};
 use crate::save_archive::Pick;
 use crate::source::merge as merge_source;
 use crate::source::{export, Source};
+use crate::store::Store;
 use crate::tar as blocks;
 use crate::tarfilter::FilterStats;
+use crate::verify::{read::Theirs, Report, Rules};
 
 type Part = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
@@ -61,7 +63,7 @@ impl Pipeline<'_> {
         compression: Compression,
         delivery: Delivery,
         progress: &Arc<dyn Progress>,
-    ) -> Result<(Made, FilterStats, Vec<Flattened>), Error> {
+    ) -> Result<(Made, FilterStats, Vec<Flattened>, Option<Report>), Error> {
         let image = request.image.as_str();
         let exact = request.merge.is_some();
         let source_id = inspect.id.clone().unwrap_or_else(|| image.to_owned());
@@ -82,10 +84,16 @@ impl Pipeline<'_> {
                     .collect();
                 progress.expect_bytes(platforms.iter().map(|(_, m)| m.layers_size()).sum());
                 progress.begin(Stage::Read, image);
-                let layers =
-                    merge_source::read(&self.docker, &source_id, picks, 0, progress.clone(), false)
-                        .await
-                        .map_err(|f| self.read_failed(image, f))?;
+                let layers = merge_source::read(
+                    &self.docker,
+                    &source_id,
+                    picks,
+                    0,
+                    progress.clone(),
+                    request.verify,
+                )
+                .await
+                .map_err(|f| self.read_failed(image, f))?;
                 Some(layers)
             }
         };
@@ -174,17 +182,43 @@ impl Pipeline<'_> {
             f.manifest = Some(digest);
         }
         progress.expect_bytes(flattened.iter().map(|f| f.size_after).sum());
+        // Each platform's result beside that platform's own layers.
+        let check = request.verify.then(|| Check {
+            image: image.to_owned(),
+            source: source_image(inspect),
+            store: Store::Containerd,
+            picks: platforms
+                .iter()
+                .zip(archive.manifest_digests())
+                .map(|((_, m), theirs)| (Pick::Manifest(m.digest.clone()), Pick::Manifest(theirs)))
+                .collect(),
+            platforms: platforms.iter().map(|(p, _)| p.to_string()).collect(),
+            mine: merged.clone(),
+            rules: Rules {
+                export: !exact,
+                inspected_config: false,
+            },
+        });
+        let mut verified = None;
         let made = match delivery {
             Delivery::Load => {
                 progress.begin(Stage::LoadIndex, image);
                 let body = self.archive_body(&archive, spools, progress).await?;
                 let id = load::load_archive(&engine, archive.id(), body, Step::Load).await?;
+                if let Some(check) = &check {
+                    verified = Some(self.verify(check, Theirs::Image(&id), progress).await?);
+                }
                 self.tagged(id, &request.tag, progress.as_ref()).await?
             }
             Delivery::File(output, path) => {
                 progress.begin(Stage::Write, &path.display().to_string());
                 let body = self.archive_body(&archive, spools, progress).await?;
-                let size = file::write_whole(&engine, Some(output), body).await?;
+                let size = file::write_whole(&engine, Some(&output), body).await?;
+                if let Some(check) = &check {
+                    let theirs = Theirs::File(output.written());
+                    verified = Some(self.verify(check, theirs, progress).await?);
+                }
+                file::finish(&engine, output).map_err(|e| *e)?;
                 Made::Archive { path, size }
             }
             Delivery::Stdout => {
@@ -195,7 +229,7 @@ impl Pipeline<'_> {
                 Made::Archive { path, size }
             }
         };
-        Ok((made, filter, flattened))
+        Ok((made, filter, flattened, verified))
     }
 
     /// The archive's bytes: its metadata, then each platform's layer read

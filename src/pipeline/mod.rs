@@ -299,24 +299,12 @@ impl<'a> Pipeline<'a> {
         };
         let one = match plan {
             Plan::Index(platforms) => {
-                if request.verify {
-                    let offered: Vec<String> =
-                        platforms.iter().map(|(p, _)| p.to_string()).collect();
-                    return Err(self.error(
-                        Step::Verify(image.to_owned()),
-                        Cause::Refused(format!(
-                            "--verify checks one platform for now, and {image} has {}: choose \
-                             one with --platform (and verify the others in turn)",
-                            offered.join(", ")
-                        )),
-                    ));
-                }
                 let delivery = match (destination, output) {
                     (Destination::File(path), Some(output)) => Delivery::File(output, path),
                     (Destination::Stdout, _) => Delivery::Stdout,
                     _ => Delivery::Load,
                 };
-                let (made, filter, flattened) = self
+                let (made, filter, flattened, verified) = self
                     .flatten_index(
                         request,
                         &inspect,
@@ -332,7 +320,7 @@ impl<'a> Pipeline<'a> {
                     compression,
                     filter,
                     how: how(Vec::new()),
-                    verified: None,
+                    verified,
                 };
                 return Ok(finished(&source, outcome, flattened));
             }
@@ -479,7 +467,8 @@ impl<'a> Pipeline<'a> {
             image: image.to_owned(),
             source: source.clone(),
             store,
-            pick: pick.clone(),
+            picks: vec![(pick.clone(), Pick::Listed)],
+            platforms: Vec::new(),
             mine,
             rules: Rules {
                 export: keep.is_none(),

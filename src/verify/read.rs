@@ -19,15 +19,14 @@ pub enum Theirs<'a> {
     File(&'a Path),
 }
 
-/// Reads the image archive at `path` on a blocking thread.
-pub async fn file(path: &Path) -> Result<Layers, std::io::Error> {
+/// Reads the images `picks` names of the image archive at `path`, on a
+/// blocking thread.
+pub async fn file(path: &Path, picks: Vec<Pick>) -> Result<Layers, std::io::Error> {
     let path: PathBuf = path.to_owned();
     tokio::task::spawn_blocking(move || {
         let file = BufReader::with_capacity(1 << 20, File::open(&path)?);
-        save_archive::read_picked(file, &[Pick::Listed], |layer| {
-            LayerIndex::read_facts(layer, None)
-        })
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+        save_archive::read_picked(file, &picks, |layer| LayerIndex::read_facts(layer, None))
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
     })
     .await
     .expect("the reading thread does not panic")
