@@ -24,18 +24,18 @@ pub enum DryRunError {
 }
 
 /// Reads the whole save stream and returns what flattening all but the
-/// bottom `keep` layers of each image `picks` names would gain: every
+/// bottom `keeps[i]` layers of each image `picks` names would gain: every
 /// platform of a multi-platform IMAGE in one read.
 pub async fn analyze(
     save: impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static,
     picks: Vec<Pick>,
-    keep: usize,
+    keeps: Vec<usize>,
     progress: Arc<dyn Progress>,
 ) -> Result<Vec<Savings>, DryRunError> {
     save_stream::read(
         save,
         move |n| progress.bytes(n),
-        move |r| savings::analyze(r, &picks, keep),
+        move |r| savings::analyze(r, &picks, &keeps),
     )
     .await
     .map_err(DryRunError::Engine)?

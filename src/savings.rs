@@ -83,17 +83,19 @@ type Changes = Vec<(Vec<u8>, Change)>;
 
 /// Reads a whole `docker save` stream and works out, for each image
 /// `picks` names (a multi-platform image's save holds every platform the
-/// store has), the savings of flattening all but its bottom `keep` layers.
+/// store has), the savings of flattening all but its bottom `keeps[i]`
+/// layers (none kept where `keeps` has no entry).
 pub fn analyze(
     reader: impl Read,
     picks: &[Pick],
-    keep: usize,
+    keeps: &[usize],
 ) -> Result<Vec<Savings>, SavingsError> {
     let saved = save_archive::read_picked(reader, picks, list_changes)?;
     Ok(saved
         .images
         .iter()
-        .map(|image| image_savings(image, &saved.blobs, keep))
+        .enumerate()
+        .map(|(i, image)| image_savings(image, &saved.blobs, keeps.get(i).copied().unwrap_or(0)))
         .collect())
 }
 
@@ -311,7 +313,7 @@ mod tests {
 
     /// The savings of the one image an archive lists.
     fn one(archive: &[u8], keep: usize) -> Result<Savings, SavingsError> {
-        let mut all = analyze(archive, &[Pick::Listed], keep)?;
+        let mut all = analyze(archive, &[Pick::Listed], &[keep])?;
         assert_eq!(all.len(), 1);
         Ok(all.remove(0))
     }
@@ -368,16 +370,16 @@ mod tests {
             ("arm64", vec![shared, arm], history("arm")),
         ]);
         let picks: Vec<Pick> = manifests.into_iter().map(Pick::Manifest).collect();
-        let found = analyze(&archive[..], &picks, 0).unwrap();
+        let found = analyze(&archive[..], &picks, &[]).unwrap();
         assert_eq!((found[0].wasted_bytes, found[0].bytes_after), (100, 7));
         assert_eq!((found[1].wasted_bytes, found[1].bytes_after), (0, 109));
         assert_eq!(found[1].layers[1].created_by.as_deref(), Some("arm"));
-        let kept = analyze(&archive[..], &picks, 1).unwrap();
+        let kept = analyze(&archive[..], &picks, &[1, 1]).unwrap();
         assert_eq!(
             kept[0].wasted_bytes, 0,
             "the base's file is kept, not wasted"
         );
-        let missing = analyze(&archive[..], &[Pick::Manifest(sha(b"x"))], 0);
+        let missing = analyze(&archive[..], &[Pick::Manifest(sha(b"x"))], &[]);
         assert!(
             matches!(missing, Err(SavingsError::Archive(_))),
             "{missing:?}"

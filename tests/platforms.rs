@@ -496,10 +496,10 @@ fn a_dry_run_reports_per_platform() {
 }
 
 /// `--exact` merges every platform's own layers, no difference allowed;
-/// keeping layers takes one platform: refused on the whole index, done on
-/// the one `--platform` names, whose bottom layer stays as it is.
+/// `--keep-layers` keeps each platform's own bottom layers as they are,
+/// on the whole index and on the one `--platform` names.
 #[test]
-fn exact_takes_every_platform_and_keeping_layers_takes_one() {
+fn exact_and_keep_layers_take_every_platform() {
     let f = fixture("plat-exact", two_platforms(), &IndexExtras::default());
     let image = f.source.image.reference.clone();
     let tag = unique("plat-exact-flat");
@@ -531,17 +531,29 @@ fn exact_takes_every_platform_and_keeping_layers_takes_one() {
     let whole = flatten_json(&["--keep-layers", "1", &image, &kept]);
     let (foreign_arch, _) = foreign_architecture();
     let asked = format!("linux/{foreign_arch}");
-    let one = flatten_json(&["--keep-layers", "1", "--platform", &asked, &image, &kept]);
     if containerd_store() {
-        let (code, err) = whole.expect_err("keeping layers of every platform");
-        assert_eq!(code, Some(1), "{err}");
-        assert!(
-            err.contains("multi-platform") && err.contains("--platform"),
-            "{err}"
-        );
-        for platform in platforms(&f.written, &[0, 1]) {
-            assert!(err.contains(&platform), "{platform} not named: {err}");
+        // Every platform keeps its own bottom layer, merged above it.
+        let json = whole.expect("--keep-layers 1 of every platform");
+        let _flat = TestImage::track(&kept);
+        assert_eq!(json["mode"], "keep", "{json}");
+        let saved = save_platforms(&kept);
+        assert_eq!(saved.platforms.len(), 2, "both platforms");
+        for flat in &saved.platforms {
+            let (_, original) = f
+                .saved
+                .iter()
+                .find(|(p, _)| *p == flat.platform)
+                .unwrap_or_else(|| panic!("{} is not a platform of IMAGE", flat.platform));
+            assert_eq!(flat.image.layers.len(), 2, "{}", flat.platform);
+            assert_eq!(
+                flat.image.layers[0], original.layers[0],
+                "{}: the kept layer as it was",
+                flat.platform
+            );
+            assert_same_fs(&original.fs(), &flat.image.fs(), &[]);
         }
+        let kept = unique("plat-keep-one");
+        let one = flatten_json(&["--keep-layers", "1", "--platform", &asked, &image, &kept]);
         let json = one.expect("--keep-layers 1 --platform");
         let _flat = TestImage::track(&kept);
         assert_eq!(json["mode"], "keep", "{json}");
@@ -560,6 +572,7 @@ fn exact_takes_every_platform_and_keeping_layers_takes_one() {
         assert_eq!(json["mode"], "keep", "{json}");
         assert_eq!(image_layer_count(&kept), 2);
         assert_same_fs(&f.saved[0].1.fs(), &image_fs(&kept), &[]);
+        let one = flatten_json(&["--keep-layers", "1", "--platform", &asked, &image, &kept]);
         let (code, err) = one.expect_err("a graphdriver has no foreign platform");
         assert_eq!(code, Some(1), "{err}");
     }

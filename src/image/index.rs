@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::archive::{
-    blob_path, digest, layer_header, CONFIG_TYPE, INDEX_TYPE, LAYOUT, MANIFEST_TYPE,
+    blob_path, digest, layer_header, Kept, CONFIG_TYPE, INDEX_TYPE, LAYOUT, MANIFEST_TYPE,
 };
 use crate::layer::Digests;
 use crate::reference::Tag;
@@ -23,6 +23,10 @@ use crate::tar as blocks;
 /// One platform's flattened image: its config over its one layer.
 pub struct PlatformImage {
     pub config: Vec<u8>,
+    /// Layers kept from IMAGE below the flattened one, bottom first: the
+    /// manifest names them, the archive does not carry them (the engine
+    /// has them).
+    pub kept: Vec<Kept>,
     pub layer: Digests,
     /// The OCI platform object its index entry carries.
     pub platform: Value,
@@ -57,11 +61,16 @@ impl IndexArchive {
                         "digest": digest(&image.config),
                         "size": image.config.len(),
                     },
-                    "layers": [{
-                        "mediaType": image.layer.compression.layer_media_type(),
-                        "digest": image.layer.blob,
-                        "size": image.layer.blob_size,
-                    }],
+                    "layers": image
+                        .kept
+                        .iter()
+                        .map(|k| json!({"mediaType": k.media_type, "digest": k.digest, "size": k.size}))
+                        .chain(std::iter::once(json!({
+                            "mediaType": image.layer.compression.layer_media_type(),
+                            "digest": image.layer.blob,
+                            "size": image.layer.blob_size,
+                        })))
+                        .collect::<Vec<_>>(),
                 })
                 .to_string()
                 .into_bytes()
@@ -95,10 +104,16 @@ impl IndexArchive {
             .into_bytes();
         let docker_manifest = name.map(|(tag, main)| {
             let image = &images[main];
+            let layers: Vec<String> = image
+                .kept
+                .iter()
+                .map(|k| blob_path(&k.digest))
+                .chain(std::iter::once(blob_path(&image.layer.blob)))
+                .collect();
             json!([{
                 "Config": blob_path(&digest(&image.config)),
                 "RepoTags": [tag.to_string()],
-                "Layers": [blob_path(&image.layer.blob)],
+                "Layers": layers,
             }])
             .to_string()
             .into_bytes()
@@ -165,6 +180,7 @@ mod tests {
                 compression: Compression::Gzip,
             },
             platform: json!({"architecture": arch, "os": "linux"}),
+            kept: Vec::new(),
         }
     }
 

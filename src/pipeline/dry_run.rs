@@ -36,8 +36,8 @@ impl Pipeline<'_> {
             .map_err(self.failed(Step::ReadInfo))?;
         let (plan, left_out) = self.plan(&inspect, image, store, wanted).await?;
         let keep = match keep {
-            Some(keep) => self.keep_for_plan(keep, &plan, &inspect, image).await?,
-            None => 0,
+            Some(keep) => self.keeps_for_plan(keep, &plan, &inspect, image).await?,
+            None => Vec::new(),
         };
         let chosen: Vec<(Platform, platforms::Manifest)> = match plan {
             Plan::AsInspected => Vec::new(),

@@ -24,6 +24,7 @@ use serde_json::Value;
 use super::{created_of, own_platform, source_image, Check, Flattened, Made, Pipeline, Request};
 use crate::destination::{file, load, spool::Spool};
 use crate::error::{Cause, Error, Step};
+use crate::image::archive::Kept;
 use crate::image::config::{Provenance, Recipe};
 use crate::image::index::{IndexArchive, PlatformImage};
 use crate::layer::{self, Compression};
@@ -40,6 +41,15 @@ use crate::verify::{read::Theirs, Report, Rules};
 
 type Part = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
+/// How the platforms are flattened, and where the index goes.
+pub(super) struct IndexRun {
+    pub compression: Compression,
+    pub delivery: Delivery,
+    /// Merge each platform's own layers, keeping its bottom `keeps[i]`;
+    /// `None`: each platform's container export.
+    pub keeps: Option<Vec<usize>>,
+}
+
 /// Where the index goes.
 pub(super) enum Delivery {
     /// Loaded into the engine and tagged TAG.
@@ -52,20 +62,26 @@ pub(super) enum Delivery {
 
 impl Pipeline<'_> {
     /// Flattens every one of `platforms` (IMAGE's, in index order) and
-    /// loads them as one index, tagged TAG, or writes its archive. With
-    /// `--exact` each platform's layer is the merge of its own layers, all
-    /// read from one save stream.
+    /// loads them as one index, tagged TAG, or writes its archive. In the
+    /// merge modes each platform's layer is the merge of its own layers
+    /// above the ones it keeps, all read from one save stream; the kept
+    /// layers stay the engine's, named by the manifests, not carried.
     pub(super) async fn flatten_index(
         &self,
         request: &Request,
         inspect: &ImageInspect,
         platforms: &[(Platform, Manifest)],
-        compression: Compression,
-        delivery: Delivery,
+        run: IndexRun,
         progress: &Arc<dyn Progress>,
     ) -> Result<(Made, FilterStats, Vec<Flattened>, Option<Report>), Error> {
+        let IndexRun {
+            compression,
+            delivery,
+            keeps,
+        } = run;
         let image = request.image.as_str();
-        let exact = request.merge.is_some();
+        let exact = keeps.is_some();
+        let keep_of = |i: usize| keeps.as_ref().map_or(0, |k| k[i]);
         let source_id = inspect.id.clone().unwrap_or_else(|| image.to_owned());
         let engine = self.engine(progress);
         // See the one-platform path: the run's comment makes each layer's
@@ -88,7 +104,7 @@ impl Pipeline<'_> {
                     &self.docker,
                     &source_id,
                     picks,
-                    0,
+                    keeps.iter().flatten().copied().min().unwrap_or(0),
                     progress.clone(),
                     request.verify,
                 )
@@ -122,12 +138,12 @@ impl Pipeline<'_> {
                     )))
                 }
                 Some(layers) => {
-                    progress.expect_bytes(merge_source::merged_bytes(layers, i, 0));
+                    progress.expect_bytes(merge_source::merged_bytes(layers, i, keep_of(i)));
                     progress.begin(Stage::Merge, &label);
                     Source::Merge(merge_source::Merge::start(
                         layers.clone(),
                         i,
-                        0,
+                        keep_of(i),
                         Some(comment.clone()),
                         progress.clone(),
                     ))
@@ -141,18 +157,30 @@ impl Pipeline<'_> {
             })?;
             let no_config = std::future::ready(Ok(Value::Null));
             let (built, spool, _) = load::spool_beside(&engine, layer, no_config, &label).await?;
+            let kept = match &merged {
+                Some(layers) => merge_source::kept(&layers.images[i], keep_of(i)),
+                None => Vec::new(),
+            };
             let recipe = Recipe {
                 source_id: &source_id,
                 provenance: Provenance {
                     reference: image,
-                    layers: manifest.layers.len(),
+                    layers: manifest.layers.len() - kept.len(),
                 },
-                kept_diff_ids: Vec::new(),
-                kept_history: Vec::new(),
+                kept_diff_ids: kept.iter().map(|k| k.diff_id.clone()).collect(),
+                kept_history: merge_source::kept_history(&manifest.config, kept.len()),
             };
             let config = recipe.config(&manifest.config, &built.digests.diff_id);
             images.push(PlatformImage {
                 config: serde_json::to_vec(&config).expect("a JSON value serializes"),
+                kept: kept
+                    .iter()
+                    .map(|k| Kept {
+                        digest: k.digest.clone(),
+                        size: k.size,
+                        media_type: k.media_type,
+                    })
+                    .collect(),
                 layer: built.digests.clone(),
                 platform: platform.to_oci(),
             });
@@ -162,7 +190,7 @@ impl Pipeline<'_> {
                 layers_before: manifest.layers.len(),
                 size_before: manifest.layers_size(),
                 manifest: None,
-                layers_after: 1,
+                layers_after: 1 + kept.len(),
                 size_after: built.digests.blob_size,
             });
             filter.dropped.extend(built.filter.dropped);

@@ -3,88 +3,117 @@
 
 use bollard::models::ImageInspect;
 
+use serde_json::Value;
+
 use super::{Keep, Pipeline};
 use crate::error::{Cause, Error, Step};
+use crate::platform::Platform;
 use crate::platforms::Plan;
+use crate::store;
 
 impl Pipeline<'_> {
-    /// [`Pipeline::keep`] for the image `plan` takes. Every platform of a
-    /// multi-platform IMAGE can be merged whole (`--exact`); keeping layers
-    /// takes one platform, whose own layers BASE must be the bottom of.
-    pub(super) async fn keep_for_plan(
+    /// How many bottom layers `keep` keeps of each image `plan` takes, in
+    /// the plan's order: one for IMAGE or the platform asked for, one per
+    /// platform of a multi-platform IMAGE (a BASE is then matched platform
+    /// by platform, as the engine would pull it).
+    pub(super) async fn keeps_for_plan(
         &self,
         keep: &Keep,
         plan: &Plan,
         inspect: &ImageInspect,
         image: &str,
-    ) -> Result<usize, Error> {
-        let layers: Vec<String> = match plan {
-            Plan::Index(platforms) => {
-                if *keep == Keep::Layers(0) {
-                    return Ok(0);
-                }
-                let offered: Vec<String> = platforms.iter().map(|(p, _)| p.to_string()).collect();
-                return Err(self.error(
-                    Step::Keep(image.to_owned()),
-                    Cause::Refused(format!(
-                        "{image} is a multi-platform image ({}), and --keep-base and \
-                         --keep-layers keep the layers of one: choose it with --platform",
-                        offered.join(", ")
-                    )),
-                ));
-            }
+    ) -> Result<Vec<usize>, Error> {
+        let platforms = match plan {
+            Plan::Index(platforms) => platforms,
             Plan::One {
+                platform,
                 manifest,
                 of_index: true,
-                ..
-            } => manifest.config["rootfs"]["diff_ids"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|d| d.as_str().map(str::to_owned))
-                .collect(),
-            _ => inspect
-                .root_fs
-                .as_ref()
-                .and_then(|r| r.layers.clone())
-                .unwrap_or_default(),
+            } => {
+                let layers = diff_ids(&manifest.config);
+                let base = self.base_layers(keep, Some(platform)).await?;
+                return Ok(vec![
+                    self.keep(keep, base.as_deref(), &layers, image).await?,
+                ]);
+            }
+            _ => {
+                let layers = inspect
+                    .root_fs
+                    .as_ref()
+                    .and_then(|r| r.layers.clone())
+                    .unwrap_or_default();
+                let base = self.base_layers(keep, None).await?;
+                return Ok(vec![
+                    self.keep(keep, base.as_deref(), &layers, image).await?,
+                ]);
+            }
         };
-        self.keep(keep, &layers, image).await
+        let mut keeps = Vec::with_capacity(platforms.len());
+        for (platform, manifest) in platforms {
+            let base = self.base_layers(keep, Some(platform)).await?;
+            let which = format!("{image} ({platform})");
+            keeps.push(
+                self.keep(keep, base.as_deref(), &diff_ids(&manifest.config), &which)
+                    .await?,
+            );
+        }
+        Ok(keeps)
+    }
+
+    /// BASE's layers (of `platform`, where BASE has several), for
+    /// `--keep-base`; `None` for the other modes.
+    async fn base_layers(
+        &self,
+        keep: &Keep,
+        platform: Option<&Platform>,
+    ) -> Result<Option<Vec<String>>, Error> {
+        let Keep::Base(base) = keep else {
+            return Ok(None);
+        };
+        let inspect = self.inspect_source(base).await?;
+        let store = store::probe(&self.docker)
+            .await
+            .map_err(self.failed(Step::ReadInfo))?;
+        let (plan, _) = self.plan(&inspect, base, store, platform).await?;
+        Ok(Some(match plan {
+            Plan::One { manifest, .. } => diff_ids(&manifest.config),
+            _ => inspect.root_fs.and_then(|r| r.layers).unwrap_or_default(),
+        }))
     }
 
     /// How many of IMAGE's bottom layers `keep` keeps; refused when that
     /// leaves nothing to merge, or BASE is not what IMAGE is built on.
-    async fn keep(&self, keep: &Keep, layers: &[String], image: &str) -> Result<usize, Error> {
+    async fn keep(
+        &self,
+        keep: &Keep,
+        base_layers: Option<&[String]>,
+        layers: &[String],
+        image: &str,
+    ) -> Result<usize, Error> {
         let refused = |why: String| self.error(Step::Keep(image.to_owned()), Cause::Refused(why));
-        let n = match keep {
-            Keep::Layers(n) => *n,
-            Keep::Base(base) => {
-                let base_inspect = self.inspect_source(base).await?;
-                let base_layers = base_inspect
-                    .root_fs
-                    .and_then(|r| r.layers)
-                    .unwrap_or_default();
-                match first_difference(&base_layers, layers) {
-                    Some((_, None)) => {
-                        return Err(refused(format!(
-                            "--keep-base {base} has {} layers, {image} only {}: BASE must be \
-                             an image that {image} is built on",
-                            base_layers.len(),
-                            layers.len()
-                        )))
-                    }
-                    Some((i, Some(theirs))) => {
-                        return Err(refused(format!(
-                            "layer {} of --keep-base {base} ({}) is not layer {} of {image} \
-                             ({theirs}): BASE must be an image that {image} is built on",
-                            i + 1,
-                            base_layers[i],
-                            i + 1
-                        )))
-                    }
-                    None => base_layers.len(),
+        let n = match (keep, base_layers) {
+            (Keep::Base(base), Some(base_layers)) => match first_difference(base_layers, layers) {
+                Some((_, None)) => {
+                    return Err(refused(format!(
+                        "--keep-base {base} has {} layers, {image} only {}: BASE must be \
+                         an image that {image} is built on",
+                        base_layers.len(),
+                        layers.len()
+                    )))
                 }
-            }
+                Some((i, Some(theirs))) => {
+                    return Err(refused(format!(
+                        "layer {} of --keep-base {base} ({}) is not layer {} of {image} \
+                         ({theirs}): BASE must be an image that {image} is built on",
+                        i + 1,
+                        base_layers[i],
+                        i + 1
+                    )))
+                }
+                None => base_layers.len(),
+            },
+            (Keep::Layers(n), _) => *n,
+            (Keep::Base(_), None) => unreachable!("BASE's layers are read for --keep-base"),
         };
         if n >= layers.len() && !(n == 0 && layers.is_empty()) {
             return Err(refused(format!(
@@ -103,4 +132,14 @@ fn first_difference(base: &[String], image: &[String]) -> Option<(usize, Option<
         .enumerate()
         .find(|(i, b)| image.get(*i) != Some(*b))
         .map(|(i, _)| (i, image.get(i).cloned()))
+}
+
+/// An image config's diff IDs, bottom first.
+fn diff_ids(config: &Value) -> Vec<String> {
+    config["rootfs"]["diff_ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.as_str().map(str::to_owned))
+        .collect()
 }

@@ -9,7 +9,7 @@
 
 mod dry_run;
 mod index;
-use index::Delivery;
+use index::{Delivery, IndexRun};
 mod check;
 mod keep;
 use check::Check;
@@ -272,17 +272,20 @@ impl<'a> Pipeline<'a> {
             platforms,
             left_out: left_out.clone(),
         };
-        let keep = match &request.merge {
-            Some(keep) => Some(self.keep_for_plan(keep, &plan, &inspect, image).await?),
+        // Per image the plan takes: how many bottom layers a merge keeps.
+        let keeps = match &request.merge {
+            Some(keep) => Some(self.keeps_for_plan(keep, &plan, &inspect, image).await?),
             None => None,
         };
+        let keep = keeps.as_ref().map(|k| k[0]);
         // One platform of an index is no image of its own that TAG could name.
         let taggable = !matches!(plan, Plan::One { of_index: true, .. });
         let flat = match &plan {
             Plan::Index(platforms) => platforms.iter().all(|(_, m)| m.layers.len() == 1),
             _ => source.layers == 1,
         };
-        if flat && taggable && !request.force && destination.is_engine() && keep.unwrap_or(0) == 0 {
+        let keeps_none = !keeps.as_ref().is_some_and(|k| k.iter().any(|&n| n > 0));
+        if flat && taggable && !request.force && destination.is_engine() && keeps_none {
             // Already the shape asked for: a rebuild would give the same
             // files under a new ID, minus the xattrs an export cannot carry.
             self.tag(&source.id, &request.tag, progress.as_ref())
@@ -304,22 +307,30 @@ impl<'a> Pipeline<'a> {
                     (Destination::Stdout, _) => Delivery::Stdout,
                     _ => Delivery::Load,
                 };
+                let run = IndexRun {
+                    compression,
+                    delivery,
+                    keeps,
+                };
                 let (made, filter, flattened, verified) = self
-                    .flatten_index(
-                        request,
-                        &inspect,
-                        &platforms,
-                        compression,
-                        delivery,
-                        &progress,
-                    )
+                    .flatten_index(request, &inspect, &platforms, run, &progress)
                     .await?;
+                let kept = match flattened.first() {
+                    Some(f) if f.layers_after > 1 => platforms[0].1.config["rootfs"]["diff_ids"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .take(f.layers_after - 1)
+                        .filter_map(|d| d.as_str().map(str::to_owned))
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 progress.end();
                 let outcome = Outcome::Flattened {
                     made,
                     compression,
                     filter,
-                    how: how(Vec::new()),
+                    how: how(kept),
                     verified,
                 };
                 return Ok(finished(&source, outcome, flattened));
