@@ -244,7 +244,7 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
                 let platform = f.platform.as_ref().map(ToString::to_string);
                 (
                     platform.unwrap_or_default(),
-                    f.layers_before,
+                    (f.layers_before, f.layers_after),
                     f.size_before,
                     f.size_after,
                 )

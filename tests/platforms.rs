@@ -648,3 +648,61 @@ fn a_difference_in_one_platform_fails_the_verify_and_names_it() {
         assert_eq!(json["verify"]["differences"], json!([]), "{json}");
     }
 }
+
+/// `--keep-base` on a multi-platform IMAGE whose platforms are all built
+/// on one one-platform BASE: every platform keeps BASE's layer as it is,
+/// and the result verifies against IMAGE's own layers.
+#[test]
+fn keep_base_keeps_a_shared_base_under_every_platform() {
+    let base_spec = ImageSpec::new(vec![vec![
+        Entry::dir("base"),
+        Entry::file("base/lib", pseudo_random(30_000, 7)),
+        Entry::dir("app"),
+        Entry::file("app/gone", "the app deletes this\n"),
+    ]]);
+    let base = load_image(&base_spec, &unique("plat-base"));
+    let specs: Vec<ImageSpec> = two_platforms()
+        .into_iter()
+        .map(|spec| spec.on(&base_spec, &base.reference))
+        .collect();
+    let f = fixture("plat-keepbase", specs, &IndexExtras::default());
+    let tag = unique("plat-keepbase-flat");
+    let json = flatten_json(&[
+        "--keep-base",
+        &base.reference,
+        "--verify",
+        &f.source.image.reference,
+        &tag,
+    ])
+    .expect("--keep-base of every platform");
+    let _flat = TestImage::track(&tag);
+    assert_eq!(json["mode"], "keep", "{json}");
+    assert_eq!(json["verify"]["differences"], json!([]), "{json}");
+    let results: Vec<(String, SavedImage)> = if containerd_store() {
+        save_platforms(&tag)
+            .platforms
+            .into_iter()
+            .map(|p| (p.platform, p.image))
+            .collect()
+    } else {
+        vec![(f.saved[0].0.clone(), save_image(&tag))]
+    };
+    assert_eq!(results.len(), f.saved.len(), "every platform of IMAGE");
+    for (platform, flat) in &results {
+        let (_, original) = f
+            .saved
+            .iter()
+            .find(|(p, _)| p == platform)
+            .unwrap_or_else(|| panic!("{platform} is not a platform of IMAGE"));
+        assert_eq!(
+            flat.layers.len(),
+            2,
+            "{platform}: BASE's layer and the merged one"
+        );
+        assert_eq!(
+            flat.layers[0], original.layers[0],
+            "{platform}: BASE's layer as it was"
+        );
+        assert_same_fs(&original.fs(), &flat.fs(), &[]);
+    }
+}

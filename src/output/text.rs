@@ -25,9 +25,10 @@ pub struct Summary<'a> {
     pub elapsed: Duration,
     /// Nothing was built: the source has one layer and TAG now points at it.
     pub already_flat: bool,
-    /// Each platform flattened: `(os/arch[/variant], layers, size before,
-    /// size after)`; said one by one when there are several.
-    pub platforms: Vec<(String, usize, u64, u64)>,
+    /// Each platform flattened: `(os/arch[/variant], layers before and
+    /// after, size before and after)`; said one by one when there are
+    /// several.
+    pub platforms: Vec<(String, (usize, usize), u64, u64)>,
 }
 
 /// The closing summary, one line.
@@ -42,9 +43,9 @@ pub fn summary(s: &Summary<'_>) -> String {
         let each: Vec<String> = s
             .platforms
             .iter()
-            .map(|(platform, layers, before, after)| {
+            .map(|(platform, (layers, kept_and_new), before, after)| {
                 format!(
-                    "{platform} {} → 1, {} → {}",
+                    "{platform} {} → {kept_and_new}, {} → {}",
                     count(*layers as u64, "layer"),
                     HumanBytes(*before),
                     HumanBytes(*after)
@@ -415,13 +416,14 @@ mod tests {
             size_after: 1024,
             elapsed: Duration::from_millis(1250),
             already_flat: false,
-            platforms: vec![("linux/amd64".into(), 1, 2048, 1024)],
+            platforms: vec![("linux/amd64".into(), (1, 1), 2048, 1024)],
         };
         assert_eq!(
             summary(&s),
             "Flattened app:1 → app:flat: 1 layer → 1 layer, 2.00 KiB → 1.00 KiB, in 1.2s"
         );
-        s.platforms.push(("linux/arm64/v8".into(), 3, 4096, 1024));
+        s.platforms
+            .push(("linux/arm64/v8".into(), (3, 1), 4096, 1024));
         assert_eq!(
             summary(&s),
             "Flattened app:1 → app:flat: 2 platforms (linux/amd64 1 layer → 1, 2.00 KiB → \

@@ -60,8 +60,8 @@ impl Pipeline<'_> {
         Ok(keeps)
     }
 
-    /// BASE's layers (of `platform`, where BASE has several), for
-    /// `--keep-base`; `None` for the other modes.
+    /// BASE's layers (of `platform`, where BASE has several platforms),
+    /// for `--keep-base`; `None` for the other modes.
     async fn base_layers(
         &self,
         keep: &Keep,
@@ -74,7 +74,15 @@ impl Pipeline<'_> {
         let store = store::probe(&self.docker)
             .await
             .map_err(self.failed(Step::ReadInfo))?;
-        let (plan, _) = self.plan(&inspect, base, store, platform).await?;
+        // A one-platform BASE is every platform's base as far as its layers
+        // go; a multi-platform one gives each platform its own.
+        let (plan, _) = self.plan(&inspect, base, store, None).await?;
+        let plan = match (plan, platform) {
+            (Plan::Index(_), Some(platform)) => {
+                self.plan(&inspect, base, store, Some(platform)).await?.0
+            }
+            (plan, _) => plan,
+        };
         Ok(Some(match plan {
             Plan::One { manifest, .. } => diff_ids(&manifest.config),
             _ => inspect.root_fs.and_then(|r| r.layers).unwrap_or_default(),
