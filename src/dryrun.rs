@@ -11,9 +11,9 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use crate::progress::Progress;
-use crate::save_archive::Pick;
+use crate::save_archive::{Members, Pick};
 use crate::save_stream;
-use crate::savings::{self, Savings, SavingsError};
+use crate::savings::{self, Changes, Savings, SavingsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DryRunError {
@@ -40,6 +40,19 @@ pub async fn analyze(
     .await
     .map_err(DryRunError::Engine)?
     .map_err(DryRunError::Savings)
+}
+
+/// Reads the whole save stream, each layer's changes listed, before its
+/// images are picked: where the stream is also what says IMAGE's
+/// platforms, one read serves both ([`savings::analyze_members`] then).
+pub async fn read_members(
+    save: impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static,
+    progress: Arc<dyn Progress>,
+) -> Result<Members<Changes>, DryRunError> {
+    save_stream::read(save, move |n| progress.bytes(n), savings::read_members)
+        .await
+        .map_err(DryRunError::Engine)?
+        .map_err(DryRunError::Savings)
 }
 
 #[cfg(test)]

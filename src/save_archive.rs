@@ -162,6 +162,29 @@ pub fn read_picked<T, E>(
 where
     E: std::error::Error + 'static,
 {
+    read_members(save, &mut layer)?.pick(picks, layer)
+}
+
+/// A whole save stream read, each large member handed to the caller's
+/// function, before any image of it is picked: what a run reads when the
+/// stream is also where it learns which images there are (IMAGE's index
+/// on Engine 26.1), so that it is read once.
+pub struct Members<T> {
+    small: HashMap<String, Vec<u8>>,
+    links: HashMap<String, String>,
+    done: HashMap<String, Blob>,
+    blobs: Vec<T>,
+}
+
+/// Reads a whole save stream into [`Members`], calling `layer` with every
+/// member too large to wait for the manifest, decompressed, as it streams by.
+pub fn read_members<T, E>(
+    save: impl Read,
+    mut layer: impl FnMut(&mut dyn Read) -> Result<T, E>,
+) -> Result<Members<T>, ReadError<E>>
+where
+    E: std::error::Error + 'static,
+{
     let mut tar = TarReader::new(save, End::Strict);
     let mut small: HashMap<String, Vec<u8>> = HashMap::new();
     let mut links: HashMap<String, String> = HashMap::new();
@@ -197,78 +220,123 @@ where
             _ => {}
         }
     }
+    Ok(Members {
+        small,
+        links,
+        done,
+        blobs,
+    })
+}
 
-    let mut images = Vec::with_capacity(picks.len());
-    for pick in picks {
-        let (config_name, layer_names) = match pick {
-            Pick::Listed => image_members(&small, &links)?,
-            Pick::Manifest(digest) => {
-                let member = blob_member(&Value::from(digest.as_str()), "the chosen manifest")?;
-                let bytes = small
-                    .get(&member)
-                    .ok_or_else(|| ArchiveError::Missing(format!("manifest {digest}")))?;
-                check_digest(&member, bytes)?;
-                manifest_members(&parse_json(bytes, &member)?, &member)?
-            }
-        };
-        let config_bytes = small
-            .get(&config_name)
-            .ok_or_else(|| ArchiveError::Missing(format!("config {config_name}")))?
-            .clone();
-        check_digest(&config_name, &config_bytes)?;
-        let config: Value = parse_json(&config_bytes, &config_name)?;
-        let diff_ids: Vec<&str> = config["rootfs"]["diff_ids"]
-            .as_array()
-            .ok_or_else(|| invalid(&config_name, "no rootfs.diff_ids"))?
+impl<T> Members<T> {
+    /// The OCI blobs read (`blobs/sha256/…`): each digest, with the bytes
+    /// of those small enough to be kept (JSON: manifests, configs, indexes).
+    pub fn oci_blobs(&self) -> impl Iterator<Item = (String, Option<&[u8]>)> + '_ {
+        let small = self
+            .small
             .iter()
-            .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| invalid(&config_name, "a diff ID is not a string"))
-            })
-            .collect::<Result<_, _>>()?;
-        if diff_ids.len() != layer_names.len() {
-            return Err(invalid(
-                &config_name,
-                &format!(
-                    "{} diff IDs for {} layers in the manifest",
-                    diff_ids.len(),
-                    layer_names.len()
-                ),
-            )
-            .into());
-        }
-        let mut layers = Vec::with_capacity(layer_names.len());
-        for (i, (name, expected)) in layer_names.iter().zip(&diff_ids).enumerate() {
-            if !done.contains_key(name) {
-                let bytes = small
-                    .get(name)
-                    .ok_or_else(|| ArchiveError::Missing(format!("layer {name}")))?;
-                let (value, mut blob) = process(name, &mut &bytes[..], &mut layer)?;
-                blob.index = blobs.len();
-                blobs.push(value);
-                done.insert(name.clone(), blob);
-            }
-            let blob = &done[name];
-            if blob.diff_id != *expected {
-                return Err(ArchiveError::DiffId {
-                    index: i + 1,
-                    member: name.clone(),
-                    expected: (*expected).to_owned(),
-                    actual: blob.diff_id.clone(),
+            .filter_map(|(name, bytes)| Some((oci_digest(name)?, Some(&bytes[..]))));
+        let large = self
+            .done
+            .keys()
+            .filter_map(|name| Some((oci_digest(name)?, None)));
+        small.chain(large)
+    }
+
+    /// The images `picks` names, checked against their manifests and
+    /// configs; `layer` takes the layers small enough to have waited.
+    pub fn pick<E>(
+        self,
+        picks: &[Pick],
+        mut layer: impl FnMut(&mut dyn Read) -> Result<T, E>,
+    ) -> Result<Saved<T>, ReadError<E>>
+    where
+        E: std::error::Error + 'static,
+    {
+        let Members {
+            small,
+            links,
+            mut done,
+            mut blobs,
+        } = self;
+        let mut images = Vec::with_capacity(picks.len());
+        for pick in picks {
+            let (config_name, layer_names) = match pick {
+                Pick::Listed => image_members(&small, &links)?,
+                Pick::Manifest(digest) => {
+                    let member = blob_member(&Value::from(digest.as_str()), "the chosen manifest")?;
+                    let bytes = small
+                        .get(&member)
+                        .ok_or_else(|| ArchiveError::Missing(format!("manifest {digest}")))?;
+                    check_digest(&member, bytes)?;
+                    manifest_members(&parse_json(bytes, &member)?, &member)?
                 }
+            };
+            let config_bytes = small
+                .get(&config_name)
+                .ok_or_else(|| ArchiveError::Missing(format!("config {config_name}")))?
+                .clone();
+            check_digest(&config_name, &config_bytes)?;
+            let config: Value = parse_json(&config_bytes, &config_name)?;
+            let diff_ids: Vec<&str> = config["rootfs"]["diff_ids"]
+                .as_array()
+                .ok_or_else(|| invalid(&config_name, "no rootfs.diff_ids"))?
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .ok_or_else(|| invalid(&config_name, "a diff ID is not a string"))
+                })
+                .collect::<Result<_, _>>()?;
+            if diff_ids.len() != layer_names.len() {
+                return Err(invalid(
+                    &config_name,
+                    &format!(
+                        "{} diff IDs for {} layers in the manifest",
+                        diff_ids.len(),
+                        layer_names.len()
+                    ),
+                )
                 .into());
             }
-            layers.push(SavedLayer {
-                diff_id: blob.diff_id.clone(),
-                blob: blob.index,
-                member: name.clone(),
-                compression: blob.compression,
-                stored_size: blob.stored_size,
-            });
+            let mut layers = Vec::with_capacity(layer_names.len());
+            for (i, (name, expected)) in layer_names.iter().zip(&diff_ids).enumerate() {
+                if !done.contains_key(name) {
+                    let bytes = small
+                        .get(name)
+                        .ok_or_else(|| ArchiveError::Missing(format!("layer {name}")))?;
+                    let (value, mut blob) = process(name, &mut &bytes[..], &mut layer)?;
+                    blob.index = blobs.len();
+                    blobs.push(value);
+                    done.insert(name.clone(), blob);
+                }
+                let blob = &done[name];
+                if blob.diff_id != *expected {
+                    return Err(ArchiveError::DiffId {
+                        index: i + 1,
+                        member: name.clone(),
+                        expected: (*expected).to_owned(),
+                        actual: blob.diff_id.clone(),
+                    }
+                    .into());
+                }
+                layers.push(SavedLayer {
+                    diff_id: blob.diff_id.clone(),
+                    blob: blob.index,
+                    member: name.clone(),
+                    compression: blob.compression,
+                    stored_size: blob.stored_size,
+                });
+            }
+            images.push(SavedImage { config, layers });
         }
-        images.push(SavedImage { config, layers });
+        Ok(Saved { images, blobs })
     }
-    Ok(Saved { images, blobs })
+}
+
+/// The digest an OCI layout's member name stands for.
+fn oci_digest(name: &str) -> Option<String> {
+    name.strip_prefix("blobs/sha256/")
+        .map(|hex| format!("sha256:{hex}"))
 }
 
 /// The first image config in a save stream whose layers are `diff_ids`

@@ -9,7 +9,7 @@ use std::io::Read;
 use serde::Serialize;
 
 use crate::merge::normalize;
-use crate::save_archive::{self, Pick, ReadError, SavedImage};
+use crate::save_archive::{self, Members, Pick, ReadError, SavedImage};
 use crate::tar_entry::{End, TarError, TarReader};
 
 /// How many wasted paths the report names.
@@ -67,7 +67,7 @@ pub struct Savings {
 
 /// What a layer entry does to the filesystem below it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Change {
+pub enum Change {
     Dir,
     /// Anything but a directory; `size` is its content (0 for links and devices).
     NonDir {
@@ -79,7 +79,8 @@ enum Change {
     Opaque,
 }
 
-type Changes = Vec<(Vec<u8>, Change)>;
+/// A layer's paths, each with what the layer does to it.
+pub type Changes = Vec<(Vec<u8>, Change)>;
 
 /// Reads a whole `docker save` stream and works out, for each image
 /// `picks` names (a multi-platform image's save holds every platform the
@@ -90,7 +91,22 @@ pub fn analyze(
     picks: &[Pick],
     keeps: &[usize],
 ) -> Result<Vec<Savings>, SavingsError> {
-    let saved = save_archive::read_picked(reader, picks, list_changes)?;
+    analyze_members(read_members(reader)?, picks, keeps)
+}
+
+/// A whole `docker save` stream read, each layer's changes listed, before
+/// its images are picked (see [`save_archive::Members`]).
+pub fn read_members(reader: impl Read) -> Result<Members<Changes>, SavingsError> {
+    save_archive::read_members(reader, list_changes)
+}
+
+/// [`analyze`] of a stream already read whole.
+pub fn analyze_members(
+    members: Members<Changes>,
+    picks: &[Pick],
+    keeps: &[usize],
+) -> Result<Vec<Savings>, SavingsError> {
+    let saved = members.pick(picks, list_changes)?;
     Ok(saved
         .images
         .iter()

@@ -11,6 +11,7 @@ use crate::platform::Platform;
 use crate::platforms::{self, Plan};
 use crate::progress::{Progress, Stage};
 use crate::save_archive::Pick;
+use crate::savings;
 use crate::store::{self, Store};
 
 impl Pipeline<'_> {
@@ -34,7 +35,28 @@ impl Pipeline<'_> {
         let store = store::probe(&self.docker)
             .await
             .map_err(self.failed(Step::ReadInfo))?;
-        let (plan, left_out) = self.plan(&inspect, image, store, wanted).await?;
+        let step = || Step::ReadLayers(image.to_owned());
+        let failed = |e| match e {
+            DryRunError::Engine(e) => self.error(step(), Cause::Engine(e)),
+            DryRunError::Savings(e) => self.error(step(), Cause::Unexpected(e.to_string())),
+        };
+        // Where the plan would read the save stream (Engine 26.1), the one
+        // read the analysis needs comes first and serves both.
+        let mut read_first = None;
+        let (plan, left_out) = if Self::plan_reads_save(&inspect, store, wanted) {
+            progress.expect_bytes(source.size);
+            progress.begin(Stage::Read, image);
+            let save = self.docker.export_image(&source.id);
+            let members = dryrun::read_members(save, progress.clone())
+                .await
+                .map_err(failed)?;
+            let index = platforms::from_blobs(members.oci_blobs(), &source.id);
+            let planned = self.plan_of(index, image, wanted).await?;
+            read_first = Some(members);
+            planned
+        } else {
+            self.plan(&inspect, image, store, wanted).await?
+        };
         let keep = match keep {
             Some(keep) => self.keeps_for_plan(keep, &plan, &inspect, image).await?,
             None => Vec::new(),
@@ -46,17 +68,6 @@ impl Pipeline<'_> {
             } => vec![(platform, manifest)],
             Plan::Index(platforms) => platforms,
         };
-        progress.expect_bytes(match &chosen[..] {
-            [] => source.size,
-            some => some.iter().map(|(_, m)| m.layers_size()).sum(),
-        });
-        progress.begin(Stage::Read, image);
-        let step = || Step::ReadLayers(image.to_owned());
-        let failed = |e| match e {
-            DryRunError::Engine(e) => self.error(step(), Cause::Engine(e)),
-            DryRunError::Savings(e) => self.error(step(), Cause::Unexpected(e.to_string())),
-        };
-        let save = self.docker.export_image(&source.id);
         let picks = match &chosen[..] {
             [] => vec![Pick::Listed],
             some => some
@@ -64,9 +75,21 @@ impl Pipeline<'_> {
                 .map(|(_, m)| Pick::Manifest(m.digest.clone()))
                 .collect(),
         };
-        let all = dryrun::analyze(save, picks, keep, progress.clone())
-            .await
-            .map_err(failed)?;
+        let all = match read_first {
+            Some(members) => savings::analyze_members(members, &picks, &keep)
+                .map_err(|e| failed(DryRunError::Savings(e)))?,
+            None => {
+                progress.expect_bytes(match &chosen[..] {
+                    [] => source.size,
+                    some => some.iter().map(|(_, m)| m.layers_size()).sum(),
+                });
+                progress.begin(Stage::Read, image);
+                let save = self.docker.export_image(&source.id);
+                dryrun::analyze(save, picks, keep, progress.clone())
+                    .await
+                    .map_err(failed)?
+            }
+        };
         let platforms = if chosen.is_empty() {
             vec![Analysed {
                 platform: own_platform(&inspect),

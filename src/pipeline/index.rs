@@ -48,6 +48,8 @@ pub(super) struct IndexRun {
     /// Merge each platform's own layers, keeping its bottom `keeps[i]`;
     /// `None`: each platform's container export.
     pub keeps: Option<Vec<usize>>,
+    /// IMAGE's save stream, already read whole for the plan.
+    pub read: Option<merge_source::Unpicked>,
 }
 
 /// Where the index goes.
@@ -78,6 +80,7 @@ impl Pipeline<'_> {
             compression,
             delivery,
             keeps,
+            read,
         } = run;
         let image = request.image.as_str();
         let exact = keeps.is_some();
@@ -94,21 +97,27 @@ impl Pipeline<'_> {
         let merged = match exact {
             false => None,
             true => {
-                let picks = platforms
+                let picks: Vec<Pick> = platforms
                     .iter()
                     .map(|(_, m)| Pick::Manifest(m.digest.clone()))
                     .collect();
-                progress.expect_bytes(platforms.iter().map(|(_, m)| m.layers_size()).sum());
-                progress.begin(Stage::Read, image);
-                let layers = merge_source::read(
-                    &self.docker,
-                    &source_id,
-                    picks,
-                    keeps.iter().flatten().copied().min().unwrap_or(0),
-                    progress.clone(),
-                    request.verify,
-                )
-                .await
+                let keep = keeps.iter().flatten().copied().min().unwrap_or(0);
+                let layers = match read {
+                    Some(all) => all.pick(&picks, keep),
+                    None => {
+                        progress.expect_bytes(platforms.iter().map(|(_, m)| m.layers_size()).sum());
+                        progress.begin(Stage::Read, image);
+                        merge_source::read(
+                            &self.docker,
+                            &source_id,
+                            picks,
+                            keep,
+                            progress.clone(),
+                            request.verify,
+                        )
+                        .await
+                    }
+                }
                 .map_err(|f| self.read_failed(image, f))?;
                 Some(layers)
             }

@@ -23,70 +23,101 @@ impl Pipeline<'_> {
         inspect: &ImageInspect,
         image: &str,
     ) -> Result<Vec<usize>, Error> {
-        let platforms = match plan {
-            Plan::Index(platforms) => platforms,
+        // Each image taken: how it is named, its layers, its platform.
+        let images: Vec<(String, Vec<String>, Option<&Platform>)> = match plan {
+            Plan::Index(platforms) => platforms
+                .iter()
+                .map(|(platform, manifest)| {
+                    (
+                        format!("{image} ({platform})"),
+                        diff_ids(&manifest.config),
+                        Some(platform),
+                    )
+                })
+                .collect(),
             Plan::One {
                 platform,
                 manifest,
                 of_index: true,
-            } => {
-                let layers = diff_ids(&manifest.config);
-                let base = self.base_layers(keep, Some(platform)).await?;
-                return Ok(vec![
-                    self.keep(keep, base.as_deref(), &layers, image).await?,
-                ]);
-            }
-            _ => {
-                let layers = inspect
+            } => vec![(image.to_owned(), diff_ids(&manifest.config), Some(platform))],
+            _ => vec![(
+                image.to_owned(),
+                inspect
                     .root_fs
                     .as_ref()
                     .and_then(|r| r.layers.clone())
-                    .unwrap_or_default();
-                let base = self.base_layers(keep, None).await?;
-                return Ok(vec![
-                    self.keep(keep, base.as_deref(), &layers, image).await?,
-                ]);
-            }
+                    .unwrap_or_default(),
+                None,
+            )],
         };
-        let mut keeps = Vec::with_capacity(platforms.len());
-        for (platform, manifest) in platforms {
-            let base = self.base_layers(keep, Some(platform)).await?;
-            let which = format!("{image} ({platform})");
+        let mut base = match keep {
+            Keep::Base(name) => Some(Base {
+                name,
+                inspect: self.inspect_source(name).await?,
+                plan: None,
+            }),
+            Keep::Layers(_) => None,
+        };
+        let mut keeps = Vec::with_capacity(images.len());
+        for (which, layers, platform) in &images {
+            let base_layers = match &mut base {
+                Some(base) => Some(self.base_layers(base, *platform, layers).await?),
+                None => None,
+            };
             keeps.push(
-                self.keep(keep, base.as_deref(), &diff_ids(&manifest.config), &which)
+                self.keep(keep, base_layers.as_deref(), layers, which)
                     .await?,
             );
         }
         Ok(keeps)
     }
 
-    /// BASE's layers (of `platform`, where BASE has several platforms),
-    /// for `--keep-base`; `None` for the other modes.
+    /// BASE's layers for an image with `layers` (of `platform`, where BASE
+    /// has several platforms). BASE as inspected, when its layers begin
+    /// `layers`, is the answer without a look at its index (on Engine 26.1
+    /// a read of its save stream); otherwise BASE's platforms are read,
+    /// once per run.
     async fn base_layers(
         &self,
-        keep: &Keep,
+        base: &mut Base<'_>,
         platform: Option<&Platform>,
-    ) -> Result<Option<Vec<String>>, Error> {
-        let Keep::Base(base) = keep else {
-            return Ok(None);
-        };
-        let inspect = self.inspect_source(base).await?;
+        layers: &[String],
+    ) -> Result<Vec<String>, Error> {
+        let inspected = base
+            .inspect
+            .root_fs
+            .as_ref()
+            .and_then(|r| r.layers.clone())
+            .unwrap_or_default();
+        if first_difference(&inspected, layers).is_none() {
+            return Ok(inspected);
+        }
         let store = store::probe(&self.docker)
             .await
             .map_err(self.failed(Step::ReadInfo))?;
+        if base.plan.is_none() {
+            base.plan = Some(self.plan(&base.inspect, base.name, store, None).await?.0);
+        }
         // A one-platform BASE is every platform's base as far as its layers
         // go; a multi-platform one gives each platform its own.
-        let (plan, _) = self.plan(&inspect, base, store, None).await?;
-        let plan = match (plan, platform) {
-            (Plan::Index(_), Some(platform)) => {
-                self.plan(&inspect, base, store, Some(platform)).await?.0
+        let plan = match (base.plan.as_ref().expect("read above"), platform) {
+            (Plan::Index(platforms), Some(platform)) => {
+                match platforms.iter().find(|(p, _)| platform.matches(p)) {
+                    Some((_, manifest)) => return Ok(diff_ids(&manifest.config)),
+                    // Asked again to be refused as the platform's absence says.
+                    None => {
+                        self.plan(&base.inspect, base.name, store, Some(platform))
+                            .await?
+                            .0
+                    }
+                }
             }
-            (plan, _) => plan,
+            (plan, _) => plan.clone(),
         };
-        Ok(Some(match plan {
+        Ok(match plan {
             Plan::One { manifest, .. } => diff_ids(&manifest.config),
-            _ => inspect.root_fs.and_then(|r| r.layers).unwrap_or_default(),
-        }))
+            _ => inspected,
+        })
     }
 
     /// How many of IMAGE's bottom layers `keep` keeps; refused when that
@@ -131,6 +162,13 @@ impl Pipeline<'_> {
         }
         Ok(n)
     }
+}
+
+/// `--keep-base`'s BASE, inspected, and its platforms once read.
+struct Base<'k> {
+    name: &'k str,
+    inspect: ImageInspect,
+    plan: Option<Plan>,
 }
 
 /// Where BASE's layers stop being IMAGE's: the index, and IMAGE's layer

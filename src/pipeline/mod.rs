@@ -261,9 +261,29 @@ impl<'a> Pipeline<'a> {
         let inspect = self.inspect_source(image).await?;
         let mut source = source_image(&inspect);
         self.objects.record(|c| c.source = Some(source.id.clone()));
-        let (plan, left_out) = self
-            .plan(&inspect, image, store, request.platform.as_ref())
-            .await?;
+        let wanted = request.platform.as_ref();
+        // A merge reads IMAGE's whole save stream anyway; where the plan
+        // would read it too (Engine 26.1 tells IMAGE's index no other way,
+        // and its save stream is slow: ~25 MB/s), both come from one read.
+        let mut read_first: Option<merge_source::Unpicked> = None;
+        let (plan, left_out) = match request.merge {
+            Some(_) if Self::plan_reads_save(&inspect, store, wanted) => {
+                progress.expect_bytes(source.size);
+                progress.begin(Stage::Read, image);
+                let all = merge_source::read_all(
+                    &self.docker,
+                    &source.id,
+                    progress.clone(),
+                    request.verify,
+                )
+                .await
+                .map_err(|f| self.read_failed(image, f))?;
+                let planned = self.plan_of(all.index(&source.id), image, wanted).await?;
+                read_first = Some(all);
+                planned
+            }
+            _ => self.plan(&inspect, image, store, wanted).await?,
+        };
         let finished = |source: &SourceImage, outcome, platforms| Finished {
             source: source.clone(),
             store,
@@ -311,6 +331,7 @@ impl<'a> Pipeline<'a> {
                     compression,
                     delivery,
                     keeps,
+                    read: read_first.take(),
                 };
                 let (made, filter, flattened, verified) = self
                     .flatten_index(request, &inspect, &platforms, run, &progress)
@@ -429,17 +450,22 @@ impl<'a> Pipeline<'a> {
             }
             Some(keep) => {
                 // The config as the store keeps it comes with the layers.
-                progress.expect_bytes(source.size);
-                progress.begin(Stage::Read, &label);
-                let layers = merge_source::read(
-                    &self.docker,
-                    &source.id,
-                    vec![pick.clone()],
-                    keep,
-                    progress.clone(),
-                    request.verify,
-                )
-                .await
+                let layers = match read_first.take() {
+                    Some(all) => all.pick(std::slice::from_ref(&pick), keep),
+                    None => {
+                        progress.expect_bytes(source.size);
+                        progress.begin(Stage::Read, &label);
+                        merge_source::read(
+                            &self.docker,
+                            &source.id,
+                            vec![pick.clone()],
+                            keep,
+                            progress.clone(),
+                            request.verify,
+                        )
+                        .await
+                    }
+                }
                 .map_err(|f| self.read_failed(image, f))?;
                 mine = request.verify.then(|| layers.clone());
                 let saved = &layers.images[0];

@@ -6,7 +6,7 @@ use bollard::models::ImageInspect;
 use super::{own_platform, Pipeline};
 use crate::error::{Cause, Error, Step};
 use crate::platform::{NotOffered, Offered, Platform};
-use crate::platforms::{self, ChoiceError, LeftOut, Plan, SourceIndex};
+use crate::platforms::{self, ChoiceError, IndexError, LeftOut, Plan, SourceIndex};
 use crate::save_stream;
 use crate::store::Store;
 
@@ -63,7 +63,34 @@ impl Pipeline<'_> {
         )
         .await
         .map_err(self.failed(step()))?;
-        let index = read.map_err(|e| self.error(step(), Cause::Unexpected(e.to_string())))?;
+        self.plan_of(read, image, wanted).await
+    }
+
+    /// Whether [`Pipeline::plan`] reads IMAGE's save stream: on the
+    /// containerd store, unless the engine says IMAGE is one manifest and
+    /// no platform is asked for.
+    pub(super) fn plan_reads_save(
+        inspect: &ImageInspect,
+        store: Store,
+        wanted: Option<&Platform>,
+    ) -> bool {
+        let one_manifest = inspect
+            .descriptor
+            .as_ref()
+            .and_then(|d| d.media_type.as_deref())
+            .is_some_and(|t| platforms::MANIFEST_TYPES.contains(&t));
+        store == Store::Containerd && !(one_manifest && wanted.is_none())
+    }
+
+    /// The plan for what IMAGE's save stream said its ID names.
+    pub(super) async fn plan_of(
+        &self,
+        index: Result<SourceIndex, IndexError>,
+        image: &str,
+        wanted: Option<&Platform>,
+    ) -> Result<(Plan, LeftOut), Error> {
+        let step = || Step::ChoosePlatforms(image.to_owned());
+        let index = index.map_err(|e| self.error(step(), Cause::Unexpected(e.to_string())))?;
         let choice = index
             .choose(image, wanted)
             .map_err(|e| self.error(step(), Cause::Platforms(e)))?;
