@@ -13,8 +13,8 @@
 //! are only noted and read past, and the read stops as soon as everything
 //! the index names is accounted for; for a one-manifest IMAGE, as soon as
 //! the manifest and its config are (the engine sends the stream slowly, and
-//! the rest is layers, which the run reads or exports on its own). Then [`SourceIndex::choose`]: what a
-//! run flattens of it. (Over half this file is its tests, with the builder
+//! the rest is layers, which the run reads or exports on its own). Then
+//! [`SourceIndex::choose`]: what a run flattens of it. (Over half this file is its tests, with the builder
 //! of the save streams they read.)
 
 use std::collections::{HashMap, HashSet};

@@ -5,7 +5,7 @@ use bollard::models::ImageInspect;
 
 use serde_json::Value;
 
-use super::{Keep, Pipeline};
+use super::{inspected_layers, Keep, Pipeline};
 use crate::error::{Cause, Error, Step};
 use crate::platform::Platform;
 use crate::platforms::Plan;
@@ -40,15 +40,7 @@ impl Pipeline<'_> {
                 manifest,
                 of_index: true,
             } => vec![(image.to_owned(), diff_ids(&manifest.config), Some(platform))],
-            _ => vec![(
-                image.to_owned(),
-                inspect
-                    .root_fs
-                    .as_ref()
-                    .and_then(|r| r.layers.clone())
-                    .unwrap_or_default(),
-                None,
-            )],
+            _ => vec![(image.to_owned(), inspected_layers(inspect), None)],
         };
         let mut base = match keep {
             Keep::Base(name) => Some(Base {
@@ -83,12 +75,7 @@ impl Pipeline<'_> {
         platform: Option<&Platform>,
         layers: &[String],
     ) -> Result<Vec<String>, Error> {
-        let inspected = base
-            .inspect
-            .root_fs
-            .as_ref()
-            .and_then(|r| r.layers.clone())
-            .unwrap_or_default();
+        let inspected = inspected_layers(&base.inspect);
         if first_difference(&inspected, layers).is_none() {
             return Ok(inspected);
         }

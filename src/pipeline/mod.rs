@@ -663,11 +663,7 @@ impl<'a> Pipeline<'a> {
         let id = source.id.clone().unwrap_or_else(|| image.to_owned());
         let step = Step::ReadConfig(image.to_owned());
         let endpoint = self.endpoint.clone();
-        let diff_ids = source
-            .root_fs
-            .as_ref()
-            .and_then(|r| r.layers.clone())
-            .unwrap_or_default();
+        let diff_ids = inspected_layers(source);
         let os = source.os.clone().unwrap_or_default();
         let arch = source.architecture.clone().unwrap_or_default();
         let save = self.docker.export_image(&id);
@@ -729,6 +725,15 @@ impl<'a> Pipeline<'a> {
             other => other.map_err(self.failed(step)),
         }
     }
+}
+
+/// An image's diff IDs as its inspect says, bottom first.
+fn inspected_layers(inspect: &ImageInspect) -> Vec<String> {
+    inspect
+        .root_fs
+        .as_ref()
+        .and_then(|r| r.layers.clone())
+        .unwrap_or_default()
 }
 
 /// IMAGE's platform as its inspect says (the host's on the containerd store).

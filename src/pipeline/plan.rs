@@ -82,7 +82,8 @@ impl Pipeline<'_> {
         store == Store::Containerd && !(one_manifest && wanted.is_none())
     }
 
-    /// The plan for what IMAGE's save stream said its ID names.
+    /// The plan for what IMAGE's save stream said its ID names. Async like
+    /// the other steps, so that its large `Error` lives in their future.
     pub(super) async fn plan_of(
         &self,
         index: Result<SourceIndex, IndexError>,
