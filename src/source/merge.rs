@@ -1,7 +1,7 @@
 //! IMAGE's own layers as a source (`--exact`, `--keep-base`,
 //! `--keep-layers`): its save stream (`GET /images/{id}/get`) read once
-//! through [`save_archive`], each layer spooled to an unnamed file in
-//! `TMPDIR` and indexed on the way, then merged ([`crate::merge`]) into one
+//! through [`crate::saved::walk`], each layer spooled to an unnamed file in
+//! `TMPDIR` and indexed on the way, then merged ([`crate::layers`]) into one
 //! tar on the blocking pool, which streams to the pipeline chunk by chunk.
 //! No container is created.
 
@@ -14,12 +14,12 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use crate::layer::Compression;
-use crate::merge::{self, LayerIndex, MergeError, MergeStats};
-use crate::platforms::{self, IndexError, SourceIndex};
+use crate::encode::Compression;
+use crate::layers::{self, LayerIndex, MergeError, MergeStats};
+use crate::model::source_index::{self, IndexError, SourceIndex};
 use crate::progress::Progress;
-use crate::save_archive::{self, Members, Pick, ReadError, Saved, SavedImage};
-use crate::save_stream;
+use crate::saved;
+use crate::saved::walk::{self, Members, Pick, ReadError, Saved, SavedImage};
 use crate::stream::{self, ByteStream, Out, Summary};
 
 /// Merged tar per chunk sent on.
@@ -75,7 +75,7 @@ pub async fn read_all(
     facts: bool,
 ) -> Result<Unpicked, ReadFailure> {
     let members = read_with(docker, id, progress, move |reader| {
-        save_archive::read_members(reader, index_layer(true, facts))
+        walk::read_members(reader, index_layer(true, facts))
     })
     .await?;
     Ok(Unpicked { members, facts })
@@ -84,7 +84,7 @@ pub async fn read_all(
 impl Unpicked {
     /// What IMAGE's ID names in the stream: one manifest, or an index.
     pub fn index(&self, id: &str) -> Result<SourceIndex, IndexError> {
-        platforms::from_blobs(self.members.oci_blobs(), id)
+        source_index::from_blobs(self.members.oci_blobs(), id)
     }
 
     /// The images `picks` names; frees the files of every layer no image
@@ -120,7 +120,7 @@ pub async fn read_facts(
     progress: Arc<dyn Progress>,
 ) -> Result<Layers, ReadFailure> {
     read_with(docker, id, progress, move |reader| {
-        save_archive::read_picked(reader, &picks, index_layer(false, true))
+        walk::read_picked(reader, &picks, index_layer(false, true))
     })
     .await
 }
@@ -148,10 +148,10 @@ async fn read_with<T: Send + 'static>(
     docker: &Docker,
     id: &str,
     progress: Arc<dyn Progress>,
-    work: impl FnOnce(save_stream::ChannelReader) -> Result<T, ReadError<MergeError>> + Send + 'static,
+    work: impl FnOnce(saved::ChannelReader) -> Result<T, ReadError<MergeError>> + Send + 'static,
 ) -> Result<T, ReadFailure> {
     let save = docker.export_image(id);
-    let read = save_stream::read(save, move |n| progress.bytes(n), work)
+    let read = saved::read(save, move |n| progress.bytes(n), work)
         .await
         .map_err(ReadFailure::Engine)?;
     read.map_err(failure)
@@ -208,7 +208,7 @@ impl Merge {
                 out,
                 buf: Vec::with_capacity(CHUNK),
             };
-            let stats = merge::merge(&order, keep, comment.as_deref(), &mut sink)?;
+            let stats = layers::merge(&order, keep, comment.as_deref(), &mut sink)?;
             sink.send().map_err(MergeError::Write)?;
             Ok(stats)
         });
@@ -284,9 +284,9 @@ pub fn kept(image: &SavedImage, keep: usize) -> Vec<KeptLayer> {
         .iter()
         .map(|l| {
             let compression = match l.compression {
-                save_archive::Compression::None => Compression::None,
-                save_archive::Compression::Gzip => Compression::Gzip,
-                save_archive::Compression::Zstd => Compression::Zstd,
+                walk::Compression::None => Compression::None,
+                walk::Compression::Gzip => Compression::Gzip,
+                walk::Compression::Zstd => Compression::Zstd,
             };
             KeptLayer {
                 diff_id: l.diff_id.clone(),

@@ -7,8 +7,8 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use super::Layers;
-use crate::merge::LayerIndex;
-use crate::save_archive::{self, Pick};
+use crate::layers::LayerIndex;
+use crate::saved::walk::{self, Pick};
 
 /// Where the result is.
 #[derive(Debug, Clone, Copy)]
@@ -25,7 +25,7 @@ pub async fn file(path: &Path, picks: Vec<Pick>) -> Result<Layers, std::io::Erro
     let path: PathBuf = path.to_owned();
     tokio::task::spawn_blocking(move || {
         let file = BufReader::with_capacity(1 << 20, File::open(&path)?);
-        save_archive::read_picked(file, &picks, |layer| LayerIndex::read_facts(layer, None))
+        walk::read_picked(file, &picks, |layer| LayerIndex::read_facts(layer, None))
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
     })
     .await
