@@ -7,7 +7,8 @@ use std::io::{self, Read};
 
 use sha2::{Digest, Sha256};
 
-use crate::tar::reader::{number, Entry};
+use crate::tar::header::number;
+use crate::tar::reader::Entry;
 
 /// One entry's facts; its target and xattrs live in an arena beside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -45,6 +45,7 @@ use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 
 use crate::layers::facts::Facts;
+use crate::tar::blocks;
 use crate::tar::reader::{self, End, NewHeader, TarError, TarReader, BLOCK};
 
 const NONE: u32 = u32::MAX;
@@ -937,7 +938,7 @@ impl Writer<'_> {
     /// An entry as it is in its layer; with its data if `data`.
     fn copy(&mut self, layer: &LayerIndex, entry: u32, data: bool) -> Result<(), MergeError> {
         let e = layer.entries[entry as usize];
-        let len = u64::from(e.headers) + if data { reader::padded(e.size) } else { 0 };
+        let len = u64::from(e.headers) + if data { blocks::padded(e.size) } else { 0 };
         self.stats.entries += 1;
         self.range(layer, e.start, len)
     }
@@ -947,7 +948,7 @@ impl Writer<'_> {
         self.range(
             layer,
             e.start + u64::from(e.headers),
-            reader::padded(e.size),
+            blocks::padded(e.size),
         )
     }
 

@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 
 use crate::tar::blocks::{self as blocks, BLOCK};
+use crate::tar::header as tar_header;
 /// Extension records (PAX, GNU long names) larger than this are not a real
 /// export; refusing them keeps memory bounded whatever the input.
 const MAX_EXTENSION: u64 = 16 << 20;
@@ -142,7 +143,7 @@ impl TarFilter {
                     self.stats.bytes_in += take as u64;
                     if *remaining == 0 && *padding == 0 {
                         let kind = *kind;
-                        self.on_extension(kind);
+                        self.on_extension(kind)?;
                         self.state = State::Header;
                     }
                 }
@@ -195,14 +196,12 @@ impl TarFilter {
             self.state = State::End;
             return Ok(());
         }
-        if !checksum_ok(&block) {
+        let header: &[u8; BLOCK] = block[..].try_into().expect("a whole block");
+        if !tar_header::checksum_ok(header) {
             return Err(self.corrupt("header checksum mismatch"));
         }
-        let header = tar::Header::from_byte_slice(&block);
-        let kind = block[156];
-        let size = header
-            .entry_size()
-            .map_err(|_| self.corrupt("unreadable entry size"))?;
+        let kind = tar_header::typeflag(header);
+        let size = tar_header::size(header).ok_or_else(|| self.corrupt("unreadable entry size"))?;
         match kind {
             b'x' | b'L' | b'K' | b'g' => {
                 if size > MAX_EXTENSION {
@@ -216,7 +215,7 @@ impl TarFilter {
                     padding: blocks::padding(size) as u64,
                 };
                 if size == 0 {
-                    self.on_extension(kind);
+                    self.on_extension(kind)?;
                     self.state = State::Header;
                 }
                 return Ok(());
@@ -227,7 +226,7 @@ impl TarFilter {
             .long_name
             .take()
             .or_else(|| self.pax_path.take())
-            .unwrap_or_else(|| header.path_bytes().into_owned());
+            .unwrap_or_else(|| tar_header::ustar_path(header));
         let size = self.pax_size.take().unwrap_or(size);
         self.pax_path = None;
         let path = normalize(&path).to_vec();
@@ -281,7 +280,7 @@ impl TarFilter {
         Ok(())
     }
 
-    fn on_extension(&mut self, kind: u8) {
+    fn on_extension(&mut self, kind: u8) -> Result<(), FilterError> {
         let payload = std::mem::take(&mut self.payload);
         match kind {
             b'L' => {
@@ -292,12 +291,15 @@ impl TarFilter {
                 self.long_name = Some(payload[..end].to_vec());
             }
             b'x' => {
-                for (key, value) in pax_records(&payload) {
-                    match key {
-                        b"path" => self.pax_path = Some(value.to_vec()),
+                let records = tar_header::parse_pax(&payload)
+                    .ok_or_else(|| self.corrupt("bad PAX records"))?;
+                for (key, value) in records {
+                    match &key[..] {
+                        b"path" => self.pax_path = Some(value),
                         b"size" => {
-                            self.pax_size =
-                                std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+                            self.pax_size = std::str::from_utf8(&value)
+                                .ok()
+                                .and_then(|v| v.parse().ok());
                         }
                         _ => {}
                     }
@@ -305,6 +307,7 @@ impl TarFilter {
             }
             _ => {}
         }
+        Ok(())
     }
 }
 
@@ -333,11 +336,11 @@ pub struct Root {
 pub fn root_entry(root: Root, comment: Option<&str>) -> Bytes {
     let mut out = Vec::with_capacity(3 * BLOCK);
     if let Some(comment) = comment {
-        let record = pax_record("comment", comment);
+        let record = blocks::pax_record(b"comment", comment.as_bytes());
         out.extend_from_slice(
             blocks::header(b"././@PaxHeader", b'x', record.len() as u64, 0o644, 0, 0, 0).as_bytes(),
         );
-        out.extend_from_slice(record.as_bytes());
+        out.extend_from_slice(&record);
         out.resize(blocks::padded(out.len() as u64) as usize, 0);
     }
     let dir = blocks::header(b"./", b'5', 0, root.mode, root.uid, root.gid, root.mtime);
@@ -345,41 +348,12 @@ pub fn root_entry(root: Root, comment: Option<&str>) -> Bytes {
     Bytes::from(out)
 }
 
-/// One PAX record, `<len> <key>=<value>\n`; its length counts its own digits.
-fn pax_record(key: &str, value: &str) -> String {
-    let body = |len: usize| format!("{len} {key}={value}\n");
-    let mut len = body(0).len();
-    while body(len).len() != len {
-        len = body(len).len();
-    }
-    body(len)
-}
-
-/// PAX records, `<len> <key>=<value>\n`, split by their length prefix: values
-/// (binary xattrs) may themselves contain newlines. Parsing stops at the first
-/// malformed record.
-fn pax_records(mut data: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    std::iter::from_fn(move || {
-        let space = data.iter().position(|&b| b == b' ')?;
-        let len: usize = std::str::from_utf8(&data[..space]).ok()?.parse().ok()?;
-        if len <= space + 1 || len > data.len() || data[len - 1] != b'\n' {
-            return None;
-        }
-        let record = &data[space + 1..len - 1];
-        data = &data[len..];
-        let eq = record.iter().position(|&b| b == b'=')?;
-        Some((&record[..eq], &record[eq + 1..]))
-    })
-}
-
-fn is_placeholder(path: &[u8], kind: u8, size: u64, header: &tar::Header) -> bool {
+fn is_placeholder(path: &[u8], kind: u8, size: u64, header: &[u8; BLOCK]) -> bool {
     let regular = matches!(kind, b'0' | b'\0' | b'7');
     if regular && size == 0 && PLACEHOLDER_FILES.contains(&path) {
         return true;
     }
-    kind == b'2'
-        && path == PLACEHOLDER_MTAB.0
-        && header.link_name_bytes().as_deref() == Some(PLACEHOLDER_MTAB.1)
+    kind == b'2' && path == PLACEHOLDER_MTAB.0 && tar_header::link(header) == PLACEHOLDER_MTAB.1
 }
 
 /// Strips `./` and `/` prefixes and a trailing `/`: export paths are relative
@@ -406,34 +380,6 @@ fn is_under(path: &[u8], dir: &[u8]) -> bool {
 
 fn display(path: &[u8]) -> String {
     format!("/{}", String::from_utf8_lossy(path))
-}
-
-fn checksum_ok(block: &[u8]) -> bool {
-    let field = &block[148..156];
-    let digits: Vec<u8> = field
-        .iter()
-        .copied()
-        .skip_while(|&b| b == b' ')
-        .take_while(|&b| (b'0'..=b'7').contains(&b))
-        .collect();
-    let Ok(text) = std::str::from_utf8(&digits) else {
-        return false;
-    };
-    let Ok(stored) = u32::from_str_radix(text, 8) else {
-        return false;
-    };
-    let sum: u32 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                u32::from(b' ')
-            } else {
-                u32::from(b)
-            }
-        })
-        .sum();
-    sum == stored
 }
 
 #[cfg(test)]
@@ -616,12 +562,12 @@ mod tests {
             records.extend_from_slice(format!("{len} ").as_bytes());
             records.extend_from_slice(&body);
         }
-        let parsed: Vec<_> = pax_records(&records).collect();
+        let parsed = tar_header::parse_pax(&records).unwrap();
         assert_eq!(
             parsed,
             [
-                (&b"SCHILY.xattr.security.capability"[..], &cap[..]),
-                (b"path", b"etc/hosts")
+                (b"SCHILY.xattr.security.capability".to_vec(), cap.to_vec()),
+                (b"path".to_vec(), b"etc/hosts".to_vec())
             ]
         );
     }

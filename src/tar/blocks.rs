@@ -52,6 +52,22 @@ pub fn file_header(name: &str, size: u64) -> [u8; BLOCK] {
     block
 }
 
+/// One PAX record, `<len> <key>=<value>\n`; its length counts its own digits.
+pub fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let body = key.len() + value.len() + 3; // ' ', '=', '\n'
+    let mut len = body + 1;
+    while body + len.to_string().len() != len {
+        len = body + len.to_string().len();
+    }
+    let mut record = len.to_string().into_bytes();
+    record.push(b' ');
+    record.extend_from_slice(key);
+    record.push(b'=');
+    record.extend_from_slice(value);
+    record.push(b'\n');
+    record
+}
+
 /// Appends a regular file entry: header, `data`, padding.
 pub fn append_file(out: &mut Vec<u8>, name: &str, data: &[u8]) {
     out.extend_from_slice(&file_header(name, data.len() as u64));

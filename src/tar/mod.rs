@@ -3,4 +3,5 @@
 //! ([`reader`]).
 
 pub mod blocks;
+pub mod header;
 pub mod reader;

@@ -13,7 +13,10 @@
 
 use std::io::{self, Read, Write};
 
-pub const BLOCK: u64 = 512;
+use super::blocks::{self, padded};
+use super::header::{self, parse_pax, trim_nul, ustar_path};
+
+pub const BLOCK: u64 = blocks::BLOCK as u64;
 /// Extension records larger than this are not a real archive; refusing them
 /// bounds what one entry holds.
 const MAX_EXTENSION: u64 = 16 << 20;
@@ -73,10 +76,6 @@ impl Entry {
     }
 }
 
-pub fn padded(size: u64) -> u64 {
-    size.div_ceil(BLOCK) * BLOCK
-}
-
 /// Reads entries from a stream; skips whatever data of the previous entry
 /// the caller did not read.
 pub struct TarReader<R> {
@@ -125,9 +124,11 @@ impl<R: Read> TarReader<R> {
             else {
                 return Ok(None);
             };
-            check_sum(&block, at)?;
-            let typeflag = block[156];
-            let size = number(&block[124..136]).ok_or_else(|| corrupt(at, "bad size field"))?;
+            if !header::checksum_ok(&block) {
+                return Err(garbage(at, &block).with_prefix("bad header checksum"));
+            }
+            let typeflag = header::typeflag(&block);
+            let size = header::size(&block).ok_or_else(|| corrupt(at, "bad size field"))?;
             match typeflag {
                 b'x' | b'g' | b'L' | b'K' => {
                     if size > MAX_EXTENSION {
@@ -178,7 +179,7 @@ impl<R: Read> TarReader<R> {
                         .unwrap_or_else(|| ustar_path(&block));
                     let link = find(b"linkpath")
                         .or(long_link)
-                        .unwrap_or_else(|| field(&block[157..257]).to_vec());
+                        .unwrap_or_else(|| header::link(&block).to_vec());
                     self.remaining = size;
                     self.padding = padded(size) - size;
                     return Ok(Some(Entry {
@@ -335,36 +336,6 @@ fn garbage(offset: u64, bytes: &[u8]) -> TarError {
     TarError::Corrupt { offset, why }
 }
 
-fn check_sum(block: &[u8; 512], at: u64) -> Result<(), TarError> {
-    let stored = number(&block[148..156]);
-    let unsigned: u64 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u64::from(b)
-            }
-        })
-        .sum();
-    let signed: i64 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                i64::from(b as i8)
-            }
-        })
-        .sum();
-    match stored {
-        Some(s) if s == unsigned || s as i64 == signed => Ok(()),
-        _ => Err(garbage(at, block).with_prefix("bad header checksum")),
-    }
-}
-
 impl TarError {
     fn with_prefix(self, prefix: &str) -> TarError {
         match self {
@@ -378,90 +349,6 @@ impl TarError {
             other => other,
         }
     }
-}
-
-/// A numeric header field: octal (NUL- or space-terminated) or GNU base-256.
-pub fn number(field: &[u8]) -> Option<u64> {
-    if field.first().is_some_and(|&b| b & 0x80 != 0) {
-        if field[0] & 0x40 != 0 {
-            return None; // negative
-        }
-        let mut v: u64 = u64::from(field[0] & 0x3f);
-        for &b in &field[1..] {
-            v = v.checked_mul(256)?.checked_add(u64::from(b))?;
-        }
-        return Some(v);
-    }
-    let text = field
-        .iter()
-        .copied()
-        .skip_while(|&b| b == b' ' || b == 0)
-        .take_while(|&b| b != b' ' && b != 0)
-        .collect::<Vec<u8>>();
-    if text.is_empty() {
-        return Some(0);
-    }
-    u64::from_str_radix(std::str::from_utf8(&text).ok()?, 8).ok()
-}
-
-/// A NUL-terminated string field.
-fn field(bytes: &[u8]) -> &[u8] {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    &bytes[..end]
-}
-
-fn ustar_path(block: &[u8; 512]) -> Vec<u8> {
-    let name = field(&block[..100]);
-    let prefix = if &block[257..263] == b"ustar\0" {
-        field(&block[345..500])
-    } else {
-        &[]
-    };
-    if prefix.is_empty() {
-        name.to_vec()
-    } else {
-        [prefix, b"/", name].concat()
-    }
-}
-
-fn trim_nul(mut v: Vec<u8>) -> Vec<u8> {
-    while v.last() == Some(&0) {
-        v.pop();
-    }
-    v
-}
-
-/// PAX records, `<len> <key>=<value>\n`, split by their length prefix:
-/// binary values (xattrs) may hold newlines.
-pub fn parse_pax(mut data: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut out = Vec::new();
-    while !data.is_empty() {
-        let space = data.iter().position(|&b| b == b' ')?;
-        let len: usize = std::str::from_utf8(&data[..space]).ok()?.parse().ok()?;
-        if len <= space + 1 || len > data.len() || data[len - 1] != b'\n' {
-            return None;
-        }
-        let record = &data[space + 1..len - 1];
-        let eq = record.iter().position(|&b| b == b'=')?;
-        out.push((record[..eq].to_vec(), record[eq + 1..].to_vec()));
-        data = &data[len..];
-    }
-    Some(out)
-}
-
-fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
-    let body = key.len() + value.len() + 3; // ' ', '=', '\n'
-    let mut len = body + 1;
-    while body + len.to_string().len() != len {
-        len = body + len.to_string().len();
-    }
-    let mut record = len.to_string().into_bytes();
-    record.push(b' ');
-    record.extend_from_slice(key);
-    record.push(b'=');
-    record.extend_from_slice(value);
-    record.push(b'\n');
-    record
 }
 
 /// What a header written by [`write_header`] says.
@@ -488,21 +375,21 @@ pub fn write_header(out: &mut dyn Write, h: &NewHeader<'_>) -> io::Result<u64> {
     let mut records = Vec::new();
     for (k, v) in h.pax {
         if !matches!(&k[..], b"path" | b"linkpath" | b"size") {
-            records.extend(pax_record(k, v));
+            records.extend(blocks::pax_record(k, v));
         }
     }
     let fits = |v: &[u8], n: usize| v.len() <= n && v.is_ascii();
     if fits(h.path, 100) {
         block[..h.path.len()].copy_from_slice(h.path);
     } else {
-        records.extend(pax_record(b"path", h.path));
+        records.extend(blocks::pax_record(b"path", h.path));
         let cut = &h.path[..h.path.len().min(100)];
         block[..cut.len()].copy_from_slice(cut);
     }
     if fits(h.link, 100) {
         block[157..157 + h.link.len()].copy_from_slice(h.link);
     } else {
-        records.extend(pax_record(b"linkpath", h.link));
+        records.extend(blocks::pax_record(b"linkpath", h.link));
     }
     match h.meta {
         Some(meta) => {
@@ -525,7 +412,7 @@ pub fn write_header(out: &mut dyn Write, h: &NewHeader<'_>) -> io::Result<u64> {
     if h.size < 1 << 33 {
         block[124..136].copy_from_slice(format!("{:011o}\0", h.size).as_bytes());
     } else {
-        records.extend(pax_record(b"size", h.size.to_string().as_bytes()));
+        records.extend(blocks::pax_record(b"size", h.size.to_string().as_bytes()));
         block[124..136].copy_from_slice(b"00000000000\0");
     }
     block[156] = h.typeflag;
@@ -652,17 +539,6 @@ mod tests {
         trailing.extend_from_slice(br#"{"message":"boom"}"#);
         let err = read_all(&trailing, End::Strict).unwrap_err().to_string();
         assert!(err.contains("boom"), "{err}");
-    }
-
-    #[test]
-    fn numbers_in_octal_and_base_256() {
-        assert_eq!(number(b"0000644\0"), Some(0o644));
-        assert_eq!(number(b"   17 \0"), Some(0o17));
-        let mut big = [0u8; 12];
-        big[0] = 0x80;
-        big[11] = 1;
-        big[10] = 2;
-        assert_eq!(number(&big), Some(513));
     }
 
     #[test]
