@@ -7,7 +7,8 @@ use super::{own_platform, Pipeline};
 use crate::engine::store::Store;
 use crate::error::{Cause, Error, Step};
 use crate::model::platform::{NotOffered, Offered, Platform};
-use crate::model::source_index::{self, ChoiceError, IndexError, LeftOut, Plan, SourceIndex};
+use crate::model::source_index::{self, ChoiceError, LeftOut, Plan, SourceIndex};
+use crate::saved::walk;
 use crate::saved;
 
 impl Pipeline<'_> {
@@ -59,7 +60,7 @@ impl Pipeline<'_> {
         let read = saved::read(
             self.docker.export_image(&id),
             |_| {},
-            move |save| source_index::read(save, &target),
+            move |save| walk::read_index(save, &target),
         )
         .await
         .map_err(self.failed(step()))?;
@@ -86,7 +87,7 @@ impl Pipeline<'_> {
     /// the other steps, so that its large `Error` lives in their future.
     pub(super) async fn plan_of(
         &self,
-        index: Result<SourceIndex, IndexError>,
+        index: Result<SourceIndex, impl std::error::Error>,
         image: &str,
         wanted: Option<&Platform>,
     ) -> Result<(Plan, LeftOut), Error> {

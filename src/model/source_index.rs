@@ -18,14 +18,10 @@
 //! of the save streams they read.)
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 
 use serde_json::Value;
 
 use crate::model::platform::{NotOffered, Offered, Platform};
-
-/// Blobs larger than this are never manifests or configs.
-const MAX_JSON: u64 = 16 << 20;
 
 const INDEX_TYPES: &[&str] = &[
     "application/vnd.oci.image.index.v1+json",
@@ -104,8 +100,6 @@ impl Manifest {
 /// Why a save stream does not tell IMAGE's platforms.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    #[error("the save stream is not a valid archive: {0}")]
-    Archive(#[from] std::io::Error),
     #[error("the save stream holds no blob {0}, which the engine gives as the image's ID")]
     NoTarget(String),
     #[error("blob {digest} in the save stream is not {what}")]
@@ -340,65 +334,24 @@ impl SourceIndex {
     }
 }
 
-/// Reads `save` (IMAGE's `docker save` stream on the containerd store) for
-/// what the blob `id` (IMAGE's ID) is, and stops reading once it knows.
-pub fn read(save: impl Read, id: &str) -> Result<SourceIndex, IndexError> {
-    let mut blobs = Blobs::default();
-    let mut archive = tar::Archive::new(save);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        if !entry.header().entry_type().is_file() {
-            continue;
-        }
-        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let Some(hex) = name.strip_prefix("blobs/sha256/") else {
-            continue;
-        };
-        let digest = format!("sha256:{hex}");
-        blobs.present.insert(digest.clone());
-        if entry.size() <= MAX_JSON {
-            let mut first = [0u8; 1];
-            if entry.read(&mut first)? == 1 && first[0] == b'{' {
-                let mut json = first.to_vec();
-                entry.read_to_end(&mut json)?;
-                if let Ok(value) = serde_json::from_slice::<Value>(&json) {
-                    blobs.json.insert(digest, value);
-                }
-            }
-        }
-        // What comes later cannot change the answer once it is complete.
-        if blobs.complete(id) {
-            break;
-        }
-    }
-    blobs
-        .resolve(id)
-        .unwrap_or_else(|| Err(IndexError::NoTarget(id.to_owned())))
-}
-
 /// What the blob `id` (IMAGE's ID) is, from the blobs of a save stream
-/// read whole: each digest, with the bytes of those kept (see [`read`]).
+/// read whole: each digest, with the bytes of those kept.
 pub fn from_blobs<'a>(
     blobs: impl IntoIterator<Item = (String, Option<&'a [u8]>)>,
     id: &str,
 ) -> Result<SourceIndex, IndexError> {
     let mut read = Blobs::default();
     for (digest, bytes) in blobs {
-        if let Some(value) = bytes
-            .filter(|b| b.first() == Some(&b'{'))
-            .and_then(|b| serde_json::from_slice::<Value>(b).ok())
-        {
-            read.json.insert(digest.clone(), value);
-        }
-        read.present.insert(digest);
+        read.note(digest, bytes);
     }
-    read.resolve(id)
-        .unwrap_or_else(|| Err(IndexError::NoTarget(id.to_owned())))
+    read.index(id)
 }
 
-/// The blobs read so far: every digest, and the JSON ones' contents.
+/// The blobs of a save stream read so far: every digest, and the JSON
+/// ones' contents. Fed by the save stream's walk
+/// ([`crate::saved::walk::read_index`]) or from blobs already read.
 #[derive(Default)]
-struct Blobs {
+pub struct Blobs {
     present: HashSet<String>,
     json: HashMap<String, Value>,
 }
@@ -409,9 +362,27 @@ fn is_index(value: &Value) -> bool {
 }
 
 impl Blobs {
+    /// Notes the blob `digest`, with its bytes if they were kept: JSON ones
+    /// (manifests, configs, indexes) are parsed.
+    pub fn note(&mut self, digest: String, bytes: Option<&[u8]>) {
+        if let Some(value) = bytes
+            .filter(|b| b.first() == Some(&b'{'))
+            .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+        {
+            self.json.insert(digest.clone(), value);
+        }
+        self.present.insert(digest);
+    }
+
+    /// What the blob `id` is, as far as the blobs noted say.
+    pub fn index(&self, id: &str) -> Result<SourceIndex, IndexError> {
+        self.resolve(id)
+            .unwrap_or_else(|| Err(IndexError::NoTarget(id.to_owned())))
+    }
+
     /// Whether every image the target names is present, so that more of
     /// the stream cannot change what [`Blobs::resolve`] says.
-    fn complete(&self, id: &str) -> bool {
+    pub fn complete(&self, id: &str) -> bool {
         let Some(target) = self.json.get(id) else {
             return false;
         };
