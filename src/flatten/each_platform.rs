@@ -114,7 +114,7 @@ impl Pipeline<'_> {
                             picks,
                             keep,
                             progress.clone(),
-                            request.verify,
+                            saved::layers::Take::merged(request.verify),
                         )
                         .await
                     }

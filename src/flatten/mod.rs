@@ -7,7 +7,6 @@
 //! the export once per platform into one index ([`index`]). The dry run
 //! ([`dry_run`]) reads instead of building.
 
-mod analyze;
 mod dry_run;
 mod each_platform;
 use each_platform::{Delivery, IndexRun};
@@ -275,7 +274,7 @@ impl<'a> Pipeline<'a> {
                     &self.docker,
                     &source.id,
                     progress.clone(),
-                    request.verify,
+                    saved::layers::Take::merged(request.verify),
                 )
                 .await
                 .map_err(|f| self.read_failed(image, f))?;
@@ -462,7 +461,7 @@ impl<'a> Pipeline<'a> {
                             vec![pick.clone()],
                             keep,
                             progress.clone(),
-                            request.verify,
+                            saved::layers::Take::merged(request.verify),
                         )
                         .await
                     }

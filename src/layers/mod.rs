@@ -286,10 +286,49 @@ impl LayerIndex {
         &self.names[e.link as usize..][..e.link_len as usize]
     }
 
+    /// Entry `i`'s path, normalized (a whiteout's: the path it deletes).
+    pub fn path_of(&self, i: usize) -> &[u8] {
+        self.path(&self.entries[i])
+    }
+
+    /// How many entries the layer has (its root and markers included).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// What entry `i` is, as the layer rules see it.
+    pub fn change(&self, i: usize) -> Change {
+        let e = &self.entries[i];
+        match e.kind {
+            Kind::Dir | Kind::Root => Change::Dir,
+            Kind::Data => Change::File { size: e.size },
+            Kind::Symlink | Kind::Hardlink | Kind::Special => Change::File { size: 0 },
+            Kind::Whiteout => Change::Whiteout,
+            Kind::Opaque => Change::Opaque,
+            Kind::Aufs => Change::None,
+        }
+    }
+
     /// Frees the layer's file: it will be kept, not merged.
     pub fn drop_spool(&mut self) {
         self.spool = None;
     }
+}
+
+/// What one layer entry is, as the layer rules see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A directory (the layer's root included).
+    Dir,
+    /// Anything but a directory; `size` is its content (0 for links,
+    /// devices and FIFOs).
+    File { size: u64 },
+    /// `.wh.NAME`: deletes NAME and what is under it.
+    Whiteout,
+    /// `.wh..wh..opq`: hides what lower layers have in its directory.
+    Opaque,
+    /// AUFS bookkeeping (`.wh..wh.*`): no file.
+    None,
 }
 
 /// What the merge wrote.
@@ -343,6 +382,21 @@ struct State<'a> {
     wiped: Vec<&'a [u8]>,
     root: Option<(u16, u32)>,
     keep: usize,
+    /// Every node a layer removed, in order (see [`Tree::removed`]).
+    removed: Vec<Removed>,
+}
+
+/// A node that a layer removed: deleted (a whiteout, an opaque marker) or
+/// replaced (a later entry at its path or above it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    /// The layer and entry that had made it.
+    pub layer: usize,
+    pub entry: usize,
+    /// The inode it shared with hardlinks, if any (see [`Tree::inode`]).
+    pub inode: Option<usize>,
+    /// The layer that removed it.
+    pub by: usize,
 }
 
 /// Merges `layers` (bottom first) and writes the merged tar of all but the
@@ -366,6 +420,7 @@ pub fn merge(
         wiped: Vec::new(),
         root: None,
         keep,
+        removed: Vec::new(),
     };
     if keep >= layers.len() {
         return Err(MergeError::Invalid {
@@ -431,6 +486,7 @@ pub fn apply<'a>(layers: &'a [&'a LayerIndex]) -> Result<Tree<'a>, MergeError> {
         wiped: Vec::new(),
         root: None,
         keep: 0,
+        removed: Vec::new(),
     };
     for l in 0..layers.len() {
         state.apply(l)?;
@@ -447,6 +503,18 @@ pub fn apply<'a>(layers: &'a [&'a LayerIndex]) -> Result<Tree<'a>, MergeError> {
 }
 
 impl<'a> Tree<'a> {
+    /// Every node a layer removed, in the order the layers removed them.
+    pub fn removed(&self) -> &[Removed] {
+        &self.state.removed
+    }
+
+    /// Inode `inode`'s content (layer, entry) and how many of its names
+    /// survive.
+    pub fn inode(&self, inode: usize) -> ((usize, usize), u32) {
+        let i = &self.state.inodes[inode];
+        ((i.layer as usize, i.entry as usize), self.names[inode].0)
+    }
+
     /// The last root entry (`./`): layer and entry.
     pub fn root(&self) -> Option<(usize, usize)> {
         self.state.root.map(|(l, e)| (l as usize, e as usize))
@@ -630,7 +698,15 @@ impl<'a> State<'a> {
             self.wiped.push(path);
         }
         for v in victims {
-            self.fs.remove(v);
+            let Some(n) = self.fs.remove(v) else { continue };
+            if n.entry != NONE {
+                self.removed.push(Removed {
+                    layer: n.layer as usize,
+                    entry: n.entry as usize,
+                    inode: (n.inode != NONE).then_some(n.inode as usize),
+                    by: l,
+                });
+            }
         }
     }
 
@@ -1633,5 +1709,48 @@ mod tests {
             seen.materialised > 20 && seen.whiteouts > 100 && seen.opaques > 20,
             "{seen:?}"
         );
+    }
+
+    /// The dry run's figures come from the rules the merge writes by: what
+    /// it predicts survives is what the merged layer (above the kept ones)
+    /// holds, file for file and byte for byte.
+    #[test]
+    fn the_dry_run_predicts_what_the_merge_writes() {
+        let mut rng = Rng(0x2545f4914f6cdd1d);
+        let mut compared = 0;
+        for case in 0..600 {
+            let layers = random_layers(&mut rng);
+            let indexes: Vec<LayerIndex> = layers.iter().map(|t| index(t)).collect();
+            let refs: Vec<&LayerIndex> = indexes.iter().collect();
+            for keep in 0..layers.len() {
+                let predicted = savings::of(&refs, &[], &serde_json::Value::Null, keep).unwrap();
+                let (out, _) = run(&layers, keep).unwrap();
+                let (mut files, mut bytes) = (0u64, 0u64);
+                for l in &predicted.layers[..keep] {
+                    files += l.files;
+                    bytes += l.size;
+                }
+                let mut tar = TarReader::new(&out[..], End::Strict);
+                while let Some(e) = tar.next_entry().unwrap() {
+                    let base = e.path.rsplit(|&b| b == b'/').find(|p| !p.is_empty());
+                    let marker = base.is_some_and(|b| b.starts_with(b".wh."));
+                    if e.is_dir() || marker {
+                        continue;
+                    }
+                    files += 1;
+                    if matches!(e.typeflag, b'0' | b'\0' | b'7') {
+                        bytes += e.size;
+                    }
+                }
+                assert_eq!(
+                    (predicted.files_after, predicted.bytes_after),
+                    (files, bytes),
+                    "case {case}, keep {keep}: {}",
+                    dump(&out)
+                );
+                compared += 1;
+            }
+        }
+        assert!(compared > 1000, "{compared}");
     }
 }
