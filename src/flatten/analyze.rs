@@ -7,8 +7,7 @@
 use bollard::errors::Error as EngineError;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures_util::Stream;
+use bollard::Docker;
 
 use crate::layers::savings::{self, Changes, Savings, SavingsError};
 use crate::progress::Progress;
@@ -27,13 +26,15 @@ pub enum DryRunError {
 /// bottom `keeps[i]` layers of each image `picks` names would gain: every
 /// platform of a multi-platform IMAGE in one read.
 pub async fn analyze(
-    save: impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static,
+    docker: &Docker,
+    id: &str,
     picks: Vec<Pick>,
     keeps: Vec<usize>,
     progress: Arc<dyn Progress>,
 ) -> Result<Vec<Savings>, DryRunError> {
     saved::read(
-        save,
+        docker,
+        id,
         move |n| progress.bytes(n),
         move |r| savings::analyze(r, &picks, &keeps),
     )
@@ -46,13 +47,19 @@ pub async fn analyze(
 /// images are picked: where the stream is also what says IMAGE's
 /// platforms, one read serves both ([`savings::analyze_members`] then).
 pub async fn read_members(
-    save: impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static,
+    docker: &Docker,
+    id: &str,
     progress: Arc<dyn Progress>,
 ) -> Result<Members<Changes>, DryRunError> {
-    saved::read(save, move |n| progress.bytes(n), savings::read_members)
-        .await
-        .map_err(DryRunError::Engine)?
-        .map_err(DryRunError::Savings)
+    saved::read(
+        docker,
+        id,
+        move |n| progress.bytes(n),
+        savings::read_members,
+    )
+    .await
+    .map_err(DryRunError::Engine)?
+    .map_err(DryRunError::Savings)
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use super::{source_image, Made, Pipeline, Request, SourceImage, VerifyOutcome};
 use crate::engine::store::{self, Store};
 use crate::error::{Cause, Differs, Error, Step};
 use crate::progress::{Progress, Stage};
+use crate::saved;
 use crate::saved::walk::Pick;
-use crate::source::merge as merge_source;
 use crate::verify::{self, read::Theirs, Layers, Report, Rules, Side};
 
 /// What a `--verify` holds the result to.
@@ -106,7 +106,7 @@ impl Pipeline<'_> {
         let mine = async {
             match &check.mine {
                 Some(layers) => Ok(layers.clone()),
-                None => merge_source::read_facts(
+                None => saved::layers::read_facts(
                     &self.docker,
                     &check.source.id,
                     check.picks.iter().map(|(mine, _)| mine.clone()).collect(),
@@ -115,7 +115,7 @@ impl Pipeline<'_> {
                 .await
                 .map(Arc::new)
                 .map_err(|f| match f {
-                    merge_source::ReadFailure::Engine(
+                    saved::layers::ReadFailure::Engine(
                         e @ EngineError::DockerResponseServerError {
                             status_code: 500, ..
                         },
@@ -127,7 +127,7 @@ impl Pipeline<'_> {
         let theirs = async {
             match theirs {
                 Theirs::Image(id) => {
-                    merge_source::read_facts(&self.docker, id, theirs_picks, progress.clone())
+                    saved::layers::read_facts(&self.docker, id, theirs_picks, progress.clone())
                         .await
                         .map_err(|f| self.result_unread(id, f))
                 }
@@ -174,12 +174,12 @@ impl Pipeline<'_> {
     }
 
     /// A failed read of the result.
-    fn result_unread(&self, id: &str, failure: merge_source::ReadFailure) -> Error {
+    fn result_unread(&self, id: &str, failure: saved::layers::ReadFailure) -> Error {
         let step = Step::ReadResult(id.to_owned());
         match failure {
-            merge_source::ReadFailure::Engine(e) => self.error(step, Cause::Engine(e)),
-            merge_source::ReadFailure::Archive(what) => self.error(step, Cause::Unexpected(what)),
-            merge_source::ReadFailure::Spool(e) => {
+            saved::layers::ReadFailure::Engine(e) => self.error(step, Cause::Engine(e)),
+            saved::layers::ReadFailure::Archive(what) => self.error(step, Cause::Unexpected(what)),
+            saved::layers::ReadFailure::Spool(e) => {
                 self.error(step, Cause::Unexpected(e.to_string()))
             }
         }

@@ -46,8 +46,7 @@ impl Pipeline<'_> {
         let (plan, left_out) = if Self::plan_reads_save(&inspect, store, wanted) {
             progress.expect_bytes(source.size);
             progress.begin(Stage::Read, image);
-            let save = self.docker.export_image(&source.id);
-            let members = analyze::read_members(save, progress.clone())
+            let members = analyze::read_members(&self.docker, &source.id, progress.clone())
                 .await
                 .map_err(failed)?;
             let index = source_index::from_blobs(members.oci_blobs(), &source.id);
@@ -84,8 +83,7 @@ impl Pipeline<'_> {
                     some => some.iter().map(|(_, m)| m.layers_size()).sum(),
                 });
                 progress.begin(Stage::Read, image);
-                let save = self.docker.export_image(&source.id);
-                analyze::analyze(save, picks, keep, progress.clone())
+                analyze::analyze(&self.docker, &source.id, picks, keep, progress.clone())
                     .await
                     .map_err(failed)?
             }

@@ -29,6 +29,7 @@ use crate::model::config::{Provenance, Recipe};
 use crate::model::platform::Platform;
 use crate::model::source_index::Manifest;
 use crate::progress::{Progress, Stage};
+use crate::saved;
 use crate::saved::walk::Pick;
 use crate::sink::archive::index::{IndexArchive, PlatformImage};
 use crate::sink::archive::Kept;
@@ -49,7 +50,7 @@ pub(super) struct IndexRun {
     /// `None`: each platform's container export.
     pub keeps: Option<Vec<usize>>,
     /// IMAGE's save stream, already read whole for the plan.
-    pub read: Option<merge_source::Unpicked>,
+    pub read: Option<saved::layers::Unpicked>,
 }
 
 /// Where the index goes.
@@ -107,7 +108,7 @@ impl Pipeline<'_> {
                     None => {
                         progress.expect_bytes(platforms.iter().map(|(_, m)| m.layers_size()).sum());
                         progress.begin(Stage::Read, image);
-                        merge_source::read(
+                        saved::layers::read(
                             &self.docker,
                             &source_id,
                             picks,

@@ -40,7 +40,7 @@ use crate::model::reference::Tag;
 use crate::model::source_index::{LeftOut, Plan};
 use crate::progress::{Progress, Stage};
 use crate::saved;
-use crate::saved::walk::{self, Pick};
+use crate::saved::walk::Pick;
 use crate::sink::{self, file, Destination, Engine};
 use crate::source::filter::FilterStats;
 use crate::source::merge as merge_source;
@@ -266,12 +266,12 @@ impl<'a> Pipeline<'a> {
         // A merge reads IMAGE's whole save stream anyway; where the plan
         // would read it too (Engine 26.1 tells IMAGE's index no other way,
         // and its save stream is slow: ~25 MB/s), both come from one read.
-        let mut read_first: Option<merge_source::Unpicked> = None;
+        let mut read_first: Option<saved::layers::Unpicked> = None;
         let (plan, left_out) = match request.merge {
             Some(_) if Self::plan_reads_save(&inspect, store, wanted) => {
                 progress.expect_bytes(source.size);
                 progress.begin(Stage::Read, image);
-                let all = merge_source::read_all(
+                let all = saved::layers::read_all(
                     &self.docker,
                     &source.id,
                     progress.clone(),
@@ -456,7 +456,7 @@ impl<'a> Pipeline<'a> {
                     None => {
                         progress.expect_bytes(source.size);
                         progress.begin(Stage::Read, &label);
-                        merge_source::read(
+                        saved::layers::read(
                             &self.docker,
                             &source.id,
                             vec![pick.clone()],
@@ -666,19 +666,14 @@ impl<'a> Pipeline<'a> {
         let diff_ids = inspected_layers(source);
         let os = source.os.clone().unwrap_or_default();
         let arch = source.architecture.clone().unwrap_or_default();
-        let save = self.docker.export_image(&id);
+        let found = saved::config(&self.docker, &id, diff_ids, os, arch);
         async move {
             let error = |cause| Error {
                 step,
                 endpoint,
                 cause,
             };
-            let found = saved::read(
-                save,
-                |_| {},
-                move |save| walk::find_config(save, &diff_ids, &os, &arch),
-            )
-            .await;
+            let found = found.await;
             let detail = match found {
                 Err(e) => return Err(error(Cause::Engine(e))),
                 Ok(Ok(Some(config))) => return Ok(config),
@@ -692,21 +687,21 @@ impl<'a> Pipeline<'a> {
     }
 
     /// A failed read of IMAGE's layers, said as the user can act on it.
-    fn read_failed(&self, image: &str, failure: merge_source::ReadFailure) -> Error {
+    fn read_failed(&self, image: &str, failure: saved::layers::ReadFailure) -> Error {
         let step = Step::ReadLayers(image.to_owned());
         match failure {
             // The engine answered, but with its own failure to save.
-            merge_source::ReadFailure::Engine(
+            saved::layers::ReadFailure::Engine(
                 e @ EngineError::DockerResponseServerError {
                     status_code: 500, ..
                 },
             ) => self.error(step, Cause::Unsaveable(e)),
-            merge_source::ReadFailure::Engine(e) => self.error(step, Cause::Engine(e)),
-            merge_source::ReadFailure::Archive(what) => self.error(
+            saved::layers::ReadFailure::Engine(e) => self.error(step, Cause::Engine(e)),
+            saved::layers::ReadFailure::Archive(what) => self.error(
                 step,
                 Cause::Unexpected(format!("its save stream is not a whole image: {what}")),
             ),
-            merge_source::ReadFailure::Spool(error) => self.error(
+            saved::layers::ReadFailure::Spool(error) => self.error(
                 Step::SpoolLayers(image.to_owned()),
                 Cause::Local {
                     dir: sink::spool::dir(),

@@ -8,7 +8,6 @@ use crate::engine::store::Store;
 use crate::error::{Cause, Error, Step};
 use crate::model::platform::{NotOffered, Offered, Platform};
 use crate::model::source_index::{self, ChoiceError, LeftOut, Plan, SourceIndex};
-use crate::saved::walk;
 use crate::saved;
 
 impl Pipeline<'_> {
@@ -56,14 +55,9 @@ impl Pipeline<'_> {
             (Store::Containerd, _) => {}
         }
         let id = inspect.id.clone().unwrap_or_else(|| image.to_owned());
-        let target = id.clone();
-        let read = saved::read(
-            self.docker.export_image(&id),
-            |_| {},
-            move |save| walk::read_index(save, &target),
-        )
-        .await
-        .map_err(self.failed(step()))?;
+        let read = saved::index(&self.docker, &id)
+            .await
+            .map_err(self.failed(step()))?;
         self.plan_of(read, image, wanted).await
     }
 

@@ -507,8 +507,12 @@ impl Blobs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The streamed read is the save stream walk's; these fixtures test it
+    // beside the read of blobs already in memory, which must agree.
+    use crate::saved::walk::read_index as read;
     use serde_json::json;
     use sha2::{Digest, Sha256};
+    use std::io::Read;
 
     fn digest(bytes: &[u8]) -> String {
         format!("sha256:{:x}", Sha256::digest(bytes))
@@ -877,7 +881,13 @@ mod tests {
         let mut save = Save::new();
         save.image("amd64", None);
         let err = read(&save.tar()[..], "sha256:00").unwrap_err();
-        assert!(matches!(err, IndexError::NoTarget(_)), "{err}");
+        assert!(
+            matches!(
+                err,
+                crate::saved::walk::IndexReadError::Index(IndexError::NoTarget(_))
+            ),
+            "{err}"
+        );
         let cut = &save.tar()[..700];
         assert!(read(cut, "sha256:00").is_err());
     }

@@ -1,5 +1,5 @@
 //! The flattened image read back for a verify: from the engine (its save
-//! stream, as [`crate::source::merge::read_facts`] reads IMAGE's) or from
+//! stream, as [`crate::saved::layers::read_facts`] reads IMAGE's) or from
 //! `--output`'s archive, each layer indexed with its facts, nothing spooled.
 
 use std::fs::File;
