@@ -1,8 +1,9 @@
 //! The Docker engine this run talks to: which one ([`resolve`], pure, as the
 //! docker CLI chooses it) and a client for it ([`connect`], the I/O: the
 //! client per kind of endpoint, the API version, the [`bridge`] for TLS and
-//! ssh). Dependencies run one way: `connect` uses `bridge`, `tls` and
-//! `resolve`; `bridge` uses `tls`; `tls` uses `resolve`'s data.
+//! ssh), and an image's raw inspect ([`inspect`], a `GET` over the client's
+//! socket). Dependencies run one way: `connect` uses `bridge`, `tls`,
+//! `inspect` and `resolve`; `bridge` uses `tls`; `tls` uses `resolve`'s data.
 
 mod bridge;
 mod connect;
