@@ -27,16 +27,19 @@ use bollard::query_parameters::TagImageOptionsBuilder;
 use bollard::Docker;
 use serde_json::Value;
 
-use crate::encode::{self, Compression};
+use crate::encode;
+
 use crate::engine::objects::Objects;
 use crate::engine::store::{self, Store};
 use crate::engine::InspectJson;
 use crate::error::{Cause, Error, Step};
 use crate::layers::savings::Savings;
+use crate::model::compression::Compression;
 use crate::model::config::{self, Provenance, Recipe};
 use crate::model::platform::Platform;
 use crate::model::reference::Tag;
 use crate::model::source_index::{LeftOut, Plan};
+pub use crate::model::SourceImage;
 use crate::progress::{Progress, Stage};
 use crate::saved;
 use crate::saved::walk::Pick;
@@ -74,15 +77,6 @@ pub enum Keep {
     Layers(usize),
     /// BASE's layers, which must be IMAGE's bottom ones.
     Base(String),
-}
-
-/// IMAGE as the run found it.
-#[derive(Debug, Clone)]
-pub struct SourceImage {
-    pub id: String,
-    pub layers: usize,
-    /// The engine's figure, in bytes.
-    pub size: u64,
 }
 
 /// A finished flatten.
@@ -623,7 +617,7 @@ impl<'a> Pipeline<'a> {
         requested: Option<Compression>,
         destination: &Destination,
     ) -> Result<Compression, Error> {
-        let engine = if store::needs_version(requested, destination) {
+        let engine = if sink::compression::needs_version(requested, destination) {
             let version = store::version(&self.docker)
                 .await
                 .map_err(self.failed(Step::ReadVersion))?;
@@ -631,7 +625,7 @@ impl<'a> Pipeline<'a> {
         } else {
             None
         };
-        store::choose_compression(requested, destination, engine)
+        sink::compression::choose_compression(requested, destination, engine)
             .map_err(|refusal| self.error(Step::ReadVersion, Cause::Unsupported(refusal)))
     }
 

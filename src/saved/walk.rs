@@ -31,6 +31,7 @@ use std::ops::ControlFlow;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::model::compression::Compression;
 use crate::model::source_index::{Blobs, IndexError, SourceIndex};
 use crate::tar::reader::{End, TarError, TarReader};
 
@@ -39,14 +40,6 @@ use crate::tar::reader::{End, TarError, TarReader};
 const SMALL: u64 = 64 << 10;
 /// JSON members (configs, OCI manifests) are kept up to this size.
 const MAX_JSON: u64 = 16 << 20;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
 
 /// Why the archive is not a whole image.
 #[derive(Debug, thiserror::Error)]
