@@ -10,7 +10,7 @@ use bollard::models::ImageInspect;
 use serde_json::Value;
 
 use super::Pipeline;
-use crate::error::{Cause, Error, Step};
+use crate::error::{Cause, Error, Step, Unexpected};
 use crate::model::config;
 use crate::model::platform::Platform;
 use crate::model::SourceImage;
@@ -56,15 +56,13 @@ impl Pipeline<'_> {
                 cause,
             };
             let found = found.await;
-            let detail = match found {
+            let unexpected = match found {
                 Err(e) => return Err(error(Cause::Engine(e))),
                 Ok(Ok(Some(config))) => return Ok(config),
-                Ok(Ok(None)) => {
-                    format!("its save stream holds no config for its layers and platform ({id})")
-                }
-                Ok(Err(e)) => format!("its save stream is not a valid archive: {e}"),
+                Ok(Ok(None)) => Unexpected::NoConfig(id),
+                Ok(Err(e)) => Unexpected::Archive(e),
             };
-            Err(error(Cause::Unexpected(detail)))
+            Err(error(Cause::Unexpected(unexpected)))
         }
     }
 
@@ -79,10 +77,9 @@ impl Pipeline<'_> {
                 },
             ) => self.error(step, Cause::Unsaveable(e)),
             saved::layers::ReadFailure::Engine(e) => self.error(step, Cause::Engine(e)),
-            saved::layers::ReadFailure::Archive(what) => self.error(
-                step,
-                Cause::Unexpected(format!("its save stream is not a whole image: {what}")),
-            ),
+            saved::layers::ReadFailure::Archive(e) => {
+                self.error(step, Cause::Unexpected(Unexpected::NotWhole(e)))
+            }
             saved::layers::ReadFailure::Spool(error) => self.error(
                 Step::SpoolLayers(image.to_owned()),
                 Cause::Local {

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::load::load_archive;
 use super::Engine;
 use crate::encode::{Built, Layer, LayerError};
-use crate::error::{Cause, Error, Step};
+use crate::error::{Cause, Error, Step, Unexpected};
 use crate::model::config::Recipe;
 use crate::progress::Stage;
 use crate::sink::archive;
@@ -83,10 +83,7 @@ pub async fn import(
         return Err(engine.failed(step())(e));
     }
     let (Some(built), Some(imported)) = (built, imported) else {
-        return Err(engine.error(
-            step(),
-            Cause::Unexpected("no image ID in the response".into()),
-        ));
+        return Err(engine.error(step(), Cause::Unexpected(Unexpected::NoImageId)));
     };
 
     engine.progress.begin(Stage::Configure, image);
@@ -102,9 +99,10 @@ pub async fn import(
     if imported_layers != [diff_id.clone()] {
         return Err(engine.error(
             step(),
-            Cause::Unexpected(format!(
-                "expected the one layer {diff_id}, the engine has {imported_layers:?}"
-            )),
+            Cause::Unexpected(Unexpected::ImportedLayers {
+                expected: diff_id.clone(),
+                found: imported_layers,
+            }),
         ));
     }
     // A config-only archive: exact for every field, the platform included.
