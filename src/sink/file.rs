@@ -181,8 +181,8 @@ pub async fn write_stdout(
         .await
         .map_err(failed)?;
     let mut out = BufWriter::with_capacity(WRITE_BUFFER, tokio::io::stdout());
-    let head = [&archive.metadata()[..], &archive.layer_header()].concat();
-    let tail = [&archive.layer_padding()[..], &blocks::END_OF_ARCHIVE].concat();
+    let head = archive.head();
+    let tail = archive.tail();
     let size = (head.len() + tail.len()) as u64 + built.digests.blob_size;
     let write = async {
         out.write_all(&head).await?;

@@ -19,7 +19,6 @@ use crate::error::{Cause, Error, Step};
 use crate::model::config::{platform, Recipe};
 use crate::progress::Stage;
 use crate::sink::archive::OciArchive;
-use crate::tar::blocks;
 
 /// Spools `layer` and loads it with the flattened config; `config` (IMAGE's
 /// config, read from its save stream) runs while the layer is spooled: it
@@ -42,8 +41,8 @@ pub async fn load(
         .read(engine.progress.clone())
         .await
         .map_err(spool_error)?;
-    let head = [&archive.metadata()[..], &archive.layer_header()].concat();
-    let tail = [&archive.layer_padding()[..], &blocks::END_OF_ARCHIVE].concat();
+    let head = archive.head();
+    let tail = archive.tail();
     let body = stream::once(async { Ok(Bytes::from(head)) })
         .chain(blob)
         .chain(stream::once(async { Ok(Bytes::from(tail)) }));

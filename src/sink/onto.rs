@@ -19,7 +19,6 @@ use crate::model::config::{platform, Recipe};
 use crate::progress::Stage;
 use crate::sink::archive::{Kept, OciArchive};
 use crate::source::merge::KeptLayer;
-use crate::tar::blocks;
 
 /// Spools `layer` and loads it above `kept` with the flattened config;
 /// returns the new image's ID.
@@ -63,8 +62,8 @@ pub async fn load_onto(
                 },
             )
         })?;
-    let head = [&archive.metadata()[..], &archive.layer_header()].concat();
-    let tail = [&archive.layer_padding()[..], &blocks::END_OF_ARCHIVE].concat();
+    let head = archive.head();
+    let tail = archive.tail();
     let body = stream::once(async { Ok(Bytes::from(head)) })
         .chain(blob)
         .chain(stream::once(async { Ok(Bytes::from(tail)) }));

@@ -177,6 +177,18 @@ impl OciArchive {
     pub fn layer_padding(&self) -> Vec<u8> {
         vec![0; blocks::padding(self.layer.blob_size)]
     }
+
+    /// What goes before the layer blob when it streams last: the metadata
+    /// members and the blob's header.
+    pub fn head(&self) -> Vec<u8> {
+        [&self.metadata()[..], &self.layer_header()].concat()
+    }
+
+    /// What goes after the layer blob when it streams last: its padding
+    /// and the end of the archive.
+    pub fn tail(&self) -> Vec<u8> {
+        [&self.layer_padding()[..], &blocks::END_OF_ARCHIVE].concat()
+    }
 }
 
 /// The tar header of the layer blob `layer`: what a destination that
