@@ -33,7 +33,6 @@ use crate::progress::{Progress, Stage};
 use crate::saved;
 use crate::saved::walk::Pick;
 use crate::sink::archive::index::{IndexArchive, PlatformImage};
-use crate::sink::archive::Kept;
 use crate::sink::{file, load, spool::Spool};
 use crate::source::filter::FilterStats;
 use crate::source::merge as merge_source;
@@ -184,14 +183,7 @@ impl Pipeline<'_> {
             let config = recipe.config(&manifest.config, &built.digests.diff_id);
             images.push(PlatformImage {
                 config: serde_json::to_vec(&config).expect("a JSON value serializes"),
-                kept: kept
-                    .iter()
-                    .map(|k| Kept {
-                        digest: k.digest.clone(),
-                        size: k.size,
-                        media_type: k.media_type,
-                    })
-                    .collect(),
+                kept: kept.to_vec(),
                 layer: built.digests.clone(),
                 platform: platform.to_oci(),
             });

@@ -16,9 +16,9 @@ use crate::encode::{Built, Layer};
 use crate::engine::store::Store;
 use crate::error::{Cause, Error, Step};
 use crate::model::config::{platform, Recipe};
+use crate::model::KeptLayer;
 use crate::progress::Stage;
-use crate::sink::archive::{Kept, OciArchive};
-use crate::source::merge::KeptLayer;
+use crate::sink::archive::OciArchive;
 
 /// Spools `layer` and loads it above `kept` with the flattened config;
 /// returns the new image's ID.
@@ -35,15 +35,7 @@ pub async fn load_onto(
         spool_beside(engine, layer, std::future::ready(Ok(config)), image).await?;
     let config = recipe.config(&source_config, &built.digests.diff_id);
     let bytes = serde_json::to_vec(&config).expect("a JSON value serializes");
-    let kept: Vec<Kept> = kept
-        .iter()
-        .map(|k| Kept {
-            digest: k.digest.clone(),
-            size: k.size,
-            media_type: k.media_type,
-        })
-        .collect();
-    let archive = OciArchive::onto(bytes, &kept, &built.digests, &platform(&config), None);
+    let archive = OciArchive::onto(bytes, kept, &built.digests, &platform(&config), None);
     let id = match store {
         Store::Graphdriver => archive.config_id(),
         Store::Containerd => archive.id(),
