@@ -359,10 +359,10 @@ pub fn left_out(image: &str, left_out: &LeftOut) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::savings::{Layer, Wasted};
+    use crate::layers::savings::{LayerSavings, Wasted};
 
     fn savings() -> Savings {
-        let layer = |index, size, wasted, step: &str| Layer {
+        let layer = |index, size, wasted, step: &str| LayerSavings {
             index,
             diff_id: None,
             created_by: Some(step.to_owned()),

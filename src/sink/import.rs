@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::load::load_archive;
 use super::Engine;
-use crate::encode::{Built, Layer, LayerError};
+use crate::encode::{Built, Encoded, LayerError};
 use crate::error::{Cause, Error, Step, Unexpected};
 use crate::model::config::Recipe;
 use crate::progress::Stage;
@@ -20,7 +20,7 @@ use crate::sink::archive;
 /// keeps it); returns the new image's ID.
 pub async fn import(
     engine: &Engine<'_>,
-    layer: Layer,
+    layer: Encoded,
     inspect: &ImageInspect,
     config: &Value,
     recipe: &Recipe<'_>,
@@ -48,7 +48,7 @@ pub async fn import(
         .platform(&platform)
         .changes(vec![format!("LABEL {labels}")])
         .build();
-    let Layer { bytes, summary } = layer;
+    let Encoded { bytes, summary } = layer;
     let mut responses =
         engine
             .docker

@@ -14,7 +14,7 @@ use futures_util::{stream, Stream, StreamExt};
 use serde_json::Value;
 
 use super::{spool, Engine};
-use crate::encode::{Built, Layer, LayerError};
+use crate::encode::{Built, Encoded, LayerError};
 use crate::error::{Cause, Error, Step};
 use crate::model::config::{platform, Recipe};
 use crate::progress::Stage;
@@ -25,7 +25,7 @@ use crate::sink::archive::OciArchive;
 /// is needed only afterwards. Returns the new image's ID.
 pub async fn load(
     engine: &Engine<'_>,
-    layer: Layer,
+    layer: Encoded,
     config: impl Future<Output = Result<Value, Error>>,
     recipe: &Recipe<'_>,
 ) -> Result<(String, Built), Error> {
@@ -54,11 +54,11 @@ pub async fn load(
 /// the spool's, then the config's.
 pub async fn spool_beside(
     engine: &Engine<'_>,
-    layer: Layer,
+    layer: Encoded,
     config: impl Future<Output = Result<Value, Error>>,
     image: &str,
 ) -> Result<(Built, spool::Spool, Value), Error> {
-    let Layer { bytes, summary } = layer;
+    let Encoded { bytes, summary } = layer;
     let (written, config) = tokio::join!(spool::fill(bytes), config);
     let built = match summary.wait().await {
         Ok(built) => built,

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::load::{load_archive, spool_beside};
 use super::Engine;
-use crate::encode::{Built, Layer};
+use crate::encode::{Built, Encoded};
 use crate::engine::store::Store;
 use crate::error::{Cause, Error, Step};
 use crate::model::config::{platform, Recipe};
@@ -24,7 +24,7 @@ use crate::sink::archive::OciArchive;
 /// returns the new image's ID.
 pub async fn load_onto(
     engine: &Engine<'_>,
-    layer: Layer,
+    layer: Encoded,
     config: Value,
     recipe: &Recipe<'_>,
     kept: &[KeptLayer],
