@@ -7,10 +7,12 @@
 //! the export once per platform into one index ([`index`]). The dry run
 //! ([`dry_run`]) reads instead of building.
 
+mod build;
 mod dry_run;
 mod each_platform;
 mod inspect;
 mod outcome;
+use build::{recipe, Of};
 use each_platform::{Delivery, IndexRun};
 use inspect::{created_of, inspected_layers, own_platform, source_image};
 pub use outcome::*;
@@ -30,14 +32,11 @@ use bollard::query_parameters::TagImageOptionsBuilder;
 use bollard::Docker;
 use serde_json::Value;
 
-use crate::encode;
-
 use crate::engine::objects::Objects;
 use crate::engine::store::{self, Store};
 use crate::engine::InspectJson;
 use crate::error::{Cause, Error, Step};
 use crate::model::compression::Compression;
-use crate::model::config::{Provenance, Recipe};
 use crate::model::platform::Platform;
 use crate::model::reference::Tag;
 use crate::model::source_index::{LeftOut, Plan};
@@ -46,8 +45,6 @@ use crate::progress::{Progress, Stage};
 use crate::saved;
 use crate::saved::walk::Pick;
 use crate::sink::{self, file, Destination, Engine};
-use crate::source::merge as merge_source;
-use crate::source::{export, Source};
 use crate::verify::{read::Theirs, Layers, Rules};
 
 /// What to flatten, and where to.
@@ -289,7 +286,7 @@ impl<'a> Pipeline<'a> {
             Some((_, manifest, true)) => Pick::Manifest(manifest.digest.clone()),
             _ => Pick::Listed,
         };
-        let (config, source_stream, kept, kept_history): (Config<'_>, _, _, _) = match keep {
+        let (config, read): (Config<'_>, Option<Arc<Layers>>) = match keep {
             None => {
                 // A quick inspect on the graphdriver store, so asked before
                 // any object exists; on the containerd store a read of the
@@ -305,39 +302,7 @@ impl<'a> Pipeline<'a> {
                     }
                     (None, Store::Containerd) => Box::pin(self.saved_config(&inspect, image)),
                 };
-                progress.begin(Stage::Create, &label);
-                let container =
-                    export::create_container(&self.docker, self.objects, &source.id, for_platform)
-                        .await
-                        .map_err(self.failed(Step::Create(label.clone())))?;
-                let preamble = match &one {
-                    Some((_, manifest, _)) => {
-                        export::root_entry(&created_of(&manifest.config), comment)
-                    }
-                    None => export::root_entry(&inspect, comment),
-                };
-                progress.expect_bytes(source.size);
-                progress.begin(
-                    match &destination {
-                        Destination::Import => Stage::Stream,
-                        Destination::Load | Destination::Onto(_) | Destination::Stdout => {
-                            Stage::Spool
-                        }
-                        Destination::File(_) => Stage::Write,
-                    },
-                    &match &destination {
-                        Destination::File(path) => path.display().to_string(),
-                        _ => label.clone(),
-                    },
-                );
-                let export =
-                    export::Export::new(&self.docker, &container, preamble, progress.clone());
-                (
-                    config,
-                    Source::Export(Box::new(export)),
-                    Vec::new(),
-                    Vec::new(),
-                )
+                (config, None)
             }
             Some(keep) => {
                 // The config as the store keeps it comes with the layers.
@@ -359,37 +324,37 @@ impl<'a> Pipeline<'a> {
                 }
                 .map_err(|f| self.read_failed(image, f))?;
                 mine = request.verify.then(|| layers.clone());
-                let saved = &layers.images[0];
-                let kept = merge_source::kept(saved, keep);
-                let history = merge_source::kept_history(&saved.config, keep);
-                let config: Config<'_> = Box::pin(std::future::ready(Ok(saved.config.clone())));
-                progress.expect_bytes(merge_source::merged_bytes(&layers, 0, keep));
-                progress.begin(Stage::Merge, &label);
-                let merge = merge_source::Merge::start(
-                    layers.clone(),
-                    0,
-                    keep,
-                    comment.map(str::to_owned),
-                    progress.clone(),
-                );
-                (config, Source::Merge(merge), kept, history)
+                let config = layers.images[0].config.clone();
+                (Box::pin(std::future::ready(Ok(config))), Some(layers))
             }
         };
-        let layer = encode::encode(source_stream, compression).map_err(|e| {
-            self.error(
-                Step::Export(label.clone()),
-                Cause::Layer(encode::LayerError::Compress(e)),
-            )
-        })?;
-        let recipe = Recipe {
-            source_id: &source.id,
-            provenance: Provenance {
-                reference: image,
-                layers: source.layers - kept.len(),
+        let created = one
+            .as_ref()
+            .map(|(_, manifest, _)| created_of(&manifest.config));
+        let of = match (&read, keep) {
+            (Some(layers), Some(keep)) => Of::Merge {
+                layers,
+                image: 0,
+                keep,
             },
-            kept_diff_ids: kept.iter().map(|k| k.diff_id.clone()).collect(),
-            kept_history,
+            _ => Of::Export {
+                platform: for_platform,
+                created: created.as_ref().unwrap_or(&inspect),
+                bytes: source.size,
+                stage: match &destination {
+                    Destination::Import => (Stage::Stream, label.clone()),
+                    Destination::Load | Destination::Onto(_) | Destination::Stdout => {
+                        (Stage::Spool, label.clone())
+                    }
+                    Destination::File(path) => (Stage::Write, path.display().to_string()),
+                },
+            },
         };
+        let (layer, kept) = self
+            .build(of, &source.id, &label, comment, compression, &progress)
+            .await?;
+        let config_of_kept = read.as_ref().map_or(&Value::Null, |l| &l.images[0].config);
+        let recipe = recipe(&source.id, image, source.layers, config_of_kept, &kept);
         let engine = self.engine(&progress);
         let check = request.verify.then(|| Check {
             image: image.to_owned(),
