@@ -226,15 +226,17 @@ impl fmt::Display for Error {
             Cause::Local { dir, error } => match step {
                 Step::SpoolLayers(_) => write!(
                     f,
-                    "{step} in {} failed: {error}; free space there, or set TMPDIR to a \
+                    "{step} in {} failed: {error}; free space there, or set {} to a \
                      directory with room for the uncompressed layers",
-                    dir.display()
+                    dir.display(),
+                    crate::os::env::TEMP_DIR
                 ),
                 Step::Spool(_) => write!(
                     f,
-                    "{step} in {} failed: {error}; free space there, or set TMPDIR to a \
+                    "{step} in {} failed: {error}; free space there, or set {} to a \
                      directory with room for the compressed layer",
-                    dir.display()
+                    dir.display(),
+                    crate::os::env::TEMP_DIR
                 ),
                 Step::Write(path) if path.as_os_str() == "-" => write!(f, "{step} failed: {error}"),
                 _ => write!(

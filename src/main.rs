@@ -8,6 +8,7 @@ mod flatten;
 mod interrupt;
 mod layers;
 mod model;
+mod os;
 mod output;
 mod progress;
 mod run;
@@ -28,7 +29,7 @@ use crate::cli::{complete, job, metadata, Cli, Command};
 use crate::output::Reporter;
 
 fn main() -> ExitCode {
-    tune_allocator();
+    os::allocator::tune();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if let Some(request @ (complete::REQUEST | complete::REQUEST_NO_DESC)) =
         argv.get(1).and_then(|a| a.to_str())
@@ -93,19 +94,4 @@ fn complete(words: &[String], descriptions: bool) -> ExitCode {
     print!("{}", completion.render(descriptions));
     eprintln!("{}", completion.note());
     ExitCode::SUCCESS
-}
-
-/// The pipeline allocates and frees 1 MiB blocks all the time. glibc raises
-/// its mmap threshold after the first such block is freed and from then on
-/// serves them from heaps that fragment: peak RSS grew with the image (40 MiB
-/// at 1 GiB, 59 MiB at 4 GiB on the containerd store). At the default
-/// threshold they stay mappings of their own, returned when freed: 14 MiB
-/// at 4 GiB.
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: first thing in main, before any other thread exists; mallopt
-    // only changes a glibc tunable.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-    }
 }

@@ -239,7 +239,7 @@ mod tests {
         assert!(said.ends_with("; app:flat is unchanged"), "{said}");
         crate::output::assert_causes_said_once(&failed);
         let interrupted = Interrupted {
-            interrupt: Interrupt::Sigterm,
+            interrupt: Interrupt::CliClosed,
             what: "nothing was changed".into(),
         };
         crate::output::assert_causes_said_once(&interrupted);

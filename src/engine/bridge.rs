@@ -1,7 +1,8 @@
 //! A private unix socket standing in for an engine that is reached over
 //! TLS or ssh, so that the client talks plain HTTP to a local socket.
 //!
-//! The socket lives in a fresh directory only we may enter. Every
+//! The socket lives in a fresh directory only we may enter (on Windows it
+//! is a named pipe: [`crate::os::local`] says why). Every
 //! connection made to it is carried to the engine on a connection of its
 //! own: a TCP connection with a TLS session on it, or an
 //! `ssh … docker system dial-stdio` process (as the docker CLI does). A
@@ -11,13 +12,13 @@
 //! ssh processes are killed (as they are when the runtime shuts down).
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UnixListener, UnixStream};
+use tokio::net::TcpStream;
 use tokio::process::Command;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::rustls::pki_types::ServerName;
@@ -26,6 +27,7 @@ use tokio_rustls::TlsConnector;
 
 use super::resolve::authority;
 use super::tls;
+use crate::os::local::{self, Accepted, Listener, Place};
 
 /// How long a failed ssh gets to exit and say why, once its output ended.
 const SSH_EXIT_GRACE: Duration = Duration::from_secs(5);
@@ -82,8 +84,7 @@ impl Failures {
 }
 
 pub struct Bridge {
-    _dir: tempfile::TempDir,
-    socket: PathBuf,
+    socket: Place,
     accept: JoinHandle<()>,
     failures: Arc<Failures>,
 }
@@ -92,16 +93,10 @@ impl Bridge {
     /// Opens the socket and starts carrying its connections to `upstream`.
     /// Must be called within a tokio runtime.
     pub fn start(upstream: Upstream) -> io::Result<Bridge> {
-        // Created with mode 0700: nobody else can reach the engine through it.
-        let dir = tempfile::Builder::new()
-            .prefix("docker-flatten-")
-            .tempdir()?;
-        let socket = dir.path().join("engine.sock");
-        let listener = UnixListener::bind(&socket)?;
+        let (socket, listener) = local::listen()?;
         let failures = Arc::new(Failures::default());
         let accept = tokio::spawn(accept_loop(listener, Arc::new(upstream), failures.clone()));
         Ok(Bridge {
-            _dir: dir,
             socket,
             accept,
             failures,
@@ -110,7 +105,7 @@ impl Bridge {
 
     /// The socket to connect to instead of the engine.
     pub fn socket(&self) -> &Path {
-        &self.socket
+        self.socket.path()
     }
 
     /// Why a connection failed, if one did since the last call.
@@ -126,11 +121,11 @@ impl Drop for Bridge {
     }
 }
 
-async fn accept_loop(listener: UnixListener, upstream: Arc<Upstream>, failures: Arc<Failures>) {
+async fn accept_loop(mut listener: Listener, upstream: Arc<Upstream>, failures: Arc<Failures>) {
     let mut connections = JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
-        let Ok((client, _)) = listener.accept().await else {
+        let Ok(client) = listener.accept().await else {
             // Out of file descriptors, say: let running connections finish.
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
@@ -159,7 +154,7 @@ fn tls_failure(error: io::Error) -> DialError {
 }
 
 async fn carry_tls(
-    mut client: UnixStream,
+    mut client: Accepted,
     host: &str,
     port: u16,
     name: &ServerName<'static>,
@@ -187,7 +182,7 @@ async fn carry_tls(
     }
 }
 
-async fn carry_ssh(client: UnixStream, args: &[String], failures: &Failures) {
+async fn carry_ssh(client: Accepted, args: &[String], failures: &Failures) {
     let spawned = Command::new("ssh")
         .args(args)
         .stdin(Stdio::piped())
@@ -220,7 +215,7 @@ async fn carry_ssh(client: UnixStream, args: &[String], failures: &Failures) {
             said.extend_from_slice(&buf[..n]);
         }
     });
-    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_client, mut to_client) = tokio::io::split(client);
     let upload = async {
         let _ = tokio::io::copy(&mut from_client, &mut stdin).await;
         // Closing stdin tells dial-stdio that the client is done sending.
@@ -301,7 +296,7 @@ mod tests {
             args: vec!["-o".into(), "NoSuchOption=1".into(), "localhost".into()],
         })
         .unwrap();
-        let mut s = UnixStream::connect(bridge.socket()).await.unwrap();
+        let mut s = local::connect(bridge.socket()).await.unwrap();
         s.write_all(b"GET /_ping HTTP/1.1\r\n\r\n").await.unwrap();
         let mut out = Vec::new();
         s.read_to_end(&mut out).await.unwrap();

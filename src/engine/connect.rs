@@ -1,8 +1,9 @@
 //! A client for the resolved engine: one way per kind of [`Address`], the
 //! API version agreed or pinned, and the engine asked to answer once before
 //! the run starts. An engine behind TLS or ssh is reached through a
-//! [`Bridge`]: a private local socket whose connections are carried over
-//! TLS, or through `ssh … docker system dial-stdio`.
+//! [`Bridge`]: a private local socket (a named pipe on Windows) whose
+//! connections are carried over TLS, or through
+//! `ssh … docker system dial-stdio`.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -13,6 +14,7 @@ use super::bridge::{Bridge, DialError, Upstream};
 use super::inspect::{InspectJson, Socket};
 use super::resolve::{authority, Address, Endpoint};
 use super::tls::{self, TlsError};
+use crate::os::local;
 
 /// Requests such as an import last as long as the upload; the engine, not a
 /// client-side clock, decides when they fail.
@@ -52,8 +54,8 @@ impl std::fmt::Display for ConnectError {
             Failure::Tls(e) => write!(f, "cannot set up TLS for the Docker engine at {at}: {e}"),
             Failure::Bridge(e) => write!(
                 f,
-                "cannot open a local socket to reach the Docker engine at {at}: {e}; \
-                 check that TMPDIR is a writable directory"
+                "cannot open a local socket to reach the Docker engine at {at}: {e}; {}",
+                local::BIND_HINT
             ),
             Failure::Dial(e) => write!(f, "cannot connect to the Docker engine at {at}: {e}"),
             Failure::Unreachable { why, .. } => {
@@ -110,11 +112,11 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Connection, ConnectError> {
     });
     let version = pinned.as_ref().unwrap_or(API_DEFAULT_VERSION);
     let secs = REQUEST_TIMEOUT.as_secs();
-    let unix = |path: &str| Docker::connect_with_unix(path, secs, version).map_err(unreachable);
+    let local = |path: &std::path::Path| local::client(path, secs, version).map_err(unreachable);
     let mut bridge = None;
     // The client, and where it sends its requests (for the raw inspect).
     let (docker, socket) = match &endpoint.address {
-        Address::Unix { path } => (unix(&path.to_string_lossy())?, Socket::Unix(path.clone())),
+        Address::Local { path } => (local(path)?, Socket::Local(path.clone())),
         Address::Tcp { host, port } => {
             let address = authority(host, *port);
             // A name that does not resolve deserves its own message, not a
@@ -136,8 +138,8 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Connection, ConnectError> {
                 config,
             };
             let started = Bridge::start(upstream).map_err(|e| fail(Failure::Bridge(e)))?;
-            let docker = unix(&started.socket().to_string_lossy())?;
-            let socket = Socket::Unix(started.socket().to_owned());
+            let docker = local(started.socket())?;
+            let socket = Socket::Local(started.socket().to_owned());
             bridge = Some(started);
             (docker, socket)
         }
@@ -145,8 +147,8 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Connection, ConnectError> {
             let args = ssh_args(user.as_deref(), host, *port);
             let started =
                 Bridge::start(Upstream::Ssh { args }).map_err(|e| fail(Failure::Bridge(e)))?;
-            let docker = unix(&started.socket().to_string_lossy())?;
-            let socket = Socket::Unix(started.socket().to_owned());
+            let docker = local(started.socket())?;
+            let socket = Socket::Local(started.socket().to_owned());
             bridge = Some(started);
             (docker, socket)
         }
@@ -230,9 +232,7 @@ fn why_unreachable(error: &bollard::errors::Error) -> &'static str {
                 std::io::ErrorKind::ConnectionRefused => {
                     return "nothing listens there; is the daemon running, and is that its address?"
                 }
-                std::io::ErrorKind::PermissionDenied => {
-                    return "permission denied; add your user to the docker group, or run as root"
-                }
+                std::io::ErrorKind::PermissionDenied => return local::PERMISSION_DENIED,
                 _ => {}
             }
         }

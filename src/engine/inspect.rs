@@ -5,8 +5,8 @@
 //! whatever else an engine reports and the struct lacks), so a config built
 //! from it loses them; it has no call for a request's raw body either. So
 //! this sends that `GET` itself, over the transport the client uses (the
-//! engine's unix socket or TCP address, or the bridge's socket for TLS and
-//! ssh), with the API version agreed or pinned in the path and the client's
+//! engine's unix socket, named pipe or TCP address, or the bridge's socket
+//! for TLS and ssh), with the API version agreed or pinned in the path and the client's
 //! timeout, and reads the whole body. The engine's refusals come back as
 //! the client library's errors, with their status codes.
 
@@ -20,14 +20,15 @@ use http::{header, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpStream, UnixStream};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// Where the engine's HTTP API is reached: every endpoint ends up as one of
-/// these (TLS and ssh ones as the bridge's unix socket).
+/// these (TLS and ssh ones as the bridge's local socket).
 #[derive(Clone, Debug)]
 pub enum Socket {
-    Unix(PathBuf),
+    /// A unix socket; a named pipe on Windows ([`crate::os::local`]).
+    Local(PathBuf),
     /// `host:port`, as `resolve::authority` writes it.
     Tcp(String),
 }
@@ -56,7 +57,7 @@ impl InspectJson {
         let host = match &self.socket {
             // What the docker CLI sends over a socket; the engine ignores it,
             // but HTTP/1.1 wants one.
-            Socket::Unix(_) => "api.moby.localhost",
+            Socket::Local(_) => "api.moby.localhost",
             Socket::Tcp(address) => address,
         };
         let request = Request::get(inspect_path(image, self.version))
@@ -64,8 +65,8 @@ impl InspectJson {
             .body(Empty::<Bytes>::new())?;
         let deadline = Instant::now() + self.timeout;
         let (status, body) = match &self.socket {
-            Socket::Unix(path) => {
-                let stream = within(deadline, UnixStream::connect(path)).await??;
+            Socket::Local(path) => {
+                let stream = within(deadline, crate::os::local::connect(path)).await??;
                 exchange(stream, request, deadline).await?
             }
             Socket::Tcp(address) => {

@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-/// The socket every engine listens on by default.
-pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
-/// What `unix://` alone names, as in the CLI.
-const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+use crate::os::local::{self, DEFAULT_HOST, EXPECTED};
+
+/// What `unix://` (`npipe://` on Windows) alone names, as in the CLI.
+const DEFAULT_SOCKET: &str = local::DEFAULT_PATH;
 /// What `tcp://` without a host names, as in the CLI.
 const DEFAULT_TCP_HOST: &str = "localhost";
 const DEFAULT_CONTEXT: &str = "default";
@@ -25,8 +25,6 @@ const DEFAULT_CONTEXT: &str = "default";
 const TLS_PORT: u16 = 2376;
 /// The engine's port for plain TCP when a `tcp://` host names none.
 const TCP_PORT: u16 = 2375;
-
-const EXPECTED: &str = "expected unix://PATH, tcp://HOST[:PORT] or ssh://[USER@]HOST[:PORT]";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
@@ -102,7 +100,7 @@ impl Env {
             docker_tls_verify: var("DOCKER_TLS_VERIFY"),
             docker_cert_path: var("DOCKER_CERT_PATH").map(PathBuf::from),
             docker_api_version: var("DOCKER_API_VERSION"),
-            home: std::env::var_os("HOME").map(PathBuf::from),
+            home: crate::os::env::home(),
         }
     }
 }
@@ -119,8 +117,8 @@ pub struct Tls {
 /// How the engine is reached: one variant per kind of endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Address {
-    /// `unix://PATH`.
-    Unix { path: PathBuf },
+    /// `unix://PATH`; `npipe://PATH` on Windows ([`crate::os::local`]).
+    Local { path: PathBuf },
     /// `tcp://HOST[:PORT]` without TLS (port 2375 by default).
     Tcp { host: String, port: u16 },
     /// `tcp://HOST[:PORT]` with TLS (port 2376 by default).
@@ -352,10 +350,10 @@ fn parse_address(host: &str, tls: Option<Tls>) -> Result<Address, String> {
         None => return Err(EXPECTED.to_owned()),
     };
     match scheme {
-        "unix" if !rest.is_empty() => Ok(Address::Unix {
+        local::SCHEME if !rest.is_empty() => Ok(Address::Local {
             path: PathBuf::from(rest),
         }),
-        "unix" => Ok(Address::Unix {
+        local::SCHEME => Ok(Address::Local {
             path: PathBuf::from(DEFAULT_SOCKET),
         }),
         "tcp" | "http" => {
@@ -380,9 +378,7 @@ fn parse_address(host: &str, tls: Option<Tls>) -> Result<Address, String> {
         }
         "ssh" => parse_ssh(rest)
             .map_err(|why| format!("{why}; expected ssh://[USER@]HOST[:PORT] (no path)")),
-        "npipe" => Err(format!(
-            "npipe:// is a Windows named pipe, which cannot be reached from here; {EXPECTED}"
-        )),
+        scheme if scheme == local::FOREIGN.0 => Err(format!("{}; {EXPECTED}", local::FOREIGN.1)),
         _ => Err(EXPECTED.to_owned()),
     }
 }
@@ -481,7 +477,7 @@ mod tests {
         );
         assert_eq!(
             e.address,
-            Address::Unix {
+            Address::Local {
                 path: "/var/run/docker.sock".into()
             }
         );
@@ -612,7 +608,7 @@ mod tests {
         // TLS material applies to TCP only.
         assert!(matches!(
             resolve(&with_host("unix:///s"), &env).unwrap().address,
-            Address::Unix { .. }
+            Address::Local { .. }
         ));
     }
 
@@ -718,7 +714,7 @@ mod tests {
         assert_eq!(parse("tcp://h:"), tcp("h", TCP_PORT));
         assert_eq!(
             parse("unix://"),
-            Ok(Address::Unix {
+            Ok(Address::Local {
                 path: DEFAULT_SOCKET.into()
             })
         );

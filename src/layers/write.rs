@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+
+use crate::os::files::read_exact_at;
 
 use super::*;
 
@@ -355,9 +356,7 @@ impl Writer<'_> {
         while left > 0 {
             let n = left.min(self.buf.len() as u64) as usize;
             let mut buf = std::mem::take(&mut self.buf);
-            let read = file
-                .read_exact_at(&mut buf[..n], at)
-                .map_err(MergeError::Unspool);
+            let read = read_exact_at(file, &mut buf[..n], at).map_err(MergeError::Unspool);
             let written = read.and_then(|()| self.bytes(&buf[..n]));
             self.buf = buf;
             written?;
@@ -397,9 +396,7 @@ impl Writer<'_> {
     ) -> Result<reader::Entry, MergeError> {
         let e = layer.entries[entry as usize];
         let mut bytes = vec![0; e.headers as usize];
-        Self::spool(layer)?
-            .read_exact_at(&mut bytes, e.start)
-            .map_err(MergeError::Unspool)?;
+        read_exact_at(Self::spool(layer)?, &mut bytes, e.start).map_err(MergeError::Unspool)?;
         let mut tar = TarReader::new(&bytes[..], End::Lenient);
         match tar.next_entry() {
             Ok(Some(entry)) => Ok(entry),

@@ -65,7 +65,7 @@ fn dir_of(path: &Path) -> PathBuf {
 pub fn open(path: &Path) -> Result<Output, (PathBuf, std::io::Error)> {
     let dir = dir_of(path);
     if path.is_dir() {
-        return Err((dir, std::io::Error::from_raw_os_error(libc::EISDIR)));
+        return Err((dir, crate::os::files::is_a_directory()));
     }
     let name = path
         .file_name()
@@ -156,7 +156,7 @@ impl Output {
 pub fn finish(engine: &Engine<'_>, output: Output) -> Result<(), Box<Error>> {
     let Output { path, temp } = output;
     let failed = |e| Box::new(write_failed(engine, &path, e));
-    set_mode(temp.path()).map_err(failed)?;
+    crate::os::files::give_new_file_mode(temp.path()).map_err(failed)?;
     temp.persist(&path).map_err(|e| failed(e.error))?;
     Ok(())
 }
@@ -261,19 +261,6 @@ fn write_failed(engine: &Engine<'_>, path: &Path, error: std::io::Error) -> Erro
     )
 }
 
-/// Gives the file the mode a new file gets (0666 less the umask): the
-/// temporary file was made private.
-fn set_mode(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    // SAFETY: umask only swaps the process's mask; it is put back at once.
-    let mask = unsafe {
-        let mask = libc::umask(0o077);
-        libc::umask(mask);
-        mask
-    };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666 & !mask))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,7 +280,10 @@ mod tests {
         drop(output);
         assert!(!temp.exists() && !path.exists());
         let (at, error) = open(dir.path()).err().unwrap();
-        assert_eq!(error.raw_os_error(), Some(libc::EISDIR));
+        assert_eq!(
+            error.to_string(),
+            crate::os::files::is_a_directory().to_string()
+        );
         assert_eq!(at, dir.path().parent().unwrap());
         assert_eq!(dir_of(Path::new("app.tar")), Path::new("."));
     }
