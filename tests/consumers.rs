@@ -2,6 +2,10 @@
 //! engine as an OCI layout and umoci unpacks it; GNU tar and bsdtar extract
 //! its layer. Each tree is compared with the independent merge of the
 //! source's layers (tests/support/fsview.rs), not with the plugin's output.
+//!
+//! Unix tools writing unix modes and owners: on Windows this file compiles
+//! to nothing.
+#![cfg(unix)]
 
 mod support;
 

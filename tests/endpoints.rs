@@ -5,6 +5,10 @@
 //! by the `openssl` CLI) or a private `sshd` whose `docker system
 //! dial-stdio` reaches that engine. Certificates, keys and configs live in
 //! temp dirs; every server process is killed when its guard drops.
+//!
+//! Driven by unix tools (`socat`, `sshd`, an `ssh` wrapper script): on
+//! Windows this file compiles to nothing.
+#![cfg(unix)]
 
 mod support;
 

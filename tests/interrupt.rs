@@ -7,6 +7,10 @@
 //! A proxy in front of the real engine forwards the first 300 KiB of the
 //! export and then holds the stream, so the run is reliably mid-stream when
 //! the signal arrives.
+//!
+//! Unix signals and process groups: on Windows this file compiles to
+//! nothing (Ctrl-C and Ctrl-Break there have unit tests in `src/os/`).
+#![cfg(unix)]
 
 mod support;
 

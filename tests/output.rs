@@ -178,6 +178,7 @@ fn the_engine_with_the_other_store_loads_it_too() {
     assert_same_config(&want.config, &got.config, "on the other engine");
 }
 
+#[cfg(unix)]
 fn run(program: &str, args: &[&str]) -> Output {
     let out = Command::new(program)
         .args(args)
@@ -188,6 +189,8 @@ fn run(program: &str, args: &[&str]) -> Output {
     out
 }
 
+// umoci and the unpacked tree's modes and owners: unix only.
+#[cfg(unix)]
 #[test]
 fn skopeo_and_umoci_read_the_archive() {
     let cli = Cli::new();

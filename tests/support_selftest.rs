@@ -715,6 +715,8 @@ fn corrupt_zstd_layers_are_refused_clearly() {
     decompress_layer(vec![0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0], "blobs/sha256/x");
 }
 
+// Unix sockets: the proxy forwards to none on Windows.
+#[cfg(unix)]
 #[test]
 fn proxy_upstream_follows_docker_host() {
     use support::proxy::Upstream;
@@ -880,7 +882,8 @@ fn tracking_a_missing_image_defers_the_failure_to_the_test() {
 
 /// `FsView::from_dir` reads back what an extractor wrote: GNU tar of one
 /// layer, as root, gives the same view as the tar itself (devices and
-/// special bits included), hardlinks as one inode.
+/// special bits included), hardlinks as one inode. Unix only, as `from_dir`.
+#[cfg(unix)]
 #[test]
 fn a_directory_tree_reads_back_as_its_tar() {
     let layer = vec![

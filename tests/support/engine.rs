@@ -426,8 +426,12 @@ impl Cli {
             "plugin binary {} does not exist",
             target.display()
         );
+        #[cfg(unix)]
         std::os::unix::fs::symlink(&target, plugins.join("docker-flatten"))
             .expect("symlink plugin into cli-plugins");
+        #[cfg(windows)]
+        std::fs::copy(&target, plugins.join("docker-flatten.exe"))
+            .expect("copy plugin into cli-plugins");
         Cli { config_dir }
     }
 

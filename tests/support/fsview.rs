@@ -129,7 +129,9 @@ impl FsView {
     }
 
     /// A directory tree on disk as a view (what an extractor wrote), its
-    /// root not modelled, extended attributes not read.
+    /// root not modelled, extended attributes not read. Unix only: it reads
+    /// modes, owners and device numbers.
+    #[cfg(unix)]
     pub fn from_dir(root: &std::path::Path) -> FsView {
         use std::os::unix::ffi::OsStrExt;
         use std::os::unix::fs::{FileTypeExt, MetadataExt};

@@ -6,6 +6,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+#[cfg(unix)]
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use super::engine::{docker_host, DEFAULT_DOCKER_HOST};
 /// Where the proxy forwards to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upstream {
+    #[cfg(unix)]
     Unix(String),
     /// `host:port` of a plain-TCP engine.
     Tcp(String),
@@ -30,9 +32,11 @@ impl Upstream {
         match host.map(str::trim).filter(|h| !h.is_empty()) {
             None => Upstream::from_docker_host(Some(DEFAULT_DOCKER_HOST)),
             Some(h) => {
+                #[cfg(unix)]
                 if let Some(path) = h.strip_prefix("unix://") {
-                    Upstream::Unix(path.to_string())
-                } else if let Some(addr) = h.strip_prefix("tcp://") {
+                    return Upstream::Unix(path.to_string());
+                }
+                if let Some(addr) = h.strip_prefix("tcp://") {
                     Upstream::Tcp(addr.trim_end_matches('/').to_string())
                 } else {
                     panic!("the test proxy can forward to unix:// or tcp:// engines, not DOCKER_HOST={h}")
@@ -48,6 +52,7 @@ impl Upstream {
 
     fn connect(&self) -> io::Result<EngineStream> {
         Ok(match self {
+            #[cfg(unix)]
             Upstream::Unix(path) => EngineStream::Unix(UnixStream::connect(path)?),
             Upstream::Tcp(addr) => EngineStream::Tcp(TcpStream::connect(addr.as_str())?),
         })
@@ -56,6 +61,7 @@ impl Upstream {
 
 /// A connection to the engine, of either kind.
 enum EngineStream {
+    #[cfg(unix)]
     Unix(UnixStream),
     Tcp(TcpStream),
 }
@@ -63,6 +69,7 @@ enum EngineStream {
 impl EngineStream {
     fn try_clone(&self) -> io::Result<EngineStream> {
         Ok(match self {
+            #[cfg(unix)]
             EngineStream::Unix(s) => EngineStream::Unix(s.try_clone()?),
             EngineStream::Tcp(s) => EngineStream::Tcp(s.try_clone()?),
         })
@@ -70,6 +77,7 @@ impl EngineStream {
 
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         match self {
+            #[cfg(unix)]
             EngineStream::Unix(s) => s.shutdown(how),
             EngineStream::Tcp(s) => s.shutdown(how),
         }
@@ -79,6 +87,7 @@ impl EngineStream {
 impl Read for EngineStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
+            #[cfg(unix)]
             EngineStream::Unix(s) => s.read(buf),
             EngineStream::Tcp(s) => s.read(buf),
         }
@@ -88,6 +97,7 @@ impl Read for EngineStream {
 impl Write for EngineStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
+            #[cfg(unix)]
             EngineStream::Unix(s) => s.write(buf),
             EngineStream::Tcp(s) => s.write(buf),
         }
@@ -95,6 +105,7 @@ impl Write for EngineStream {
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
+            #[cfg(unix)]
             EngineStream::Unix(s) => s.flush(),
             EngineStream::Tcp(s) => s.flush(),
         }
