@@ -15,9 +15,14 @@ Debian's packages:
   2. the engines: the machine's own (started if it does not answer), and two
      private containerd-store engines unpacked from Debian's packages by
      .ci/containerd-engine (Engine 26.1 from trixie, Engine 28.5 from sid);
-  3. cargo fmt --check and cargo clippy --all-targets -D warnings;
-  4. cargo test --locked --no-fail-fast against each engine in turn
-     (DOCKER_HOST set to it), so one failing test binary hides no other;
+  3. cargo fmt --check and cargo clippy --all-targets -D warnings, for
+     Linux and, cross-compiled, for x86_64-pc-windows-gnu (C parts with
+     Debian's mingw-w64), aarch64-apple-darwin and x86_64-apple-darwin
+     (C parts with Zig's C compiler, from PyPI into a virtualenv);
+  4. the Windows release .exe, built once for tests/windows.rs (which runs
+     it under wine), then cargo test --locked --no-fail-fast against each
+     engine in turn (DOCKER_HOST set to it), so one failing test binary
+     hides no other;
   5. a line per engine with its version, image store and test counts.
 It stops the engines it started. It fails if an engine does not start, a
 check fails, a test fails, or a test is ignored: no engine is ever skipped.
@@ -82,6 +87,9 @@ declare -A needs=(
   [skopeo]=/usr/bin/skopeo
   [libarchive-tools]=/usr/bin/bsdtar
   [docker-registry]=/usr/bin/docker-registry
+  [gcc-mingw-w64-x86-64]=/usr/bin/x86_64-w64-mingw32-gcc  # the Windows build's C parts and linker
+  [wine]=/usr/bin/wine                   # runs the Windows build (tests/windows.rs)
+  [wine64]=/usr/lib/wine/wine64
 )
 missing=()
 for pkg in "${!needs[@]}"; do
@@ -95,6 +103,59 @@ if ((${#missing[@]})); then apt_install "${missing[@]}"; else echo "all present"
 command -v cargo >/dev/null || PATH=${CARGO_HOME:-$HOME/.cargo}/bin:$PATH
 command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain with rustup"
 cargo --version
+
+say "cross-compilation targets"
+# The targets the lint step checks; the Windows one is also built and run.
+windows_target=x86_64-pc-windows-gnu
+mac_targets=(aarch64-apple-darwin x86_64-apple-darwin)
+installed=$(rustup target list --installed)
+for t in "$windows_target" "${mac_targets[@]}"; do
+  grep -qx "$t" <<<"$installed" || rustup target add "$t"
+done
+echo "$windows_target ${mac_targets[*]}"
+
+# Zig's C compiler builds the C parts (zstd, ring) for the macOS lints;
+# Debian has no Zig, so it comes from PyPI (the ziglang package) into a
+# virtualenv kept between runs. cc-rs takes a program, not a command line:
+# one wrapper script per target.
+zig_venv=${XDG_CACHE_HOME:-$HOME/.cache}/docker-flatten/ziglang
+zig_bin=$zig_venv/wrappers
+if $lint; then
+  if ! "$zig_venv/bin/python3" -m ziglang version >/dev/null 2>&1; then
+    python3 -m venv --clear "$zig_venv" 2>/dev/null || {
+      apt_install python3-venv
+      python3 -m venv --clear "$zig_venv"
+    }
+    "$zig_venv/bin/python3" -m pip install --quiet --disable-pip-version-check 'ziglang==0.14.1'
+  fi
+  mkdir -p "$zig_bin"
+  for t in "${mac_targets[@]}"; do
+    # cc-rs passes clang's --target= and Apple's -arch NAME, which zig cc
+    # refuses (its -target says both): dropped.
+    cat >"$zig_bin/cc-$t" <<EOF
+#!/bin/sh
+skip=
+for a; do
+  shift
+  if [ -n "\$skip" ]; then skip=; continue; fi
+  case \$a in -arch) skip=1; continue ;; --target=*) continue ;; esac
+  set -- "\$@" "\$a"
+done
+exec "$zig_venv/bin/python3" -m ziglang cc -target ${t%%-*}-macos "\$@"
+EOF
+  done
+  printf '#!/bin/sh\nexec "%s" -m ziglang ar "$@"\n' "$zig_venv/bin/python3" >"$zig_bin/ar"
+  chmod +x "$zig_bin"/*
+  echo "zig $("$zig_venv/bin/python3" -m ziglang version)"
+fi
+
+# `cargo clippy` for a macOS target, its C compiler set.
+mac_cargo() {
+  local t=$1 var
+  var=${t//-/_}
+  shift
+  env "CC_$var=$zig_bin/cc-$t" "AR_$var=$zig_bin/ar" cargo "$@"
+}
 
 # ------------------------------------------------------------ engines --
 
@@ -164,7 +225,23 @@ if $lint; then
   cargo fmt --all -- --check
   say "cargo clippy --all-targets --locked -- -D warnings"
   cargo clippy --all-targets --locked -- -D warnings
+  t0=$SECONDS
+  say "cargo clippy --all-targets --target $windows_target --locked -- -D warnings"
+  cargo clippy --all-targets --target "$windows_target" --locked -- -D warnings
+  for t in "${mac_targets[@]}"; do
+    say "cargo clippy --all-targets --target $t --locked -- -D warnings (C by zig cc)"
+    mac_cargo "$t" clippy --all-targets --target "$t" --locked -- -D warnings
+  done
+  echo "cross lints: $((SECONDS - t0)) s"
 fi
+
+say "cargo build --release --locked --target $windows_target"
+cargo build --release --locked --target "$windows_target"
+# For tests/windows.rs, which runs it under wine in every suite.
+target_dir=${CARGO_TARGET_DIR:-target}
+[[ $target_dir == /* ]] || target_dir=$PWD/$target_dir
+export DOCKER_FLATTEN_WINDOWS_EXE=$target_dir/$windows_target/release/docker-flatten.exe
+[[ -f $DOCKER_FLATTEN_WINDOWS_EXE ]] || die "the build did not make $DOCKER_FLATTEN_WINDOWS_EXE"
 
 say "cargo test --locked --no-run"
 cargo test --locked --no-run
