@@ -147,9 +147,12 @@ pub struct Listener {
 pub fn listen() -> io::Result<(Place, Listener)> {
     #[cfg(unix)]
     {
-        // Created with mode 0700: nobody else can reach the engine through it.
+        // Mode 0700, asked for (tempfile's default is 0777 less the umask):
+        // nobody else can reach the engine through it.
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::Builder::new()
             .prefix("docker-flatten-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir()?;
         let path = dir.path().join("engine.sock");
         let listener = tokio::net::UnixListener::bind(&path)?;
