@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build docker-flatten and install it as a Docker CLI plugin, so that
 # `docker flatten IMAGE TAG` works. Run ./install.sh --help for the options.
+# Runs on Linux and macOS (its bash 3.2 and BSD tools: no GNU-only flags);
+# Windows: see docs/install.md.
 set -euo pipefail
 
 usage() {
@@ -9,6 +11,8 @@ Usage: ./install.sh [--system] [--uninstall]
 
 Builds docker-flatten (cargo build --release --locked) and installs it as a
 Docker CLI plugin, then checks that `docker flatten --help` reaches it.
+Linux and macOS (Docker Desktop reads ~/.docker/cli-plugins too); for
+Windows see docs/install.md.
 
 Options:
   --system     use /usr/local/lib/docker/cli-plugins (all users; needs root)
@@ -30,6 +34,11 @@ for arg in "$@"; do
     *) log "unknown option: $arg"; usage >&2; exit 2 ;;
   esac
 done
+
+case $(uname -s) in
+  MINGW* | MSYS* | CYGWIN*)
+    die "on Windows, build with cargo and copy docker-flatten.exe by hand: see docs/install.md" ;;
+esac
 
 user_dir=${DOCKER_CONFIG:-${HOME:?HOME is not set}/.docker}/cli-plugins
 if $system; then plugin_dir=/usr/local/lib/docker/cli-plugins; else plugin_dir=$user_dir; fi
