@@ -838,7 +838,12 @@ impl Pattern {
                 continue;
             }
             let digits = number_len(rest);
-            if digits > 0 && !after_word {
+            // Layer counts and positions hold for the fixture as for the
+            // doc's image: `5 layers`, `layer 3`, the dry run's `Layers:`.
+            let layers = rest[digits..].starts_with(" layer")
+                || literal.ends_with("layer ")
+                || line.starts_with("Layers:");
+            if digits > 0 && !after_word && !layers {
                 pieces.push(Piece::Text(std::mem::take(&mut literal)));
                 let unit = UNITS.iter().find(|u| {
                     rest[digits..]
@@ -1222,6 +1227,12 @@ fn the_checkers_tell_right_from_wrong() {
     assert!(
         !p.matches("Flattened myapp:1.4 → myapp:1.4-flat: 5 layers → 1 layer, 1 B → 1 B, in 1.0s")
     );
+    assert!(!p.matches(
+        "Flattened dflt-x:1.4 → myapp:1.4-flat: 4 layers → 1 layer, 20.00 KiB → 3 B, in 12.0s"
+    ));
+    let totals = Pattern::of("Layers: 5 → 3 (bottom 2 layers kept)", &fixtures_free);
+    assert!(totals.matches("Layers:  5 → 3 (bottom 2 layers kept)"));
+    assert!(!totals.matches("Layers:  5 → 1"));
     // A name, not its prefix; the `:` after a TAG ends it.
     let mut named = Run {
         names: fixtures_free.names.clone(),
