@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use bollard::errors::Error as EngineError;
 
-use crate::layer::LayerError;
-use crate::pipeline::SourceImage;
-use crate::store::{Refusal, Store};
+use crate::encode::LayerError;
+use crate::engine::store::{Refusal, Store};
+use crate::flatten::SourceImage;
 use crate::verify::Report;
 
 /// What the pipeline was doing. Finer than the progress stages: several
@@ -101,7 +101,7 @@ pub enum Cause {
     /// The layer did not stream whole (the step is [`Step::Export`]).
     Layer(LayerError),
     /// IMAGE lacks what was asked of its platforms.
-    Platforms(Box<crate::platforms::ChoiceError>),
+    Platforms(Box<crate::model::source_index::ChoiceError>),
     /// What was asked cannot be done with this image; nothing was.
     Refused(String),
     /// The engine failed to save IMAGE, which `--exact` and the keep modes

@@ -1,34 +1,21 @@
 //! `docker-flatten`: a Docker CLI plugin that flattens an image into one layer.
 
-mod args;
 mod cli;
-mod complete;
-mod destination;
-mod dryrun;
+mod encode;
 mod engine;
 mod error;
-mod image;
+mod flatten;
 mod interrupt;
-mod layer;
-mod merge;
-mod metadata;
-mod objects;
+mod layers;
+mod model;
 mod output;
-mod pipeline;
-mod platform;
-mod platforms;
 mod progress;
-mod reference;
 mod run;
-mod save_archive;
-mod save_stream;
-mod savings;
+mod saved;
+mod sink;
 mod source;
-mod store;
 mod stream;
 mod tar;
-mod tar_entry;
-mod tarfilter;
 mod verify;
 
 use std::io::IsTerminal;
@@ -37,7 +24,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{complete, job, metadata, Cli, Command};
 use crate::output::Reporter;
 
 fn main() -> ExitCode {
@@ -61,7 +48,7 @@ fn main() -> ExitCode {
         Command::Flatten(args) => *args,
     };
     let reporter = Arc::new(Reporter::new(args.quiet));
-    let job = match args::lower(cli.globals, args, || std::io::stdout().is_terminal()) {
+    let job = match job::lower(cli.globals, args, || std::io::stdout().is_terminal()) {
         Ok(job) => job,
         Err(e) => {
             reporter.error(&e.into(), false);

@@ -9,17 +9,17 @@ use std::time::Instant;
 use anyhow::Context;
 use bollard::query_parameters::ListImagesOptions;
 
-use crate::args::{Job, Mode};
+use crate::cli::complete::{self, Completion, Want};
+use crate::cli::job::{Job, Mode};
 use crate::cli::{Format, GlobalArgs};
-use crate::complete::{self, Completion, Want};
+use crate::engine::objects::Objects;
 use crate::engine::{self, Endpoint, Env};
 use crate::error::Cause;
+use crate::flatten::{How, Made, Outcome, Pipeline, Request};
 use crate::interrupt::{Interrupt, Interrupts};
-use crate::objects::Objects;
+use crate::model::source_index::LeftOut;
 use crate::output::json::{Made as Result_, Source};
 use crate::output::{text, Document, DryRunFacts, Reporter, Summary, VerifyDocument};
-use crate::pipeline::{How, Made, Outcome, Pipeline, Request};
-use crate::platforms::LeftOut;
 
 /// A flatten that failed; what it was to change is unchanged.
 #[derive(Debug, thiserror::Error)]
@@ -497,7 +497,7 @@ mod tests {
     fn what_is_unchanged_is_what_the_run_was_to_write() {
         let request = |output: Option<&str>| Request {
             image: "app:1".into(),
-            tag: crate::reference::Tag::parse("app:flat").unwrap(),
+            tag: crate::model::reference::Tag::parse("app:flat").unwrap(),
             output: output.map(Into::into),
             compression: None,
             force: false,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bollard::{BollardRequest, ClientVersion, Docker, API_DEFAULT_VERSION};
 
 use super::bridge::{Bridge, DialError, Upstream};
-use super::inspect_json::InspectJson;
+use super::inspect::InspectJson;
 use super::resolve::{authority, Address, Endpoint};
 use super::tls::{self, TlsError};
 

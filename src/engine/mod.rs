@@ -6,12 +6,14 @@
 
 mod bridge;
 mod connect;
-mod inspect_json;
+mod inspect;
+pub mod objects;
 mod resolve;
+pub mod store;
 mod tls;
 
 pub use connect::connect;
-pub use inspect_json::InspectJson;
+pub use inspect::InspectJson;
 pub use resolve::{resolve, Endpoint, Env};
 
 /// The request with its path and query replaced by what `rewrite` makes of

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::encode::Compression;
+use crate::engine::store::Store;
 use crate::engine::Endpoint;
-use crate::layer::Compression;
-use crate::savings::Savings;
-use crate::store::Store;
+use crate::layers::savings::Savings;
 use crate::verify::Report;
 
 /// The `--format json` document.
@@ -113,7 +113,7 @@ pub struct LeftOutEntry {
 }
 
 impl PlatformEntry {
-    pub fn from(f: &crate::pipeline::Flattened) -> PlatformEntry {
+    pub fn from(f: &crate::flatten::Flattened) -> PlatformEntry {
         PlatformEntry {
             platform: f.platform.as_ref().map(ToString::to_string),
             source: PlatformImage {
@@ -132,7 +132,7 @@ impl PlatformEntry {
 }
 
 impl LeftOutEntry {
-    pub fn list(left_out: &crate::platforms::LeftOut) -> Vec<LeftOutEntry> {
+    pub fn list(left_out: &crate::model::source_index::LeftOut) -> Vec<LeftOutEntry> {
         left_out
             .absent
             .iter()
@@ -295,8 +295,8 @@ impl<'a> Document<'a> {
     /// With the platforms a flatten made and what it left out of IMAGE.
     pub fn with_platforms(
         mut self,
-        platforms: &[crate::pipeline::Flattened],
-        left_out: &crate::platforms::LeftOut,
+        platforms: &[crate::flatten::Flattened],
+        left_out: &crate::model::source_index::LeftOut,
     ) -> Document<'a> {
         self.platforms = platforms.iter().map(PlatformEntry::from).collect();
         self.left_out = LeftOutEntry::list(left_out);
@@ -308,8 +308,8 @@ impl<'a> Document<'a> {
     /// leave out of IMAGE; `analysis` stays the first platform's.
     pub fn with_analyses(
         mut self,
-        analysed: &[crate::pipeline::Analysed],
-        left_out: &crate::platforms::LeftOut,
+        analysed: &[crate::flatten::Analysed],
+        left_out: &crate::model::source_index::LeftOut,
     ) -> Document<'a> {
         self.platforms = analysed
             .iter()
@@ -405,7 +405,7 @@ mod tests {
             wasted_bytes: 6,
             wasted_percent: 60.0,
             files_after: 1,
-            largest_wasted: vec![crate::savings::Wasted {
+            largest_wasted: vec![crate::layers::savings::Wasted {
                 path: "/big".into(),
                 size: 6,
                 layer: 1,

@@ -11,8 +11,8 @@ pub mod text;
 
 use std::io::{IsTerminal, Write};
 
+use crate::layers::savings::Savings;
 use crate::progress::{Progress, Stage};
-use crate::savings::Savings;
 
 pub use json::{Document, VerifyDocument};
 pub use text::{DryRunFacts, Summary};

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use indicatif::HumanBytes;
 
+use crate::engine::store::Store;
+use crate::layers::savings::Savings;
 use crate::progress::Stage;
-use crate::savings::Savings;
-use crate::store::Store;
 use crate::verify::Report;
 
 /// The facts for the closing summary of a flatten.
@@ -314,7 +314,7 @@ pub fn seconds(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::savings::{Layer, Wasted};
+    use crate::layers::savings::{Layer, Wasted};
 
     fn savings() -> Savings {
         let layer = |index, size, wasted, step: &str| Layer {

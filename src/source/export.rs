@@ -14,11 +14,11 @@ use bollard::Docker;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
+use crate::engine::objects::Objects;
 use crate::error::detail;
-use crate::objects::Objects;
-use crate::platform::Platform;
+use crate::model::platform::Platform;
 use crate::progress::Progress;
-use crate::tarfilter::{self, FilterError, FilterStats, TarFilter};
+use crate::source::filter::{self, FilterError, FilterStats, TarFilter};
 
 /// The container is never started, but the engine refuses to create one
 /// without a command.
@@ -145,19 +145,19 @@ impl Export {
 /// nearly every base image has, and what the engine gives every container's
 /// root anyway) and IMAGE's creation time (the epoch if IMAGE has none the
 /// engine can tell). A `comment` makes the layer's digest this run's own
-/// (see [`tarfilter::root_entry`]).
+/// (see [`filter::root_entry`]).
 pub fn root_entry(source: &ImageInspect, comment: Option<&str>) -> Bytes {
-    tarfilter::root_entry(root(source), comment)
+    filter::root_entry(root(source), comment)
 }
 
-fn root(source: &ImageInspect) -> tarfilter::Root {
+fn root(source: &ImageInspect) -> filter::Root {
     let mtime = source
         .created
         .as_deref()
         .and_then(|c| humantime::parse_rfc3339_weak(c).ok())
         .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
-    tarfilter::Root {
+    filter::Root {
         mode: 0o755,
         uid: 0,
         gid: 0,

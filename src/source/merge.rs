@@ -1,171 +1,26 @@
 //! IMAGE's own layers as a source (`--exact`, `--keep-base`,
 //! `--keep-layers`): its save stream (`GET /images/{id}/get`) read once
-//! through [`save_archive`], each layer spooled to an unnamed file in
-//! `TMPDIR` and indexed on the way, then merged ([`crate::merge`]) into one
+//! through [`crate::saved::walk`], each layer spooled to an unnamed file in
+//! `TMPDIR` and indexed on the way, then merged ([`crate::layers`]) into one
 //! tar on the blocking pool, which streams to the pipeline chunk by chunk.
 //! No container is created.
 
 use std::io::Write;
 use std::sync::Arc;
 
-use bollard::errors::Error as EngineError;
-use bollard::Docker;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use crate::layer::Compression;
-use crate::merge::{self, LayerIndex, MergeError, MergeStats};
-use crate::platforms::{self, IndexError, SourceIndex};
+use crate::encode::Compression;
+use crate::layers::{self, LayerIndex, MergeError, MergeStats};
 use crate::progress::Progress;
-use crate::save_archive::{self, Members, Pick, ReadError, Saved, SavedImage};
-use crate::save_stream;
+use crate::saved::layers::Layers;
+use crate::saved::walk::{self, SavedImage};
 use crate::stream::{self, ByteStream, Out, Summary};
 
 /// Merged tar per chunk sent on.
 const CHUNK: usize = 1 << 20;
-
-/// IMAGE's layers, read and spooled.
-pub type Layers = Saved<LayerIndex>;
-
-/// Why reading the layers failed.
-#[derive(Debug)]
-pub enum ReadFailure {
-    /// The engine refused, or the stream broke.
-    Engine(EngineError),
-    /// The save stream is no whole image.
-    Archive(String),
-    /// A temporary file could not be written.
-    Spool(std::io::Error),
-}
-
-/// Reads IMAGE's save stream for the images `picks` names (one, or each
-/// platform of a multi-platform IMAGE), counting its bytes into
-/// `progress`, each layer spooled for the merge (with `facts`, indexed for
-/// a verify too), and frees the files of every layer no image merges: each
-/// keeps its bottom `keep` as they are.
-pub async fn read(
-    docker: &Docker,
-    id: &str,
-    picks: Vec<Pick>,
-    keep: usize,
-    progress: Arc<dyn Progress>,
-    facts: bool,
-) -> Result<Arc<Layers>, ReadFailure> {
-    read_all(docker, id, progress, facts)
-        .await?
-        .pick(&picks, keep)
-}
-
-/// IMAGE's save stream read whole, every layer spooled and indexed, its
-/// images not picked yet: on Engine 26.1 the stream is also the one place
-/// that says what IMAGE's index holds ([`Unpicked::index`]), and it is
-/// read once for both.
-pub struct Unpicked {
-    members: Members<LayerIndex>,
-    facts: bool,
-}
-
-/// Reads IMAGE's save stream whole, as [`read`] does, before any image of
-/// it is picked.
-pub async fn read_all(
-    docker: &Docker,
-    id: &str,
-    progress: Arc<dyn Progress>,
-    facts: bool,
-) -> Result<Unpicked, ReadFailure> {
-    let members = read_with(docker, id, progress, move |reader| {
-        save_archive::read_members(reader, index_layer(true, facts))
-    })
-    .await?;
-    Ok(Unpicked { members, facts })
-}
-
-impl Unpicked {
-    /// What IMAGE's ID names in the stream: one manifest, or an index.
-    pub fn index(&self, id: &str) -> Result<SourceIndex, IndexError> {
-        platforms::from_blobs(self.members.oci_blobs(), id)
-    }
-
-    /// The images `picks` names; frees the files of every layer no image
-    /// merges (each keeps its bottom `keep`).
-    pub fn pick(self, picks: &[Pick], keep: usize) -> Result<Arc<Layers>, ReadFailure> {
-        let mut layers = self
-            .members
-            .pick(picks, index_layer(true, self.facts))
-            .map_err(failure)?;
-        // The kept layers' bytes are not needed again (their index is), nor
-        // those of what no image names (a platform not picked).
-        let merged: Vec<usize> = layers
-            .images
-            .iter()
-            .flat_map(|image| image.layers[keep.min(image.layers.len())..].iter())
-            .map(|l| l.blob)
-            .collect();
-        for (i, blob) in layers.blobs.iter_mut().enumerate() {
-            if !merged.contains(&i) {
-                blob.drop_spool();
-            }
-        }
-        Ok(Arc::new(layers))
-    }
-}
-
-/// Reads an image's save stream for a verify, for the images `picks`
-/// names: their layers indexed with their facts, nothing spooled.
-pub async fn read_facts(
-    docker: &Docker,
-    id: &str,
-    picks: Vec<Pick>,
-    progress: Arc<dyn Progress>,
-) -> Result<Layers, ReadFailure> {
-    read_with(docker, id, progress, move |reader| {
-        save_archive::read_picked(reader, &picks, index_layer(false, true))
-    })
-    .await
-}
-
-/// How each layer member is taken: indexed (with its facts for a verify),
-/// and spooled to an unnamed file when the merge will read it again.
-fn index_layer(
-    spool: bool,
-    facts: bool,
-) -> impl FnMut(&mut dyn std::io::Read) -> Result<LayerIndex, MergeError> + Send + 'static {
-    move |layer| {
-        let file = match spool {
-            true => Some(tempfile::tempfile().map_err(MergeError::Spool)?),
-            false => None,
-        };
-        match facts {
-            true => LayerIndex::read_facts(layer, file),
-            false => LayerIndex::read(layer, file),
-        }
-    }
-}
-
-/// Feeds IMAGE's save stream to `work`, its bytes counted into `progress`.
-async fn read_with<T: Send + 'static>(
-    docker: &Docker,
-    id: &str,
-    progress: Arc<dyn Progress>,
-    work: impl FnOnce(save_stream::ChannelReader) -> Result<T, ReadError<MergeError>> + Send + 'static,
-) -> Result<T, ReadFailure> {
-    let save = docker.export_image(id);
-    let read = save_stream::read(save, move |n| progress.bytes(n), work)
-        .await
-        .map_err(ReadFailure::Engine)?;
-    read.map_err(failure)
-}
-
-fn failure(e: ReadError<MergeError>) -> ReadFailure {
-    match e {
-        ReadError::Layer {
-            error: MergeError::Spool(e),
-            ..
-        } => ReadFailure::Spool(e),
-        other => ReadFailure::Archive(other.to_string()),
-    }
-}
 
 /// The bytes, uncompressed, of the layers of `layers.images[image]` that
 /// a merge above its bottom `keep` reads.
@@ -208,7 +63,7 @@ impl Merge {
                 out,
                 buf: Vec::with_capacity(CHUNK),
             };
-            let stats = merge::merge(&order, keep, comment.as_deref(), &mut sink)?;
+            let stats = layers::merge(&order, keep, comment.as_deref(), &mut sink)?;
             sink.send().map_err(MergeError::Write)?;
             Ok(stats)
         });
@@ -284,9 +139,9 @@ pub fn kept(image: &SavedImage, keep: usize) -> Vec<KeptLayer> {
         .iter()
         .map(|l| {
             let compression = match l.compression {
-                save_archive::Compression::None => Compression::None,
-                save_archive::Compression::Gzip => Compression::Gzip,
-                save_archive::Compression::Zstd => Compression::Zstd,
+                walk::Compression::None => Compression::None,
+                walk::Compression::Gzip => Compression::Gzip,
+                walk::Compression::Zstd => Compression::Zstd,
             };
             KeptLayer {
                 diff_id: l.diff_id.clone(),

@@ -4,11 +4,12 @@
 //! (`--exact`, `--keep-base`, `--keep-layers`).
 
 pub mod export;
+pub mod filter;
 pub mod merge;
 
 use bytes::Bytes;
 
-use crate::tarfilter::FilterStats;
+use crate::source::filter::FilterStats;
 
 /// A layer's tar, chunk by chunk.
 pub enum Source {

@@ -5,7 +5,7 @@
 //! Both sides are images as their save stream (or `--output`'s archive)
 //! holds them, their layers indexed with each entry's compact [`Facts`]
 //! (no header kept, content as a SHA-256). Each side's layers are applied
-//! by the merge's rules ([`crate::merge::apply`]), and the two trees are
+//! by the merge's rules ([`crate::layers::apply`]), and the two trees are
 //! walked together in path order: type, mode, owner, mtime, size, content,
 //! symlink target, device numbers, xattrs and hardlink groups; then the
 //! config and platform, and the diff IDs of the layers a partial flatten
@@ -16,7 +16,6 @@
 //! What a mode documents as lost is listed as expected, with why
 //! ([`Rules`]); everything else fails the run.
 
-pub mod facts;
 pub mod read;
 
 use std::cmp::Ordering;
@@ -25,11 +24,11 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::image::config;
-use crate::merge::{self, LayerIndex, MergeError, Origin};
-use crate::save_archive::{Saved, SavedLayer};
-use crate::tarfilter::{PLACEHOLDER_DIRS, PLACEHOLDER_FILES, PLACEHOLDER_MTAB};
-use facts::Facts;
+use crate::layers::facts::Facts;
+use crate::layers::{self, LayerIndex, MergeError, Origin};
+use crate::model::config;
+use crate::saved::walk::{Saved, SavedLayer};
+use crate::source::filter::{PLACEHOLDER_DIRS, PLACEHOLDER_FILES, PLACEHOLDER_MTAB};
 
 /// An image's layers as read for a verify: indexed with their facts.
 pub type Layers = Saved<LayerIndex>;
@@ -192,8 +191,8 @@ pub fn compare(image: Side<'_>, result: Side<'_>, rules: Rules) -> Result<Report
     configs(image.config, result.config, rules, &mut report);
     let expected_order = order(image);
     let actual_order = order(result);
-    let expected = merge::apply(&expected_order)?;
-    let actual = merge::apply(&actual_order)?;
+    let expected = layers::apply(&expected_order)?;
+    let actual = layers::apply(&actual_order)?;
     root(
         expected.root().map(|at| {
             seen(
@@ -673,7 +672,7 @@ fn value(v: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::save_archive::{Compression, SavedLayer};
+    use crate::saved::walk::{Compression, SavedLayer};
     use serde_json::json;
 
     enum Op<'a> {
@@ -746,7 +745,7 @@ mod tests {
             })
             .collect();
         Saved {
-            images: vec![crate::save_archive::SavedImage { config, layers }],
+            images: vec![crate::saved::walk::SavedImage { config, layers }],
             blobs,
         }
     }

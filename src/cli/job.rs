@@ -1,0 +1,256 @@
+//! clap's structs lowered into one typed [`Job`] before anything runs (as
+//! ripgrep lowers its low-level args into high-level ones, and fd its Opts
+//! into a Config): the combinations clap cannot check are refused here,
+//! and what runs never looks at clap's types again but the globals the
+//! engine selection reads.
+
+use crate::cli::{FlattenArgs, Format, GlobalArgs};
+use crate::flatten::{Keep, Request};
+use crate::model::reference::Tag;
+
+/// One invocation of `flatten`, checked.
+#[derive(Debug)]
+pub struct Job {
+    /// The docker CLI's global flags: they select the engine.
+    pub globals: GlobalArgs,
+    pub image: String,
+    pub format: Format,
+    pub mode: Mode,
+}
+
+#[derive(Debug)]
+pub enum Mode {
+    /// `--dry-run`: analyse IMAGE's layers; TAG only checked.
+    DryRun {
+        tag: Option<Tag>,
+        /// `--platform`: only this platform of IMAGE.
+        platform: Option<crate::model::platform::Platform>,
+        /// `--keep-base`/`--keep-layers`: the savings of that partial flatten.
+        keep: Option<Keep>,
+    },
+    Flatten(Request),
+    /// `--verify-only`: compare `flat` with IMAGE's layers; change nothing.
+    VerifyOnly {
+        flat: Tag,
+        /// Made by merging IMAGE's layers (a mode flag was given), not
+        /// from an export.
+        merged: bool,
+    },
+}
+
+/// A combination of arguments that cannot work; nothing was done.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ArgsError {
+    #[error(
+        "-o - writes the image archive to stdout, which is a terminal: redirect it \
+         (docker flatten -o - IMAGE TAG > FILE) or give a file (-o FILE)"
+    )]
+    ArchiveToTerminal,
+    #[error(
+        "-o - writes the image archive to stdout: it cannot carry --format json too; use -o FILE"
+    )]
+    JsonWithArchive,
+    #[error("--verify reads the result back, which -o - cannot: use -o FILE")]
+    VerifyStdout,
+}
+
+/// Lowers the parsed command line; `stdout_is_terminal` is asked only for `-o -`.
+pub fn lower(
+    globals: GlobalArgs,
+    args: FlattenArgs,
+    stdout_is_terminal: impl FnOnce() -> bool,
+) -> Result<Job, ArgsError> {
+    let to_stdout = args.output.as_deref().is_some_and(|o| o.as_os_str() == "-");
+    if to_stdout && args.format == Format::Json {
+        return Err(ArgsError::JsonWithArchive);
+    }
+    if to_stdout && stdout_is_terminal() {
+        return Err(ArgsError::ArchiveToTerminal);
+    }
+    if to_stdout && args.verify {
+        return Err(ArgsError::VerifyStdout);
+    }
+    let keep = match (args.exact, args.keep_base, args.keep_layers) {
+        (_, Some(base), _) => Some(Keep::Base(base)),
+        (_, None, Some(n)) => Some(Keep::Layers(n)),
+        (true, None, None) => Some(Keep::Layers(0)),
+        (false, None, None) => None,
+    };
+    let mode = match (args.dry_run, args.tag) {
+        (true, tag) => Mode::DryRun {
+            tag,
+            platform: args.platform,
+            keep,
+        },
+        (false, Some(flat)) if args.verify_only => Mode::VerifyOnly {
+            flat,
+            merged: keep.is_some(),
+        },
+        (false, Some(tag)) => Mode::Flatten(Request {
+            image: args.image.clone(),
+            tag,
+            output: args.output,
+            compression: args.compression.chosen(),
+            force: args.force,
+            platform: args.platform,
+            merge: keep,
+            verify: args.verify,
+        }),
+        (false, None) => unreachable!("clap requires TAG without --dry-run"),
+    };
+    Ok(Job {
+        globals,
+        image: args.image,
+        format: args.format,
+        mode,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn job(args: &[&str], terminal: bool) -> Result<Job, ArgsError> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("docker").chain(args.iter().copied())).unwrap();
+        let Command::Flatten(f) = cli.command else {
+            panic!("not flatten")
+        };
+        lower(cli.globals, *f, || terminal)
+    }
+
+    #[test]
+    fn a_flatten_becomes_a_request() {
+        let j = job(
+            &[
+                "-D",
+                "flatten",
+                "--compression",
+                "zstd",
+                "-o",
+                "a.tar",
+                "img",
+                "app",
+            ],
+            true,
+        )
+        .unwrap();
+        assert!(j.globals.debug);
+        let Mode::Flatten(r) = j.mode else {
+            panic!("not a flatten")
+        };
+        assert_eq!(
+            (r.image.as_str(), r.tag.to_string()),
+            ("img", "app:latest".into())
+        );
+        assert_eq!(r.output.as_deref(), Some(std::path::Path::new("a.tar")));
+        assert_eq!(r.compression, Some(crate::encode::Compression::Zstd));
+    }
+
+    #[test]
+    fn a_dry_run_keeps_its_optional_tag() {
+        let j = job(&["flatten", "--dry-run", "-q", "img"], false).unwrap();
+        assert!(matches!(
+            j.mode,
+            Mode::DryRun {
+                tag: None,
+                keep: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_merge_modes_become_what_to_keep() {
+        let keep = |args: &[&str]| match job(args, false).unwrap().mode {
+            Mode::Flatten(r) => r.merge,
+            Mode::DryRun { keep, .. } => keep,
+            Mode::VerifyOnly { .. } => panic!("not a verify"),
+        };
+        assert_eq!(keep(&["flatten", "img", "t"]), None);
+        assert_eq!(
+            keep(&["flatten", "--exact", "img", "t"]),
+            Some(Keep::Layers(0))
+        );
+        assert_eq!(
+            keep(&["flatten", "--keep-layers", "2", "img", "t"]),
+            Some(Keep::Layers(2))
+        );
+        assert_eq!(
+            keep(&["flatten", "--dry-run", "--keep-base", "b", "img"]),
+            Some(Keep::Base("b".into()))
+        );
+        let both = Cli::try_parse_from([
+            "docker",
+            "flatten",
+            "--exact",
+            "--keep-layers",
+            "1",
+            "i",
+            "t",
+        ]);
+        assert!(both.is_err(), "--exact and a keep mode exclude each other");
+    }
+
+    #[test]
+    fn verify_reads_the_result_back_and_verify_only_changes_nothing() {
+        let Mode::Flatten(r) = job(&["flatten", "--verify", "--exact", "i", "t"], false)
+            .unwrap()
+            .mode
+        else {
+            panic!("not a flatten")
+        };
+        assert!(r.verify && r.merge == Some(Keep::Layers(0)));
+        assert_eq!(
+            job(&["flatten", "--verify", "-o", "-", "i", "t"], false).unwrap_err(),
+            ArgsError::VerifyStdout
+        );
+        let j = job(&["flatten", "--verify-only", "i", "flat"], false).unwrap();
+        assert!(matches!(
+            j.mode,
+            Mode::VerifyOnly { ref flat, merged: false } if flat.to_string() == "flat:latest"
+        ));
+        let j = job(
+            &["flatten", "--verify-only", "--keep-layers", "2", "i", "f"],
+            false,
+        );
+        assert!(matches!(
+            j.unwrap().mode,
+            Mode::VerifyOnly { merged: true, .. }
+        ));
+        for args in [
+            &["flatten", "--verify-only", "-o", "x.tar", "i", "f"][..],
+            &["flatten", "--verify-only", "--verify", "i", "f"],
+            &["flatten", "--verify-only", "--dry-run", "i", "f"],
+            &["flatten", "--verify-only", "i"],
+        ] {
+            let parsed = Cli::try_parse_from(std::iter::once("docker").chain(args.iter().copied()));
+            assert!(parsed.is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn the_archive_goes_to_stdout_only_when_it_is_no_terminal() {
+        assert!(job(&["flatten", "-o", "-", "img", "app"], false).is_ok());
+        assert_eq!(
+            job(&["flatten", "-o", "-", "img", "app"], true).unwrap_err(),
+            ArgsError::ArchiveToTerminal
+        );
+        assert_eq!(
+            job(
+                &["flatten", "-o", "-", "--format=json", "img", "app"],
+                false
+            )
+            .unwrap_err(),
+            ArgsError::JsonWithArchive
+        );
+        // A file is no concern of stdout's.
+        assert!(job(
+            &["flatten", "-o", "a.tar", "--format=json", "img", "app"],
+            true
+        )
+        .is_ok());
+    }
+}

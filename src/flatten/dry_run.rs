@@ -1,0 +1,123 @@
+//! `--dry-run`: IMAGE's layers read as `docker save` streams them and
+//! analysed per platform a flatten would take. Creates nothing.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::analyze::{self, DryRunError};
+use super::{own_platform, source_image, Analysed, DryRunOutcome, Keep, Pipeline};
+use crate::engine::store::{self, Store};
+use crate::error::{Cause, Error, Step};
+use crate::layers::savings;
+use crate::model::platform::Platform;
+use crate::model::source_index::{self, Plan};
+use crate::progress::{Progress, Stage};
+use crate::saved::walk::Pick;
+
+impl Pipeline<'_> {
+    /// Reads IMAGE's layers as `docker save` would and works out what
+    /// flattening would gain. Creates nothing on the engine.
+    ///
+    /// A multi-platform IMAGE is analysed per platform, as a flatten would
+    /// take it: every present platform, or the one `wanted`. With `keep`,
+    /// what that partial flatten would gain.
+    pub async fn dry_run(
+        &self,
+        image: &str,
+        wanted: Option<&Platform>,
+        keep: Option<&Keep>,
+        progress: Arc<dyn Progress>,
+    ) -> Result<DryRunOutcome, Error> {
+        let started = Instant::now();
+        progress.begin(Stage::Inspect, image);
+        let inspect = self.inspect_source(image).await?;
+        let source = source_image(&inspect);
+        let store = store::probe(&self.docker)
+            .await
+            .map_err(self.failed(Step::ReadInfo))?;
+        let step = || Step::ReadLayers(image.to_owned());
+        let failed = |e| match e {
+            DryRunError::Engine(e) => self.error(step(), Cause::Engine(e)),
+            DryRunError::Savings(e) => self.error(step(), Cause::Unexpected(e.to_string())),
+        };
+        // Where the plan would read the save stream (Engine 26.1), the one
+        // read the analysis needs comes first and serves both.
+        let mut read_first = None;
+        let (plan, left_out) = if Self::plan_reads_save(&inspect, store, wanted) {
+            progress.expect_bytes(source.size);
+            progress.begin(Stage::Read, image);
+            let members = analyze::read_members(&self.docker, &source.id, progress.clone())
+                .await
+                .map_err(failed)?;
+            let index = source_index::from_blobs(members.oci_blobs(), &source.id);
+            let planned = self.plan_of(index, image, wanted).await?;
+            read_first = Some(members);
+            planned
+        } else {
+            self.plan(&inspect, image, store, wanted).await?
+        };
+        let keep = match keep {
+            Some(keep) => self.keeps_for_plan(keep, &plan, &inspect, image).await?,
+            None => Vec::new(),
+        };
+        let chosen: Vec<(Platform, source_index::Manifest)> = match plan {
+            Plan::AsInspected => Vec::new(),
+            Plan::One {
+                platform, manifest, ..
+            } => vec![(platform, manifest)],
+            Plan::Index(platforms) => platforms,
+        };
+        let picks = match &chosen[..] {
+            [] => vec![Pick::Listed],
+            some => some
+                .iter()
+                .map(|(_, m)| Pick::Manifest(m.digest.clone()))
+                .collect(),
+        };
+        let all = match read_first {
+            Some(members) => savings::analyze_members(members, &picks, &keep)
+                .map_err(|e| failed(DryRunError::Savings(e)))?,
+            None => {
+                progress.expect_bytes(match &chosen[..] {
+                    [] => source.size,
+                    some => some.iter().map(|(_, m)| m.layers_size()).sum(),
+                });
+                progress.begin(Stage::Read, image);
+                analyze::analyze(&self.docker, &source.id, picks, keep, progress.clone())
+                    .await
+                    .map_err(failed)?
+            }
+        };
+        let platforms = if chosen.is_empty() {
+            vec![Analysed {
+                platform: own_platform(&inspect),
+                manifest: (store == Store::Containerd).then(|| source.id.clone()),
+                layers: source.layers,
+                size: source.size,
+                savings: all.into_iter().next().expect("one image picked, one read"),
+                chosen: wanted.is_some(),
+            }]
+        } else {
+            chosen
+                .into_iter()
+                .zip(all)
+                .map(|((platform, manifest), savings)| Analysed {
+                    platform: Some(platform),
+                    layers: manifest.layers.len(),
+                    size: manifest.layers_size(),
+                    manifest: Some(manifest.digest),
+                    savings,
+                    chosen: wanted.is_some(),
+                })
+                .collect()
+        };
+        progress.end();
+        Ok(DryRunOutcome {
+            source,
+            platforms,
+            left_out,
+            elapsed: started.elapsed(),
+            store,
+        })
+    }
+}

@@ -1,0 +1,765 @@
+//! The flatten, as one path: probe the store and choose the destination
+//! and compression → inspect IMAGE → its config → source (the container
+//! export) → layer (filter and encode) → destination (import, load, file)
+//! → tag. Every temporary object goes in the run's [`Objects`] ledger,
+//! which the caller cleans up whatever happened. Which platforms of IMAGE
+//! the run takes is decided first ([`plan`]); a multi-platform IMAGE takes
+//! the export once per platform into one index ([`index`]). The dry run
+//! ([`dry_run`]) reads instead of building.
+
+mod analyze;
+mod dry_run;
+mod each_platform;
+use each_platform::{Delivery, IndexRun};
+mod check;
+mod keep;
+use check::Check;
+mod plan;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::errors::Error as EngineError;
+use bollard::models::ImageInspect;
+use bollard::query_parameters::TagImageOptionsBuilder;
+use bollard::Docker;
+use serde_json::Value;
+
+use crate::encode::{self, Compression};
+use crate::engine::objects::Objects;
+use crate::engine::store::{self, Store};
+use crate::engine::InspectJson;
+use crate::error::{Cause, Error, Step};
+use crate::layers::savings::Savings;
+use crate::model::config::{self, Provenance, Recipe};
+use crate::model::platform::Platform;
+use crate::model::reference::Tag;
+use crate::model::source_index::{LeftOut, Plan};
+use crate::progress::{Progress, Stage};
+use crate::saved;
+use crate::saved::walk::Pick;
+use crate::sink::{self, file, Destination, Engine};
+use crate::source::filter::FilterStats;
+use crate::source::merge as merge_source;
+use crate::source::{export, Source};
+use crate::verify::{read::Theirs, Layers, Report, Rules};
+
+/// What to flatten, and where to.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub image: String,
+    pub tag: Tag,
+    /// `--output`: a file, or `-` for stdout; `None`: the engine.
+    pub output: Option<PathBuf>,
+    /// `None`: what suits the destination.
+    pub compression: Option<Compression>,
+    /// Rebuild an image that already has one layer instead of only tagging it.
+    pub force: bool,
+    /// `--platform`: only this platform of IMAGE; `None`: every one it has.
+    pub platform: Option<Platform>,
+    /// Merge IMAGE's own layers instead of exporting a container, keeping
+    /// these bottom ones as they are; `None`: the export.
+    pub merge: Option<Keep>,
+    /// `--verify`: read the result back and compare it with IMAGE's
+    /// layers before TAG moves (or FILE is renamed into place).
+    pub verify: bool,
+}
+
+/// Which of IMAGE's bottom layers a merge keeps as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keep {
+    /// The bottom N (0 for `--exact`: every layer is merged).
+    Layers(usize),
+    /// BASE's layers, which must be IMAGE's bottom ones.
+    Base(String),
+}
+
+/// IMAGE as the run found it.
+#[derive(Debug, Clone)]
+pub struct SourceImage {
+    pub id: String,
+    pub layers: usize,
+    /// The engine's figure, in bytes.
+    pub size: u64,
+}
+
+/// A finished flatten.
+#[derive(Debug)]
+pub struct Finished {
+    pub source: SourceImage,
+    pub store: Store,
+    pub elapsed: Duration,
+    pub outcome: Outcome,
+    /// Each platform flattened, in IMAGE's index order (one for a
+    /// one-platform IMAGE); empty when IMAGE was already flat.
+    pub platforms: Vec<Flattened>,
+    /// What of IMAGE's index the result leaves out.
+    pub left_out: LeftOut,
+}
+
+/// One platform of the result.
+#[derive(Debug, Clone)]
+pub struct Flattened {
+    pub platform: Option<Platform>,
+    /// IMAGE's manifest for it, where the store has manifests.
+    pub source_manifest: Option<String>,
+    pub layers_before: usize,
+    /// Its layers' bytes as stored (the engine's figure for a one-platform IMAGE).
+    pub size_before: u64,
+    /// The flattened manifest, where the result has one (not on a graphdriver).
+    pub manifest: Option<String>,
+    /// The kept layers and the flattened one.
+    pub layers_after: usize,
+    /// The flattened layer's bytes as sent.
+    pub size_after: u64,
+}
+
+/// What a finished flatten did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// IMAGE had one layer already: TAG now points at it and nothing was built.
+    AlreadyFlat,
+    Flattened {
+        made: Made,
+        /// How the layer was sent (or written).
+        compression: Compression,
+        /// What the source left out.
+        filter: FilterStats,
+        /// Where the layer came from.
+        how: How,
+        /// What `--verify` found: no difference the mode does not account for.
+        verified: Option<Report>,
+    },
+}
+
+/// How the flattened layer was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum How {
+    /// From a container's export.
+    Export,
+    /// By merging IMAGE's layers above these kept ones (diff IDs; none for
+    /// `--exact`).
+    Merge { kept: Vec<String> },
+}
+
+/// Where the flattened image is.
+#[derive(Debug)]
+pub enum Made {
+    /// On the engine, tagged TAG.
+    Image { id: String, size: u64 },
+    /// In an archive file, or on stdout (`-`), named TAG inside.
+    Archive { path: PathBuf, size: u64 },
+}
+
+/// What a dry run found.
+#[derive(Debug)]
+pub struct DryRunOutcome {
+    pub source: SourceImage,
+    /// Per platform, in IMAGE's index order: one for a one-platform IMAGE.
+    pub platforms: Vec<Analysed>,
+    /// What of IMAGE's index a flatten would leave out.
+    pub left_out: LeftOut,
+    pub elapsed: Duration,
+    pub store: Store,
+}
+
+/// One platform's analysis.
+#[derive(Debug)]
+pub struct Analysed {
+    pub platform: Option<Platform>,
+    /// IMAGE's manifest for it, where the store has manifests.
+    pub manifest: Option<String>,
+    pub layers: usize,
+    /// Its layers' bytes as stored.
+    pub size: u64,
+    pub savings: Savings,
+    /// Picked with `--platform`.
+    pub chosen: bool,
+}
+
+/// What `--verify-only` found: FLAT as IMAGE's layers make it, the
+/// differences the mode documents aside.
+#[derive(Debug)]
+pub struct VerifyOutcome {
+    pub source: SourceImage,
+    pub flat_id: String,
+    pub store: Store,
+    pub report: Report,
+}
+
+/// IMAGE's config as the store keeps it, now or later.
+type Config<'a> = Pin<Box<dyn Future<Output = Result<Value, Error>> + Send + 'a>>;
+
+/// Flattens on one engine.
+pub struct Pipeline<'a> {
+    docker: Docker,
+    inspect_json: InspectJson,
+    endpoint: String,
+    objects: &'a Objects,
+}
+
+impl<'a> Pipeline<'a> {
+    pub fn new(
+        docker: Docker,
+        inspect_json: InspectJson,
+        endpoint: String,
+        objects: &'a Objects,
+    ) -> Pipeline<'a> {
+        Pipeline {
+            docker,
+            inspect_json,
+            endpoint,
+            objects,
+        }
+    }
+
+    fn engine(&self, progress: &Arc<dyn Progress>) -> Engine<'_> {
+        Engine {
+            docker: &self.docker,
+            endpoint: &self.endpoint,
+            objects: self.objects,
+            progress: progress.clone(),
+        }
+    }
+
+    fn error(&self, step: Step, cause: Cause) -> Error {
+        Error {
+            step,
+            endpoint: self.endpoint.clone(),
+            cause,
+        }
+    }
+
+    fn failed(&self, step: Step) -> impl FnOnce(EngineError) -> Error + '_ {
+        move |e| self.error(step, Cause::Engine(e))
+    }
+
+    /// Flattens as `request` says. Leaves temporary objects in the ledger
+    /// for [`Objects::cleanup`], which must run afterwards.
+    pub async fn flatten(
+        &self,
+        request: &Request,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Finished, Error> {
+        let started = Instant::now();
+        let image = request.image.as_str();
+        let store = store::probe(&self.docker)
+            .await
+            .map_err(self.failed(Step::ReadInfo))?;
+        let destination = sink::choose(store, request.output.as_deref());
+        let compression = self.compression(request.compression, &destination).await?;
+        // Before any work: a directory that cannot take the file fails now.
+        let output = match &destination {
+            Destination::File(path) => Some(file::open(path).map_err(|(dir, error)| {
+                self.error(Step::Write(path.clone()), Cause::Local { dir, error })
+            })?),
+            _ => None,
+        };
+        progress.begin(Stage::Inspect, image);
+        let inspect = self.inspect_source(image).await?;
+        let mut source = source_image(&inspect);
+        self.objects.record(|c| c.source = Some(source.id.clone()));
+        let wanted = request.platform.as_ref();
+        // A merge reads IMAGE's whole save stream anyway; where the plan
+        // would read it too (Engine 26.1 tells IMAGE's index no other way,
+        // and its save stream is slow: ~25 MB/s), both come from one read.
+        let mut read_first: Option<saved::layers::Unpicked> = None;
+        let (plan, left_out) = match request.merge {
+            Some(_) if Self::plan_reads_save(&inspect, store, wanted) => {
+                progress.expect_bytes(source.size);
+                progress.begin(Stage::Read, image);
+                let all = saved::layers::read_all(
+                    &self.docker,
+                    &source.id,
+                    progress.clone(),
+                    request.verify,
+                )
+                .await
+                .map_err(|f| self.read_failed(image, f))?;
+                let planned = self.plan_of(all.index(&source.id), image, wanted).await?;
+                read_first = Some(all);
+                planned
+            }
+            _ => self.plan(&inspect, image, store, wanted).await?,
+        };
+        let finished = |source: &SourceImage, outcome, platforms| Finished {
+            source: source.clone(),
+            store,
+            elapsed: started.elapsed(),
+            outcome,
+            platforms,
+            left_out: left_out.clone(),
+        };
+        // Per image the plan takes: how many bottom layers a merge keeps.
+        let keeps = match &request.merge {
+            Some(keep) => Some(self.keeps_for_plan(keep, &plan, &inspect, image).await?),
+            None => None,
+        };
+        let keep = keeps.as_ref().map(|k| k[0]);
+        // One platform of an index is no image of its own that TAG could name.
+        let taggable = !matches!(plan, Plan::One { of_index: true, .. });
+        let flat = match &plan {
+            Plan::Index(platforms) => platforms.iter().all(|(_, m)| m.layers.len() == 1),
+            _ => source.layers == 1,
+        };
+        let keeps_none = !keeps.as_ref().is_some_and(|k| k.iter().any(|&n| n > 0));
+        if flat && taggable && !request.force && destination.is_engine() && keeps_none {
+            // Already the shape asked for: a rebuild would give the same
+            // files under a new ID, minus the xattrs an export cannot carry.
+            self.tag(&source.id, &request.tag, progress.as_ref())
+                .await?;
+            progress.end();
+            return Ok(Finished {
+                left_out: LeftOut::default(),
+                ..finished(&source, Outcome::AlreadyFlat, Vec::new())
+            });
+        }
+        let how = |kept: Vec<String>| match keep {
+            None => How::Export,
+            Some(_) => How::Merge { kept },
+        };
+        let one = match plan {
+            Plan::Index(platforms) => {
+                let delivery = match (destination, output) {
+                    (Destination::File(path), Some(output)) => Delivery::File(output, path),
+                    (Destination::Stdout, _) => Delivery::Stdout,
+                    _ => Delivery::Load,
+                };
+                let run = IndexRun {
+                    compression,
+                    delivery,
+                    keeps,
+                    read: read_first.take(),
+                };
+                let (made, filter, flattened, verified) = self
+                    .flatten_index(request, &inspect, &platforms, run, &progress)
+                    .await?;
+                let kept = match flattened.first() {
+                    Some(f) if f.layers_after > 1 => platforms[0].1.config["rootfs"]["diff_ids"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .take(f.layers_after - 1)
+                        .filter_map(|d| d.as_str().map(str::to_owned))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                progress.end();
+                let outcome = Outcome::Flattened {
+                    made,
+                    compression,
+                    filter,
+                    how: how(kept),
+                    verified,
+                };
+                return Ok(finished(&source, outcome, flattened));
+            }
+            Plan::One {
+                platform,
+                manifest,
+                of_index,
+            } => Some((platform, manifest, of_index)),
+            Plan::AsInspected => None,
+        };
+        // One platform of an index is IMAGE as far as the run goes; IMAGE as
+        // one manifest keeps the engine's figures.
+        if let Some((_, manifest, true)) = &one {
+            source.layers = manifest.layers.len();
+            source.size = manifest.layers_size();
+        }
+        // Kept layers stay on the engine: only a load above them can use them.
+        let destination = match keep {
+            Some(n) if n > 0 && destination.is_engine() => Destination::Onto(store),
+            _ => destination,
+        };
+
+        // The containerd store keys a layer's snapshot by its digest, and a
+        // loaded image whose snapshot already exists (another flatten of the
+        // same files, an earlier one, a concurrent one) is never unpacked,
+        // so it never claims that snapshot and breaks when the other image
+        // goes. A comment only this run writes makes the digest its own;
+        // the files stay the same. An archive may be loaded anywhere.
+        let comment = format!("docker-flatten run {}", self.objects.run_id());
+        let comment = (destination != Destination::Import).then_some(comment.as_str());
+        let for_platform = one
+            .as_ref()
+            .filter(|(_, _, of_index)| *of_index)
+            .map(|(platform, _, _)| platform);
+        let label = match for_platform {
+            Some(platform) => format!("{image} ({platform})"),
+            None => image.to_owned(),
+        };
+        // IMAGE's layers as the merge read them, for a verify.
+        let mut mine: Option<Arc<Layers>> = None;
+        // IMAGE's image the run reads: the platform of an index chosen.
+        let pick = match &one {
+            Some((_, manifest, true)) => Pick::Manifest(manifest.digest.clone()),
+            _ => Pick::Listed,
+        };
+        let (config, source_stream, kept, kept_history): (Config<'_>, _, _, _) = match keep {
+            None => {
+                // A quick inspect on the graphdriver store, so asked before
+                // any object exists; on the containerd store a read of the
+                // save stream, which runs beside the layer instead, unless
+                // the platform's config has come with IMAGE's index.
+                let config: Config<'_> = match (&one, store) {
+                    (Some((_, manifest, _)), _) => {
+                        Box::pin(std::future::ready(Ok(manifest.config.clone())))
+                    }
+                    (None, Store::Graphdriver) => {
+                        let config = self.inspected_config(&source.id, image).await?;
+                        Box::pin(std::future::ready(Ok(config)))
+                    }
+                    (None, Store::Containerd) => Box::pin(self.saved_config(&inspect, image)),
+                };
+                progress.begin(Stage::Create, &label);
+                let container =
+                    export::create_container(&self.docker, self.objects, &source.id, for_platform)
+                        .await
+                        .map_err(self.failed(Step::Create(label.clone())))?;
+                let preamble = match &one {
+                    Some((_, manifest, _)) => {
+                        export::root_entry(&created_of(&manifest.config), comment)
+                    }
+                    None => export::root_entry(&inspect, comment),
+                };
+                progress.expect_bytes(source.size);
+                progress.begin(
+                    match &destination {
+                        Destination::Import => Stage::Stream,
+                        Destination::Load | Destination::Onto(_) | Destination::Stdout => {
+                            Stage::Spool
+                        }
+                        Destination::File(_) => Stage::Write,
+                    },
+                    &match &destination {
+                        Destination::File(path) => path.display().to_string(),
+                        _ => label.clone(),
+                    },
+                );
+                let export =
+                    export::Export::new(&self.docker, &container, preamble, progress.clone());
+                (
+                    config,
+                    Source::Export(Box::new(export)),
+                    Vec::new(),
+                    Vec::new(),
+                )
+            }
+            Some(keep) => {
+                // The config as the store keeps it comes with the layers.
+                let layers = match read_first.take() {
+                    Some(all) => all.pick(std::slice::from_ref(&pick), keep),
+                    None => {
+                        progress.expect_bytes(source.size);
+                        progress.begin(Stage::Read, &label);
+                        saved::layers::read(
+                            &self.docker,
+                            &source.id,
+                            vec![pick.clone()],
+                            keep,
+                            progress.clone(),
+                            request.verify,
+                        )
+                        .await
+                    }
+                }
+                .map_err(|f| self.read_failed(image, f))?;
+                mine = request.verify.then(|| layers.clone());
+                let saved = &layers.images[0];
+                let kept = merge_source::kept(saved, keep);
+                let history = merge_source::kept_history(&saved.config, keep);
+                let config: Config<'_> = Box::pin(std::future::ready(Ok(saved.config.clone())));
+                progress.expect_bytes(merge_source::merged_bytes(&layers, 0, keep));
+                progress.begin(Stage::Merge, &label);
+                let merge = merge_source::Merge::start(
+                    layers.clone(),
+                    0,
+                    keep,
+                    comment.map(str::to_owned),
+                    progress.clone(),
+                );
+                (config, Source::Merge(merge), kept, history)
+            }
+        };
+        let layer = encode::encode(source_stream, compression).map_err(|e| {
+            self.error(
+                Step::Export(label.clone()),
+                Cause::Layer(encode::LayerError::Compress(e)),
+            )
+        })?;
+        let recipe = Recipe {
+            source_id: &source.id,
+            provenance: Provenance {
+                reference: image,
+                layers: source.layers - kept.len(),
+            },
+            kept_diff_ids: kept.iter().map(|k| k.diff_id.clone()).collect(),
+            kept_history,
+        };
+        let engine = self.engine(&progress);
+        let check = request.verify.then(|| Check {
+            image: image.to_owned(),
+            source: source.clone(),
+            store,
+            picks: vec![(pick.clone(), Pick::Listed)],
+            platforms: Vec::new(),
+            mine,
+            rules: Rules {
+                export: keep.is_none(),
+                inspected_config: keep.is_none() && store == Store::Graphdriver,
+            },
+        });
+        let mut verified = None;
+        let (made, built) = match destination {
+            Destination::Import => {
+                let config = config.await?;
+                let (id, built) =
+                    sink::import::import(&engine, layer, &inspect, &config, &recipe).await?;
+                let (made, report) = self.checked(check.as_ref(), id, request, &progress).await?;
+                verified = report;
+                (made, built)
+            }
+            Destination::Onto(store) => {
+                let config = config.await?;
+                let (id, built) =
+                    sink::onto::load_onto(&engine, layer, config, &recipe, &kept, store).await?;
+                let (made, report) = self.checked(check.as_ref(), id, request, &progress).await?;
+                verified = report;
+                (made, built)
+            }
+            Destination::Load => {
+                let (id, built) = sink::load::load(&engine, layer, config, &recipe).await?;
+                let (made, report) = self.checked(check.as_ref(), id, request, &progress).await?;
+                verified = report;
+                (made, built)
+            }
+            Destination::File(path) => {
+                let output = output.expect("opened above");
+                let (written, output) =
+                    file::write(&engine, output, layer, config, &recipe, &request.tag).await?;
+                if let Some(check) = &check {
+                    let theirs = Theirs::File(output.written());
+                    verified = Some(self.verify(check, theirs, &progress).await?);
+                }
+                file::finish(&engine, output).map_err(|e| *e)?;
+                let size = written.size;
+                (Made::Archive { path, size }, written.built)
+            }
+            Destination::Stdout => {
+                let written =
+                    file::write_stdout(&engine, layer, config, &recipe, &request.tag).await?;
+                let size = written.size;
+                let path = PathBuf::from("-");
+                (Made::Archive { path, size }, written.built)
+            }
+        };
+        let kept_diff_ids = recipe.kept_diff_ids.clone();
+        drop(recipe);
+        progress.end();
+        let flattened = Flattened {
+            platform: one
+                .as_ref()
+                .map(|(platform, _, _)| platform.clone())
+                .or_else(|| own_platform(&inspect)),
+            source_manifest: match (&one, store) {
+                (Some((_, manifest, _)), _) => Some(manifest.digest.clone()),
+                (None, Store::Containerd) => Some(source.id.clone()),
+                (None, Store::Graphdriver) => None,
+            },
+            layers_before: source.layers,
+            size_before: source.size,
+            manifest: match (&made, store) {
+                (Made::Image { id, .. }, Store::Containerd) => Some(id.clone()),
+                _ => None,
+            },
+            layers_after: 1 + kept_diff_ids.len(),
+            size_after: built.digests.blob_size,
+        };
+        let outcome = Outcome::Flattened {
+            made,
+            compression,
+            filter: built.filter,
+            how: how(kept_diff_ids),
+            verified,
+        };
+        Ok(finished(&source, outcome, vec![flattened]))
+    }
+
+    /// Points TAG at the new image `id` and reads its size.
+    async fn tagged(&self, id: String, tag: &Tag, progress: &dyn Progress) -> Result<Made, Error> {
+        self.tag(&id, tag, progress).await?;
+        self.objects.record(|c| c.untagged = None);
+        let size = self
+            .docker
+            .inspect_image(&id)
+            .await
+            .map_err(self.failed(Step::InspectResult))?
+            .size
+            .unwrap_or(0)
+            .max(0) as u64;
+        Ok(Made::Image { id, size })
+    }
+
+    /// Points `tag` at the image `id`.
+    async fn tag(&self, id: &str, tag: &Tag, progress: &dyn Progress) -> Result<(), Error> {
+        progress.begin(Stage::Tag, &tag.to_string());
+        let options = TagImageOptionsBuilder::default()
+            .repo(&tag.repo)
+            .tag(&tag.tag)
+            .build();
+        self.docker
+            .tag_image(id, Some(options))
+            .await
+            .map_err(self.failed(Step::Tag(tag.to_string())))
+    }
+
+    /// The layer's compression for this destination; asks the engine its
+    /// version only when the answer depends on it.
+    async fn compression(
+        &self,
+        requested: Option<Compression>,
+        destination: &Destination,
+    ) -> Result<Compression, Error> {
+        let engine = if store::needs_version(requested, destination) {
+            let version = store::version(&self.docker)
+                .await
+                .map_err(self.failed(Step::ReadVersion))?;
+            Some(version)
+        } else {
+            None
+        };
+        store::choose_compression(requested, destination, engine)
+            .map_err(|refusal| self.error(Step::ReadVersion, Cause::Unsupported(refusal)))
+    }
+
+    /// IMAGE's config on the graphdriver store, for the fields the
+    /// flattened config carries over: the engine's inspect, as sent, holds
+    /// them all (but `os.features`) under its own names. A `docker save`
+    /// would have the engine write the whole image to its disk first.
+    async fn inspected_config(&self, id: &str, image: &str) -> Result<Value, Error> {
+        let inspect = self
+            .inspect_json
+            .image(id)
+            .await
+            .map_err(self.failed(Step::ReadConfig(image.to_owned())))?;
+        Ok(config::from_inspect(&inspect))
+    }
+
+    /// IMAGE's config on the containerd store, whose inspect reports the
+    /// engine's own version as `DockerVersion` and leaves out `comment` and
+    /// `container_config`: the config blob itself, from IMAGE's save stream,
+    /// which streams from the content store as it goes and is dropped as
+    /// soon as the config has come. That can be the whole stream (blobs come
+    /// in digest order), so this runs beside the layer.
+    fn saved_config(
+        &self,
+        source: &ImageInspect,
+        image: &str,
+    ) -> impl Future<Output = Result<Value, Error>> + Send + 'static {
+        let id = source.id.clone().unwrap_or_else(|| image.to_owned());
+        let step = Step::ReadConfig(image.to_owned());
+        let endpoint = self.endpoint.clone();
+        let diff_ids = inspected_layers(source);
+        let os = source.os.clone().unwrap_or_default();
+        let arch = source.architecture.clone().unwrap_or_default();
+        let found = saved::config(&self.docker, &id, diff_ids, os, arch);
+        async move {
+            let error = |cause| Error {
+                step,
+                endpoint,
+                cause,
+            };
+            let found = found.await;
+            let detail = match found {
+                Err(e) => return Err(error(Cause::Engine(e))),
+                Ok(Ok(Some(config))) => return Ok(config),
+                Ok(Ok(None)) => {
+                    format!("its save stream holds no config for its layers and platform ({id})")
+                }
+                Ok(Err(e)) => format!("its save stream is not a valid archive: {e}"),
+            };
+            Err(error(Cause::Unexpected(detail)))
+        }
+    }
+
+    /// A failed read of IMAGE's layers, said as the user can act on it.
+    fn read_failed(&self, image: &str, failure: saved::layers::ReadFailure) -> Error {
+        let step = Step::ReadLayers(image.to_owned());
+        match failure {
+            // The engine answered, but with its own failure to save.
+            saved::layers::ReadFailure::Engine(
+                e @ EngineError::DockerResponseServerError {
+                    status_code: 500, ..
+                },
+            ) => self.error(step, Cause::Unsaveable(e)),
+            saved::layers::ReadFailure::Engine(e) => self.error(step, Cause::Engine(e)),
+            saved::layers::ReadFailure::Archive(what) => self.error(
+                step,
+                Cause::Unexpected(format!("its save stream is not a whole image: {what}")),
+            ),
+            saved::layers::ReadFailure::Spool(error) => self.error(
+                Step::SpoolLayers(image.to_owned()),
+                Cause::Local {
+                    dir: sink::spool::dir(),
+                    error,
+                },
+            ),
+        }
+    }
+
+    async fn inspect_source(&self, image: &str) -> Result<ImageInspect, Error> {
+        let step = Step::Inspect(image.to_owned());
+        match self.docker.inspect_image(image).await {
+            Err(EngineError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Err(self.error(step, Cause::NoSuchImage(image.to_owned()))),
+            other => other.map_err(self.failed(step)),
+        }
+    }
+}
+
+/// An image's diff IDs as its inspect says, bottom first.
+fn inspected_layers(inspect: &ImageInspect) -> Vec<String> {
+    inspect
+        .root_fs
+        .as_ref()
+        .and_then(|r| r.layers.clone())
+        .unwrap_or_default()
+}
+
+/// IMAGE's platform as its inspect says (the host's on the containerd store).
+fn own_platform(inspect: &ImageInspect) -> Option<Platform> {
+    Platform::from_oci(&serde_json::json!({
+        "os": inspect.os,
+        "architecture": inspect.architecture,
+        "variant": inspect.variant,
+        "os.version": inspect.os_version,
+    }))
+}
+
+/// What the export's root entry takes of an image: when it was made, here
+/// from a platform's own config.
+fn created_of(config: &Value) -> ImageInspect {
+    ImageInspect {
+        created: config["created"].as_str().map(str::to_owned),
+        ..Default::default()
+    }
+}
+
+/// IMAGE's ID, layer count and the engine's idea of its size.
+fn source_image(image: &ImageInspect) -> SourceImage {
+    let layers = image
+        .root_fs
+        .as_ref()
+        .and_then(|r| r.layers.as_ref())
+        .map_or(0, Vec::len);
+    SourceImage {
+        id: image.id.clone().unwrap_or_default(),
+        layers,
+        size: image.size.unwrap_or(0).max(0) as u64,
+    }
+}
