@@ -19,42 +19,10 @@ use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
+use crate::model::compression::Compression;
 use crate::source::filter::FilterStats;
 use crate::source::{Source, SourceError};
 use crate::stream::{self, Abandoned, ByteStream, Summary};
-
-/// How the layer travels to the engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// A plain tar.
-    #[default]
-    None,
-    Gzip,
-    /// Needs Engine 23 or later (containerd 1.5) wherever the image goes.
-    Zstd,
-}
-
-impl Compression {
-    /// The OCI media type of a layer blob compressed this way.
-    pub fn layer_media_type(self) -> &'static str {
-        match self {
-            Compression::None => "application/vnd.oci.image.layer.v1.tar",
-            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-        }
-    }
-}
-
-impl std::fmt::Display for Compression {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Compression::None => "none",
-            Compression::Gzip => "gzip",
-            Compression::Zstd => "zstd",
-        })
-    }
-}
 
 /// Digests of the uploaded layer.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -9,8 +9,10 @@ use std::path::PathBuf;
 use bollard::errors::Error as EngineError;
 
 use crate::encode::LayerError;
-use crate::engine::store::{Refusal, Store};
-use crate::flatten::SourceImage;
+use crate::engine::detail;
+use crate::engine::store::Store;
+use crate::model::compression::Refusal;
+use crate::model::SourceImage;
 use crate::verify::Report;
 
 /// What the pipeline was doing. Finer than the progress stages: several
@@ -216,21 +218,6 @@ impl fmt::Display for Error {
 
 /// How many differences an error names; the rest are counted.
 const FIRST_DIFFERENCES: usize = 5;
-
-/// The engine's own words for a failure, without the client library's framing.
-pub fn detail(e: &EngineError) -> String {
-    match e {
-        EngineError::DockerResponseServerError { message, .. } => message.trim().to_owned(),
-        EngineError::DockerStreamError { error } => error.trim().to_owned(),
-        EngineError::HyperResponseError { .. }
-        | EngineError::HyperLegacyError { .. }
-        | EngineError::IOError { .. }
-        | EngineError::RequestTimeoutError => {
-            format!("the connection to the engine broke; check that it is still running ({e})")
-        }
-        other => other.to_string(),
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -72,7 +72,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run::run(&job, reporter.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            reporter.error(&err, job.globals.debug);
+            reporter.error(&err, job.debug);
             match err.downcast_ref::<run::Interrupted>() {
                 Some(i) => ExitCode::from(i.interrupt.exit_code()),
                 None => ExitCode::FAILURE,

@@ -11,7 +11,7 @@ use bollard::query_parameters::ListImagesOptions;
 
 use crate::cli::complete::{self, Completion, Want};
 use crate::cli::job::{Job, Mode};
-use crate::cli::{Format, GlobalArgs};
+use crate::cli::Format;
 use crate::engine::objects::Objects;
 use crate::engine::{self, Endpoint, Env};
 use crate::error::Cause;
@@ -49,8 +49,8 @@ fn unchanged(request: &Request) -> String {
 
 pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
     let mut interrupts = Interrupts::listen().context("cannot install signal handlers")?;
-    let endpoint = engine::resolve(&job.globals, &Env::from_process())?;
-    reporter.debug(job.globals.debug, &format!("engine endpoint: {endpoint}"));
+    let endpoint = engine::resolve(&job.engine, &Env::from_process())?;
+    reporter.debug(job.debug, &format!("engine endpoint: {endpoint}"));
     // Kept to the end: a TLS or ssh endpoint is reached through its bridge.
     let connection = tokio::select! {
         connection = engine::connect(&endpoint) => connection?,
@@ -154,7 +154,7 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
             verified,
         } => {
             reporter.debug(
-                job.globals.debug,
+                job.debug,
                 &format!(
                     "source {}; layer compression: {compression}; removed from the export: {}",
                     finished.source.id,
@@ -443,7 +443,7 @@ pub async fn complete(words: &[String]) -> Completion {
         Want::Images { prefix } => prefix,
     };
     let list = async {
-        let endpoint = engine::resolve(&GlobalArgs::default(), &Env::from_process()).ok()?;
+        let endpoint = engine::resolve(&engine::Selection::default(), &Env::from_process()).ok()?;
         let connection = engine::connect(&endpoint).await.ok()?;
         connection
             .docker

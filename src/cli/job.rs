@@ -1,18 +1,21 @@
 //! clap's structs lowered into one typed [`Job`] before anything runs (as
 //! ripgrep lowers its low-level args into high-level ones, and fd its Opts
 //! into a Config): the combinations clap cannot check are refused here,
-//! and what runs never looks at clap's types again but the globals the
-//! engine selection reads.
+//! and what runs never looks at clap's types again: the docker CLI's
+//! global flags become the engine's [`Selection`].
 
 use crate::cli::{FlattenArgs, Format, GlobalArgs};
+use crate::engine::Selection;
 use crate::flatten::{Keep, Request};
 use crate::model::reference::Tag;
 
 /// One invocation of `flatten`, checked.
 #[derive(Debug)]
 pub struct Job {
-    /// The docker CLI's global flags: they select the engine.
-    pub globals: GlobalArgs,
+    /// Which engine, as the docker CLI's global flags select it.
+    pub engine: Selection,
+    /// `-D`: print the whole cause chain of errors and the endpoint used.
+    pub debug: bool,
     pub image: String,
     pub format: Format,
     pub mode: Mode,
@@ -99,11 +102,26 @@ pub fn lower(
         (false, None) => unreachable!("clap requires TAG without --dry-run"),
     };
     Ok(Job {
-        globals,
+        debug: globals.debug,
+        engine: selection(globals),
         image: args.image,
         format: args.format,
         mode,
     })
+}
+
+/// The global flags that select the engine.
+fn selection(globals: GlobalArgs) -> Selection {
+    Selection {
+        config: globals.config,
+        context: globals.context,
+        host: globals.host,
+        tls: globals.tls,
+        tlsverify: globals.tlsverify,
+        tlscacert: globals.tlscacert,
+        tlscert: globals.tlscert,
+        tlskey: globals.tlskey,
+    }
 }
 
 #[cfg(test)]
@@ -137,7 +155,7 @@ mod tests {
             true,
         )
         .unwrap();
-        assert!(j.globals.debug);
+        assert!(j.debug);
         let Mode::Flatten(r) = j.mode else {
             panic!("not a flatten")
         };
@@ -146,7 +164,10 @@ mod tests {
             ("img", "app:latest".into())
         );
         assert_eq!(r.output.as_deref(), Some(std::path::Path::new("a.tar")));
-        assert_eq!(r.compression, Some(crate::encode::Compression::Zstd));
+        assert_eq!(
+            r.compression,
+            Some(crate::model::compression::Compression::Zstd)
+        );
     }
 
     #[test]

@@ -224,8 +224,8 @@ pub enum CompressionArg {
 
 impl CompressionArg {
     /// `None` for auto: the engine's image store decides.
-    pub fn chosen(self) -> Option<crate::encode::Compression> {
-        use crate::encode::Compression;
+    pub fn chosen(self) -> Option<crate::model::compression::Compression> {
+        use crate::model::compression::Compression;
         match self {
             CompressionArg::Auto => None,
             CompressionArg::None => Some(Compression::None),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bollard::{BollardRequest, ClientVersion, Docker, API_DEFAULT_VERSION};
 
 use super::bridge::{Bridge, DialError, Upstream};
-use super::inspect::InspectJson;
+use super::inspect::{InspectJson, Socket};
 use super::resolve::{authority, Address, Endpoint};
 use super::tls::{self, TlsError};
 
@@ -112,8 +112,9 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Connection, ConnectError> {
     let secs = REQUEST_TIMEOUT.as_secs();
     let unix = |path: &str| Docker::connect_with_unix(path, secs, version).map_err(unreachable);
     let mut bridge = None;
-    let docker = match &endpoint.address {
-        Address::Unix { path } => unix(&path.to_string_lossy())?,
+    // The client, and where it sends its requests (for the raw inspect).
+    let (docker, socket) = match &endpoint.address {
+        Address::Unix { path } => (unix(&path.to_string_lossy())?, Socket::Unix(path.clone())),
         Address::Tcp { host, port } => {
             let address = authority(host, *port);
             // A name that does not resolve deserves its own message, not a
@@ -121,8 +122,9 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Connection, ConnectError> {
             if let Err(e) = tokio::net::lookup_host(&address).await {
                 return Err(fail(Failure::Resolve(e)));
             }
-            Docker::connect_with_http(&format!("tcp://{address}"), secs, version)
-                .map_err(unreachable)?
+            let docker = Docker::connect_with_http(&format!("tcp://{address}"), secs, version)
+                .map_err(unreachable)?;
+            (docker, Socket::Tcp(address))
         }
         Address::TcpTls { host, port, tls } => {
             let name = tls::server_name(host).map_err(|e| fail(Failure::Tls(e)))?;
@@ -134,17 +136,19 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Connection, ConnectError> {
                 config,
             };
             let started = Bridge::start(upstream).map_err(|e| fail(Failure::Bridge(e)))?;
-            let socket = unix(&started.socket().to_string_lossy())?;
+            let docker = unix(&started.socket().to_string_lossy())?;
+            let socket = Socket::Unix(started.socket().to_owned());
             bridge = Some(started);
-            socket
+            (docker, socket)
         }
         Address::Ssh { user, host, port } => {
             let args = ssh_args(user.as_deref(), host, *port);
             let started =
                 Bridge::start(Upstream::Ssh { args }).map_err(|e| fail(Failure::Bridge(e)))?;
-            let socket = unix(&started.socket().to_string_lossy())?;
+            let docker = unix(&started.socket().to_string_lossy())?;
+            let socket = Socket::Unix(started.socket().to_owned());
             bridge = Some(started);
-            socket
+            (docker, socket)
         }
     };
     let version_in_paths = Arc::new(RwLock::new(
@@ -154,7 +158,6 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Connection, ConnectError> {
         let version = version_in_paths.clone();
         move |request| with_version(request, *version.read().expect("version lock"))
     };
-    let inspect_json = InspectJson::new(docker.clone(), modifier.clone());
     let docker = docker.with_request_modifier(modifier);
     let handshake = async {
         let docker = if pinned.is_some() {
@@ -168,11 +171,15 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Connection, ConnectError> {
         Ok::<_, bollard::errors::Error>(docker)
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
-        Ok(Ok(docker)) => Ok(Connection {
-            docker,
-            inspect_json,
-            _bridge: bridge,
-        }),
+        Ok(Ok(docker)) => {
+            let agreed = docker.client_version();
+            let version = (agreed.major_version, agreed.minor_version);
+            Ok(Connection {
+                inspect_json: InspectJson::new(socket, version, REQUEST_TIMEOUT),
+                docker,
+                _bridge: bridge,
+            })
+        }
         // Through a bridge, the reason it could not carry the connection
         // beats the client's "connection closed".
         Ok(Err(error)) => match bridge.as_ref().and_then(Bridge::failure) {

@@ -1,8 +1,9 @@
 //! The Docker engine this run talks to: which one ([`resolve`], pure, as the
 //! docker CLI chooses it) and a client for it ([`connect`], the I/O: the
 //! client per kind of endpoint, the API version, the [`bridge`] for TLS and
-//! ssh). Dependencies run one way: `connect` uses `bridge`, `tls` and
-//! `resolve`; `bridge` uses `tls`; `tls` uses `resolve`'s data.
+//! ssh), and an image's raw inspect ([`inspect`], a `GET` over the client's
+//! socket). Dependencies run one way: `connect` uses `bridge`, `tls`,
+//! `inspect` and `resolve`; `bridge` uses `tls`; `tls` uses `resolve`'s data.
 
 mod bridge;
 mod connect;
@@ -14,7 +15,7 @@ mod tls;
 
 pub use connect::connect;
 pub use inspect::InspectJson;
-pub use resolve::{resolve, Endpoint, Env};
+pub use resolve::{resolve, Endpoint, Env, Selection};
 
 /// The request with its path and query replaced by what `rewrite` makes of
 /// them; unchanged when it makes nothing (or nothing valid).
@@ -32,4 +33,21 @@ fn rewrite_path(
         }
     }
     bollard::BollardRequest::from_parts(parts, body)
+}
+
+/// The engine's own words for a failure, without the client library's framing.
+pub fn detail(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => {
+            message.trim().to_owned()
+        }
+        bollard::errors::Error::DockerStreamError { error } => error.trim().to_owned(),
+        bollard::errors::Error::HyperResponseError { .. }
+        | bollard::errors::Error::HyperLegacyError { .. }
+        | bollard::errors::Error::IOError { .. }
+        | bollard::errors::Error::RequestTimeoutError => {
+            format!("the connection to the engine broke; check that it is still running ({e})")
+        }
+        other => other.to_string(),
+    }
 }

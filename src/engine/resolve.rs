@@ -14,8 +14,6 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::cli::GlobalArgs;
-
 /// The socket every engine listens on by default.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 /// What `unix://` alone names, as in the CLI.
@@ -162,8 +160,23 @@ pub fn authority(host: &str, port: u16) -> String {
     }
 }
 
+/// What the docker CLI's global flags say of the engine to use: `-H`,
+/// `--context`, `--config` and the TLS flags, lowered from the command
+/// line ([`crate::cli::job`]).
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub config: Option<PathBuf>,
+    pub context: Option<String>,
+    pub host: Vec<String>,
+    pub tls: bool,
+    pub tlsverify: Option<bool>,
+    pub tlscacert: Option<PathBuf>,
+    pub tlscert: Option<PathBuf>,
+    pub tlskey: Option<PathBuf>,
+}
+
 /// Resolves the endpoint as the docker CLI would for the same flags and environment.
-pub fn resolve(globals: &GlobalArgs, env: &Env) -> Result<Endpoint, ResolveError> {
+pub fn resolve(globals: &Selection, env: &Env) -> Result<Endpoint, ResolveError> {
     if globals.context.is_some() && !globals.host.is_empty() {
         return Err(ResolveError::HostAndContext);
     }
@@ -210,7 +223,7 @@ pub fn resolve(globals: &GlobalArgs, env: &Env) -> Result<Endpoint, ResolveError
 }
 
 /// The config directory: `--config`, else `DOCKER_CONFIG`, else `~/.docker`.
-fn config_dir(globals: &GlobalArgs, env: &Env) -> PathBuf {
+fn config_dir(globals: &Selection, env: &Env) -> PathBuf {
     globals
         .config
         .clone()
@@ -229,7 +242,7 @@ fn cert_dir(env: &Env) -> PathBuf {
 }
 
 /// The TLS material of the `default` context, from flags and environment.
-fn default_tls(globals: &GlobalArgs, env: &Env) -> Option<Tls> {
+fn default_tls(globals: &Selection, env: &Env) -> Option<Tls> {
     let verify = globals.tlsverify.unwrap_or(env.docker_tls_verify.is_some());
     // Like the CLI: giving --tlsverify at all, even =false, turns TLS on.
     if !(globals.tls || globals.tlsverify.is_some() || verify) {
@@ -427,8 +440,8 @@ fn host_and_port(authority: &str) -> Option<(String, Option<u16>)> {
 mod tests {
     use super::*;
 
-    fn globals() -> GlobalArgs {
-        GlobalArgs::default()
+    fn globals() -> Selection {
+        Selection::default()
     }
 
     fn write_context(dir: &Path, name: &str, host: &str, skip_verify: bool) {
@@ -449,7 +462,7 @@ mod tests {
         }
     }
 
-    fn with_host(host: &str) -> GlobalArgs {
+    fn with_host(host: &str) -> Selection {
         let mut g = globals();
         g.host = vec![host.into()];
         g

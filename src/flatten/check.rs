@@ -12,6 +12,13 @@ use crate::engine::store::{self, Store};
 use crate::error::{Cause, Differs, Error, Step};
 use crate::progress::{Progress, Stage};
 use crate::saved;
+use crate::saved::layers::Take;
+
+/// How a verify takes each layer: its entries' facts, nothing spooled.
+const FACTS: Take = Take {
+    spool: false,
+    facts: true,
+};
 use crate::saved::walk::Pick;
 use crate::verify::{self, read::Theirs, Layers, Report, Rules, Side};
 
@@ -106,11 +113,12 @@ impl Pipeline<'_> {
         let mine = async {
             match &check.mine {
                 Some(layers) => Ok(layers.clone()),
-                None => saved::layers::read_facts(
+                None => saved::layers::read_picked(
                     &self.docker,
                     &check.source.id,
                     check.picks.iter().map(|(mine, _)| mine.clone()).collect(),
                     progress.clone(),
+                    FACTS,
                 )
                 .await
                 .map(Arc::new)
@@ -126,11 +134,15 @@ impl Pipeline<'_> {
         };
         let theirs = async {
             match theirs {
-                Theirs::Image(id) => {
-                    saved::layers::read_facts(&self.docker, id, theirs_picks, progress.clone())
-                        .await
-                        .map_err(|f| self.result_unread(id, f))
-                }
+                Theirs::Image(id) => saved::layers::read_picked(
+                    &self.docker,
+                    id,
+                    theirs_picks,
+                    progress.clone(),
+                    FACTS,
+                )
+                .await
+                .map_err(|f| self.result_unread(id, f)),
                 Theirs::File(path) => verify::read::file(path, theirs_picks).await.map_err(|e| {
                     let what = path.display().to_string();
                     self.error(Step::ReadResult(what), Cause::Unexpected(e.to_string()))

@@ -1,10 +1,11 @@
-//! `--dry-run`: IMAGE's layers read as `docker save` streams them and
-//! analysed per platform a flatten would take. Creates nothing.
+//! `--dry-run`: IMAGE's layers read as `docker save` streams them, listed
+//! (never spooled), and applied per platform a flatten would take by the
+//! rules `--exact` merges with ([`crate::layers::savings`]). Creates
+//! nothing.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::analyze::{self, DryRunError};
 use super::{own_platform, source_image, Analysed, DryRunOutcome, Keep, Pipeline};
 use crate::engine::store::{self, Store};
 use crate::error::{Cause, Error, Step};
@@ -12,6 +13,7 @@ use crate::layers::savings;
 use crate::model::platform::Platform;
 use crate::model::source_index::{self, Plan};
 use crate::progress::{Progress, Stage};
+use crate::saved::layers::{self, ReadFailure, Take};
 use crate::saved::walk::Pick;
 
 impl Pipeline<'_> {
@@ -36,9 +38,10 @@ impl Pipeline<'_> {
             .await
             .map_err(self.failed(Step::ReadInfo))?;
         let step = || Step::ReadLayers(image.to_owned());
-        let failed = |e| match e {
-            DryRunError::Engine(e) => self.error(step(), Cause::Engine(e)),
-            DryRunError::Savings(e) => self.error(step(), Cause::Unexpected(e.to_string())),
+        let failed = |f| match f {
+            ReadFailure::Engine(e) => self.error(step(), Cause::Engine(e)),
+            ReadFailure::Archive(e) => self.error(step(), Cause::Unexpected(e)),
+            ReadFailure::Spool(_) => self.read_failed(image, f),
         };
         // Where the plan would read the save stream (Engine 26.1), the one
         // read the analysis needs comes first and serves both.
@@ -46,12 +49,11 @@ impl Pipeline<'_> {
         let (plan, left_out) = if Self::plan_reads_save(&inspect, store, wanted) {
             progress.expect_bytes(source.size);
             progress.begin(Stage::Read, image);
-            let members = analyze::read_members(&self.docker, &source.id, progress.clone())
+            let all = layers::read_all(&self.docker, &source.id, progress.clone(), Take::LISTED)
                 .await
                 .map_err(failed)?;
-            let index = source_index::from_blobs(members.oci_blobs(), &source.id);
-            let planned = self.plan_of(index, image, wanted).await?;
-            read_first = Some(members);
+            let planned = self.plan_of(all.index(&source.id), image, wanted).await?;
+            read_first = Some(all);
             planned
         } else {
             self.plan(&inspect, image, store, wanted).await?
@@ -74,20 +76,43 @@ impl Pipeline<'_> {
                 .map(|(_, m)| Pick::Manifest(m.digest.clone()))
                 .collect(),
         };
-        let all = match read_first {
-            Some(members) => savings::analyze_members(members, &picks, &keep)
-                .map_err(|e| failed(DryRunError::Savings(e)))?,
+        let read = match read_first {
+            Some(all) => all.pick(&picks, 0).map_err(failed)?,
             None => {
                 progress.expect_bytes(match &chosen[..] {
                     [] => source.size,
                     some => some.iter().map(|(_, m)| m.layers_size()).sum(),
                 });
                 progress.begin(Stage::Read, image);
-                analyze::analyze(&self.docker, &source.id, picks, keep, progress.clone())
-                    .await
-                    .map_err(failed)?
+                let read = layers::read_picked(
+                    &self.docker,
+                    &source.id,
+                    picks,
+                    progress.clone(),
+                    Take::LISTED,
+                )
+                .await
+                .map_err(failed)?;
+                Arc::new(read)
             }
         };
+        // The layers applied by the merge's rules: CPU work, off the runtime.
+        let all = tokio::task::spawn_blocking(move || {
+            read.images
+                .iter()
+                .enumerate()
+                .map(|(i, image)| {
+                    let indexes: Vec<_> =
+                        image.layers.iter().map(|l| &read.blobs[l.blob]).collect();
+                    let diff_ids: Vec<_> = image.layers.iter().map(|l| l.diff_id.clone()).collect();
+                    let keep = keep.get(i).copied().unwrap_or(0);
+                    savings::of(&indexes, &diff_ids, &image.config, keep)
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .expect("the analysis does not panic")
+        .map_err(|e| self.error(step(), Cause::Unexpected(e.to_string())))?;
         let platforms = if chosen.is_empty() {
             vec![Analysed {
                 platform: own_platform(&inspect),

@@ -22,9 +22,10 @@ use futures_util::{stream, Stream, StreamExt};
 use serde_json::Value;
 
 use super::{created_of, own_platform, source_image, Check, Flattened, Made, Pipeline, Request};
-use crate::encode::{self, Compression};
+use crate::encode;
 use crate::engine::store::Store;
 use crate::error::{Cause, Error, Step};
+use crate::model::compression::Compression;
 use crate::model::config::{Provenance, Recipe};
 use crate::model::platform::Platform;
 use crate::model::source_index::Manifest;
@@ -114,7 +115,7 @@ impl Pipeline<'_> {
                             picks,
                             keep,
                             progress.clone(),
-                            request.verify,
+                            saved::layers::Take::merged(request.verify),
                         )
                         .await
                     }

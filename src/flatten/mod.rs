@@ -7,7 +7,6 @@
 //! the export once per platform into one index ([`index`]). The dry run
 //! ([`dry_run`]) reads instead of building.
 
-mod analyze;
 mod dry_run;
 mod each_platform;
 use each_platform::{Delivery, IndexRun};
@@ -28,16 +27,19 @@ use bollard::query_parameters::TagImageOptionsBuilder;
 use bollard::Docker;
 use serde_json::Value;
 
-use crate::encode::{self, Compression};
+use crate::encode;
+
 use crate::engine::objects::Objects;
 use crate::engine::store::{self, Store};
 use crate::engine::InspectJson;
 use crate::error::{Cause, Error, Step};
 use crate::layers::savings::Savings;
+use crate::model::compression::Compression;
 use crate::model::config::{self, Provenance, Recipe};
 use crate::model::platform::Platform;
 use crate::model::reference::Tag;
 use crate::model::source_index::{LeftOut, Plan};
+pub use crate::model::SourceImage;
 use crate::progress::{Progress, Stage};
 use crate::saved;
 use crate::saved::walk::Pick;
@@ -75,15 +77,6 @@ pub enum Keep {
     Layers(usize),
     /// BASE's layers, which must be IMAGE's bottom ones.
     Base(String),
-}
-
-/// IMAGE as the run found it.
-#[derive(Debug, Clone)]
-pub struct SourceImage {
-    pub id: String,
-    pub layers: usize,
-    /// The engine's figure, in bytes.
-    pub size: u64,
 }
 
 /// A finished flatten.
@@ -275,7 +268,7 @@ impl<'a> Pipeline<'a> {
                     &self.docker,
                     &source.id,
                     progress.clone(),
-                    request.verify,
+                    saved::layers::Take::merged(request.verify),
                 )
                 .await
                 .map_err(|f| self.read_failed(image, f))?;
@@ -462,7 +455,7 @@ impl<'a> Pipeline<'a> {
                             vec![pick.clone()],
                             keep,
                             progress.clone(),
-                            request.verify,
+                            saved::layers::Take::merged(request.verify),
                         )
                         .await
                     }
@@ -624,7 +617,7 @@ impl<'a> Pipeline<'a> {
         requested: Option<Compression>,
         destination: &Destination,
     ) -> Result<Compression, Error> {
-        let engine = if store::needs_version(requested, destination) {
+        let engine = if sink::compression::needs_version(requested, destination) {
             let version = store::version(&self.docker)
                 .await
                 .map_err(self.failed(Step::ReadVersion))?;
@@ -632,7 +625,7 @@ impl<'a> Pipeline<'a> {
         } else {
             None
         };
-        store::choose_compression(requested, destination, engine)
+        sink::compression::choose_compression(requested, destination, engine)
             .map_err(|refusal| self.error(Step::ReadVersion, Cause::Unsupported(refusal)))
     }
 

@@ -3,19 +3,13 @@
 //! changes, then stacks the layers the way the engine does to find the bytes
 //! that later layers delete or overwrite.
 
-use std::collections::BTreeMap;
-use std::io::Read;
-
 use serde::Serialize;
+use serde_json::Value;
 
-use crate::layers::normalize;
-use crate::saved::walk::{self, Members, Pick, ReadError, SavedImage};
-use crate::tar::reader::{End, TarError, TarReader};
+use super::{apply, Change, LayerIndex, MergeError, Origin};
 
 /// How many wasted paths the report names.
 pub const TOP_WASTED: usize = 10;
-
-pub type SavingsError = ReadError<TarError>;
 
 /// One layer, as the report shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -65,192 +59,127 @@ pub struct Savings {
     pub largest_wasted: Vec<Wasted>,
 }
 
-/// What a layer entry does to the filesystem below it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    Dir,
-    /// Anything but a directory; `size` is its content (0 for links and devices).
-    NonDir {
-        size: u64,
-    },
-    /// `.wh.NAME`: removes NAME and what is under it.
-    Whiteout,
-    /// `.wh..wh..opq`: hides what lower layers have under the directory.
-    Opaque,
-}
-
-/// A layer's paths, each with what the layer does to it.
-pub type Changes = Vec<(Vec<u8>, Change)>;
-
-/// Reads a whole `docker save` stream and works out, for each image
-/// `picks` names (a multi-platform image's save holds every platform the
-/// store has), the savings of flattening all but its bottom `keeps[i]`
-/// layers (none kept where `keeps` has no entry).
-pub fn analyze(
-    reader: impl Read,
-    picks: &[Pick],
-    keeps: &[usize],
-) -> Result<Vec<Savings>, SavingsError> {
-    analyze_members(read_members(reader)?, picks, keeps)
-}
-
-/// A whole `docker save` stream read, each layer's changes listed, before
-/// its images are picked (see [`walk::Members`]).
-pub fn read_members(reader: impl Read) -> Result<Members<Changes>, SavingsError> {
-    walk::read_members(reader, list_changes)
-}
-
-/// [`analyze`] of a stream already read whole.
-pub fn analyze_members(
-    members: Members<Changes>,
-    picks: &[Pick],
-    keeps: &[usize],
-) -> Result<Vec<Savings>, SavingsError> {
-    let saved = members.pick(picks, list_changes)?;
-    Ok(saved
-        .images
+/// What flattening all but the bottom `keep` of `layers` (an image's
+/// layers, bottom first, with their diff IDs and the image's `config` for
+/// the build steps) would gain.
+pub fn of(
+    layers: &[&LayerIndex],
+    diff_ids: &[String],
+    config: &Value,
+    keep: usize,
+) -> Result<Savings, MergeError> {
+    let tree = apply(layers)?;
+    let mut report: Vec<Layer> = layers
         .iter()
         .enumerate()
-        .map(|(i, image)| image_savings(image, &saved.blobs, keeps.get(i).copied().unwrap_or(0)))
-        .collect())
-}
-
-fn image_savings(image: &SavedImage, blobs: &[Changes], keep: usize) -> Savings {
-    // History entries that made no layer (ENV, CMD, ...) are marked empty.
-    let steps: Vec<Option<String>> = image.config["history"]
-        .as_array()
-        .map(|h| {
-            h.iter()
-                .filter(|e| e["empty_layer"] != serde_json::Value::Bool(true))
-                .map(|e| e["created_by"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    let ordered: Vec<&Changes> = image.layers.iter().map(|l| &blobs[l.blob]).collect();
-    let same_count = steps.len() == ordered.len();
-    let mut savings = merge(&ordered, keep);
-    for (i, layer) in savings.layers.iter_mut().enumerate() {
-        layer.diff_id = Some(image.layers[i].diff_id.clone());
-        layer.created_by = if same_count { steps[i].clone() } else { None };
-    }
-    savings
-}
-
-/// A layer's changes, in order.
-fn list_changes(layer: &mut dyn Read) -> Result<Changes, TarError> {
-    let mut changes = Vec::new();
-    let mut tar = TarReader::new(layer, End::Lenient);
-    while let Some(entry) = tar.next_entry()? {
-        let Some(Some(path)) = normalize(&entry.path) else {
-            continue; // the root, or a path outside it
-        };
-        let (parent, base) = match path.iter().rposition(|&b| b == b'/') {
-            Some(i) => (&path[..i], &path[i + 1..]),
-            None => (&b""[..], &path[..]),
-        };
-        let change = if base == b".wh..wh..opq" {
-            (parent.to_vec(), Change::Opaque)
-        } else if base.starts_with(b".wh..wh.") {
-            continue; // aufs bookkeeping, not a path
-        } else if let Some(victim) = base.strip_prefix(b".wh.") {
-            (join(parent, victim), Change::Whiteout)
-        } else if entry.is_dir() {
-            (path, Change::Dir)
-        } else {
-            let size = if matches!(entry.typeflag, b'0' | b'\0' | b'7') {
-                entry.size
-            } else {
-                0
-            };
-            (path, Change::NonDir { size })
-        };
-        changes.push(change);
-    }
-    Ok(changes)
-}
-
-/// A path in a merged filesystem: what is there, and which layer put it there.
-struct Node {
-    layer: usize,
-    size: u64,
-    dir: bool,
-}
-
-/// Applies the layers in order, as the engine stacks them. With `keep`,
-/// the bottom layers stay as they are: what later layers delete of theirs
-/// stays in them, and only what the merged layers waste is saved.
-fn merge(layers: &[&Changes], keep: usize) -> Savings {
-    let mut m = Merge {
-        fs: BTreeMap::new(),
-        report: (0..layers.len())
-            .map(|i| Layer {
+        .map(|(i, layer)| {
+            let mut l = Layer {
                 index: i + 1,
-                diff_id: None,
+                diff_id: diff_ids.get(i).cloned(),
                 created_by: None,
                 size: 0,
                 files: 0,
                 deletes: 0,
                 wasted: 0,
-            })
-            .collect(),
-        wasted: Vec::new(),
-    };
-    for (i, changes) in layers.iter().copied().enumerate() {
-        for (path, change) in changes {
-            match change {
-                Change::Whiteout => {
-                    m.report[i].deletes += 1;
-                    m.throw(path, true, i);
-                }
-                Change::Opaque => m.throw(path, false, i),
-                Change::Dir => {
-                    if m.fs.get(path).is_some_and(|n| !n.dir) {
-                        m.throw(path, true, i);
+            };
+            for e in 0..layer.len() {
+                match layer.change(e) {
+                    Change::File { size } => {
+                        l.files += 1;
+                        l.size += size;
                     }
-                    m.fs.entry(path.clone()).or_insert(Node {
-                        layer: i,
-                        size: 0,
-                        dir: true,
-                    });
+                    Change::Whiteout => l.deletes += 1,
+                    Change::Dir | Change::Opaque | Change::None => {}
                 }
-                Change::NonDir { size } => {
-                    m.report[i].files += 1;
-                    m.report[i].size += size;
-                    // A file over a directory replaces the whole tree.
-                    m.throw(path, true, i);
-                    let node = Node {
-                        layer: i,
-                        size: *size,
-                        dir: false,
-                    };
-                    m.fs.insert(path.clone(), node);
+            }
+            l
+        })
+        .collect();
+    // History entries that made no layer (ENV, CMD, ...) are marked empty.
+    let steps: Vec<Option<String>> = config["history"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .filter(|e| e["empty_layer"] != Value::Bool(true))
+                .map(|e| e["created_by"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if steps.len() == layers.len() {
+        for (layer, step) in report.iter_mut().zip(steps) {
+            layer.created_by = step;
+        }
+    }
+    let size_of = |layer: usize, entry: usize| match layers[layer].change(entry) {
+        Change::File { size } => size,
+        _ => 0,
+    };
+    // What a layer removed of the layers below it. A hardlinked inode's
+    // content is thrown away only when its last name goes.
+    let mut wasted = Vec::new();
+    let mut throw = |path: &str, (layer, entry): (usize, usize), by: usize| {
+        let size = size_of(layer, entry);
+        if layer < by && size > 0 {
+            report[layer].wasted += size;
+            wasted.push(Wasted {
+                path: path.to_owned(),
+                size,
+                layer: layer + 1,
+                removed_by: by + 1,
+            });
+        }
+    };
+    let mut gone: Vec<Option<usize>> = Vec::new();
+    for r in tree.removed() {
+        let path = show(layers[r.layer].path_of(r.entry));
+        match r.inode {
+            None => throw(&path, (r.layer, r.entry), r.by),
+            Some(inode) => {
+                if gone.len() <= inode {
+                    gone.resize(inode + 1, None);
                 }
+                gone[inode] = Some(r.by);
             }
         }
     }
-    let Merge {
-        fs,
-        report,
-        mut wasted,
-    } = m;
+    for (inode, by) in gone.iter().enumerate() {
+        let (content, names) = tree.inode(inode);
+        if let (Some(by), 0) = (by, names) {
+            throw(&show(layers[content.0].path_of(content.1)), content, *by);
+        }
+    }
     wasted.retain(|w| w.layer > keep);
     wasted.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.path.cmp(&b.path)));
     let wasted_bytes = wasted.iter().map(|w| w.size).sum();
     wasted.truncate(TOP_WASTED);
+    // The kept layers stay whole; of the merged ones, what survives.
     let kept = &report[..keep.min(report.len())];
-    let kept_totals = kept
+    let (mut files_after, mut bytes_after) = kept
         .iter()
         .fold((0, 0), |(n, b), l| (n + l.files, b + l.size));
-    let survivors = fs.values().filter(|n| !n.dir && n.layer >= keep);
-    let (files_after, bytes_after) =
-        survivors.fold(kept_totals, |(n, b), node| (n + 1, b + node.size));
+    for (path, origin) in tree.paths() {
+        let ((layer, entry), holds_content) = match origin {
+            Origin::Implicit => continue,
+            Origin::Entry { layer, entry } => ((layer, entry), true),
+            // Every name of an inode is of its content's layer (a link to a
+            // lower layer's file is refused); the content counts once.
+            Origin::Linked { content, first, .. } => (content, path == first),
+        };
+        if layer < keep || layers[layer].change(entry) == Change::Dir {
+            continue;
+        }
+        files_after += 1;
+        if holds_content {
+            bytes_after += size_of(layer, entry);
+        }
+    }
     let bytes_now: u64 = report.iter().map(|l| l.size).sum();
     let wasted_percent = if bytes_now == 0 {
         0.0
     } else {
         (wasted_bytes as f64 * 1000.0 / bytes_now as f64).round() / 10.0
     };
-    Savings {
+    Ok(Savings {
         kept_layers: keep,
         bytes_now,
         layers: report,
@@ -259,64 +188,7 @@ fn merge(layers: &[&Changes], keep: usize) -> Savings {
         wasted_percent,
         files_after,
         largest_wasted: wasted,
-    }
-}
-
-struct Merge {
-    fs: BTreeMap<Vec<u8>, Node>,
-    report: Vec<Layer>,
-    /// Every wasted file; sorted and cut to the top ones at the end.
-    wasted: Vec<Wasted>,
-}
-
-impl Merge {
-    /// Layer `by` removes what lower layers have under `path` (and at
-    /// `path` itself if `itself`).
-    fn throw(&mut self, path: &[u8], itself: bool, by: usize) {
-        let mut victims: Vec<Vec<u8>> = descendants(&self.fs, path)
-            .filter(|(_, node)| node.layer < by)
-            .map(|(p, _)| p.clone())
-            .collect();
-        if itself && self.fs.get(path).is_some_and(|n| n.layer < by) {
-            victims.push(path.to_vec());
-        }
-        for victim in victims {
-            let node = self.fs.remove(&victim).expect("listed above");
-            if !node.dir && node.size > 0 {
-                self.report[node.layer].wasted += node.size;
-                self.wasted.push(Wasted {
-                    path: show(&victim),
-                    size: node.size,
-                    layer: node.layer + 1,
-                    removed_by: by + 1,
-                });
-            }
-        }
-    }
-}
-
-fn descendants<'a>(
-    fs: &'a BTreeMap<Vec<u8>, Node>,
-    dir: &[u8],
-) -> impl Iterator<Item = (&'a Vec<u8>, &'a Node)> + 'a {
-    let prefix = if dir.is_empty() {
-        Vec::new()
-    } else {
-        join(dir, b"")
-    };
-    fs.range(prefix.clone()..)
-        .take_while(move |(p, _)| p.starts_with(&prefix))
-        .filter(|(p, _)| !p.is_empty())
-}
-
-fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
-    if dir.is_empty() {
-        return name.to_vec();
-    }
-    let mut p = dir.to_vec();
-    p.push(b'/');
-    p.extend_from_slice(name);
-    p
+    })
 }
 
 fn show(path: &[u8]) -> String {
@@ -327,8 +199,28 @@ fn show(path: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    use crate::saved::walk::{self, Pick};
+
+    /// The savings of each image `picks` names in a save archive, each
+    /// keeping its bottom `keeps[i]` layers.
+    fn analyze(archive: &[u8], picks: &[Pick], keeps: &[usize]) -> Result<Vec<Savings>, String> {
+        let saved = walk::read_picked(archive, picks, |l| LayerIndex::read(l, None))
+            .map_err(|e| e.to_string())?;
+        saved
+            .images
+            .iter()
+            .enumerate()
+            .map(|(i, image)| {
+                let indexes: Vec<_> = image.layers.iter().map(|l| &saved.blobs[l.blob]).collect();
+                let diff_ids: Vec<_> = image.layers.iter().map(|l| l.diff_id.clone()).collect();
+                let keep = keeps.get(i).copied().unwrap_or(0);
+                of(&indexes, &diff_ids, &image.config, keep).map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+
     /// The savings of the one image an archive lists.
-    fn one(archive: &[u8], keep: usize) -> Result<Savings, SavingsError> {
+    fn one(archive: &[u8], keep: usize) -> Result<Savings, String> {
         let mut all = analyze(archive, &[Pick::Listed], &[keep])?;
         assert_eq!(all.len(), 1);
         Ok(all.remove(0))
@@ -397,7 +289,7 @@ mod tests {
         );
         let missing = analyze(&archive[..], &[Pick::Manifest(sha(b"x"))], &[]);
         assert!(
-            matches!(missing, Err(SavingsError::Archive(_))),
+            missing.as_ref().is_err_and(|e| e.contains("manifest")),
             "{missing:?}"
         );
     }
@@ -553,10 +445,7 @@ mod tests {
         let mut b = tar::Builder::new(Vec::new());
         member(&mut b, "x", b"y");
         let err = one(&b.into_inner().unwrap()[..], 0).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "the archive has no manifest.json or index.json"
-        );
+        assert_eq!(err, "the archive has no manifest.json or index.json");
         let archive = save(&[], serde_json::json!([]));
         assert_eq!(one(&archive[..], 0).unwrap().layers.len(), 0);
     }

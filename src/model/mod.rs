@@ -2,7 +2,17 @@
 //! reference grammar, IMAGE's index and the choice of its platforms, and
 //! the flattened image's config.
 
+pub mod compression;
 pub mod config;
 pub mod platform;
 pub mod reference;
 pub mod source_index;
+
+/// IMAGE as the run found it.
+#[derive(Debug, Clone)]
+pub struct SourceImage {
+    pub id: String,
+    pub layers: usize,
+    /// The engine's figure, in bytes.
+    pub size: u64,
+}

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::encode::Compression;
 use crate::engine::store::Store;
 use crate::engine::Endpoint;
 use crate::layers::savings::Savings;
+use crate::model::compression::Compression;
 use crate::verify::Report;
 
 /// The `--format json` document.
@@ -355,7 +355,7 @@ mod tests {
     use crate::engine::{resolve, Env};
 
     fn endpoint() -> Endpoint {
-        let globals = crate::cli::GlobalArgs {
+        let globals = crate::engine::Selection {
             host: vec!["unix:///x".into()],
             ..Default::default()
         };

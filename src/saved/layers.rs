@@ -29,20 +29,40 @@ pub enum ReadFailure {
     Spool(std::io::Error),
 }
 
+/// How each layer is taken as it streams by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Take {
+    /// Spooled to an unnamed file: the merge reads its bytes again.
+    pub spool: bool,
+    /// Each entry's facts kept, for `--verify`.
+    pub facts: bool,
+}
+
+impl Take {
+    /// Only listed: what the dry run applies.
+    pub const LISTED: Take = Take {
+        spool: false,
+        facts: false,
+    };
+    /// For the merge, and with `facts` for a verify of it.
+    pub fn merged(facts: bool) -> Take {
+        Take { spool: true, facts }
+    }
+}
+
 /// Reads IMAGE's save stream for the images `picks` names (one, or each
 /// platform of a multi-platform IMAGE), counting its bytes into
-/// `progress`, each layer spooled for the merge (with `facts`, indexed for
-/// a verify too), and frees the files of every layer no image merges: each
-/// keeps its bottom `keep` as they are.
+/// `progress`, each layer taken as `take` says, and frees the files of
+/// every layer no image merges: each keeps its bottom `keep` as they are.
 pub async fn read(
     docker: &Docker,
     id: &str,
     picks: Vec<Pick>,
     keep: usize,
     progress: Arc<dyn Progress>,
-    facts: bool,
+    take: Take,
 ) -> Result<Arc<Layers>, ReadFailure> {
-    read_all(docker, id, progress, facts)
+    read_all(docker, id, progress, take)
         .await?
         .pick(&picks, keep)
 }
@@ -53,7 +73,7 @@ pub async fn read(
 /// read once for both.
 pub struct Unpicked {
     members: Members<LayerIndex>,
-    facts: bool,
+    take: Take,
 }
 
 /// Reads IMAGE's save stream whole, as [`read`] does, before any image of
@@ -62,13 +82,13 @@ pub async fn read_all(
     docker: &Docker,
     id: &str,
     progress: Arc<dyn Progress>,
-    facts: bool,
+    take: Take,
 ) -> Result<Unpicked, ReadFailure> {
     let members = read_with(docker, id, progress, move |reader| {
-        walk::read_members(reader, index_layer(true, facts))
+        walk::read_members(reader, index_layer(take))
     })
     .await?;
-    Ok(Unpicked { members, facts })
+    Ok(Unpicked { members, take })
 }
 
 impl Unpicked {
@@ -82,7 +102,7 @@ impl Unpicked {
     pub fn pick(self, picks: &[Pick], keep: usize) -> Result<Arc<Layers>, ReadFailure> {
         let mut layers = self
             .members
-            .pick(picks, index_layer(true, self.facts))
+            .pick(picks, index_layer(self.take))
             .map_err(failure)?;
         // The kept layers' bytes are not needed again (their index is), nor
         // those of what no image names (a platform not picked).
@@ -101,16 +121,17 @@ impl Unpicked {
     }
 }
 
-/// Reads an image's save stream for a verify, for the images `picks`
-/// names: their layers indexed with their facts, nothing spooled.
-pub async fn read_facts(
+/// Reads an image's save stream for the images `picks` names, their
+/// layers taken as `take` says: for a verify, or a dry run.
+pub async fn read_picked(
     docker: &Docker,
     id: &str,
     picks: Vec<Pick>,
     progress: Arc<dyn Progress>,
+    take: Take,
 ) -> Result<Layers, ReadFailure> {
     read_with(docker, id, progress, move |reader| {
-        walk::read_picked(reader, &picks, index_layer(false, true))
+        walk::read_picked(reader, &picks, index_layer(take))
     })
     .await
 }
@@ -118,15 +139,14 @@ pub async fn read_facts(
 /// How each layer member is taken: indexed (with its facts for a verify),
 /// and spooled to an unnamed file when the merge will read it again.
 fn index_layer(
-    spool: bool,
-    facts: bool,
+    take: Take,
 ) -> impl FnMut(&mut dyn std::io::Read) -> Result<LayerIndex, MergeError> + Send + 'static {
     move |layer| {
-        let file = match spool {
+        let file = match take.spool {
             true => Some(tempfile::tempfile().map_err(MergeError::Spool)?),
             false => None,
         };
-        match facts {
+        match take.facts {
             true => LayerIndex::read_facts(layer, file),
             false => LayerIndex::read(layer, file),
         }

@@ -6,6 +6,7 @@
 //! `--verify` ([`layers`]).
 
 pub mod layers;
+mod layout;
 pub mod walk;
 
 use std::future::Future;

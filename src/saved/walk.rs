@@ -31,58 +31,20 @@ use std::ops::ControlFlow;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+pub use super::layout::ArchiveError;
+use super::layout::{
+    blob_member, check_digest, check_hex, hex, image_members, invalid, manifest_members,
+    member_name, oci_digest, parse_json, resolve_link,
+};
+use crate::model::compression::Compression;
 use crate::model::source_index::{Blobs, IndexError, SourceIndex};
-use crate::tar::reader::{End, TarError, TarReader};
+use crate::tar::reader::{End, TarReader};
 
 /// Members up to this size wait in memory for the manifest (the engine's
 /// small files, empty layers); larger ones are layers, handled as they come.
 const SMALL: u64 = 64 << 10;
 /// JSON members (configs, OCI manifests) are kept up to this size.
 const MAX_JSON: u64 = 16 << 20;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-/// Why the archive is not a whole image.
-#[derive(Debug, thiserror::Error)]
-pub enum ArchiveError {
-    #[error("{0}")]
-    Tar(TarError),
-    #[error("the archive has no {0}")]
-    Missing(String),
-    #[error("the archive's {what} is not valid: {detail}")]
-    Invalid { what: String, detail: String },
-    #[error("the archive holds {0} images; expected one")]
-    Images(usize),
-    #[error("member {member} does not match its digest (it is sha256:{actual})")]
-    Digest { member: String, actual: String },
-    #[error(
-        "layer {index} ({member}) is {actual} once uncompressed, but the image config says {expected}"
-    )]
-    DiffId {
-        index: usize,
-        member: String,
-        expected: String,
-        actual: String,
-    },
-}
-
-impl From<TarError> for ArchiveError {
-    fn from(e: TarError) -> ArchiveError {
-        ArchiveError::Tar(e)
-    }
-}
-
-impl From<io::Error> for ArchiveError {
-    fn from(e: io::Error) -> ArchiveError {
-        ArchiveError::Tar(TarError::Io(e))
-    }
-}
 
 /// A failure of the archive, or of the caller's function on a layer.
 #[derive(Debug, thiserror::Error)]
@@ -424,12 +386,6 @@ impl<T> Members<T> {
     }
 }
 
-/// The digest an OCI layout's member name stands for.
-fn oci_digest(name: &str) -> Option<String> {
-    name.strip_prefix("blobs/sha256/")
-        .map(|hex| format!("sha256:{hex}"))
-}
-
 /// The first image config in a save stream whose layers are `diff_ids`
 /// and whose platform is `os`/`architecture`, as the engine stored it;
 /// reads no further than that config, skipping layers undecompressed.
@@ -592,160 +548,6 @@ fn process<T, E: std::error::Error + 'static>(
         index: 0,
     };
     Ok((value, blob))
-}
-
-/// The config and layer members the archive's manifest names.
-fn image_members(
-    small: &HashMap<String, Vec<u8>>,
-    links: &HashMap<String, String>,
-) -> Result<(String, Vec<String>), ArchiveError> {
-    let resolve = |name: &str| {
-        let mut name = member_name(name.as_bytes());
-        for _ in 0..8 {
-            match links.get(&name) {
-                Some(target) => name = target.clone(),
-                None => break,
-            }
-        }
-        name
-    };
-    if let Some(bytes) = small.get("manifest.json") {
-        let manifest = parse_json(bytes, "manifest.json")?;
-        let images = manifest
-            .as_array()
-            .ok_or_else(|| invalid("manifest.json", "not a list"))?;
-        let [image] = &images[..] else {
-            return Err(ArchiveError::Images(images.len()));
-        };
-        let config = image["Config"]
-            .as_str()
-            .ok_or_else(|| invalid("manifest.json", "no Config"))?;
-        let layers = image["Layers"]
-            .as_array()
-            .ok_or_else(|| invalid("manifest.json", "no Layers"))?
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(resolve)
-                    .ok_or_else(|| invalid("manifest.json", "a layer is not a path"))
-            })
-            .collect::<Result<_, _>>()?;
-        return Ok((resolve(config), layers));
-    }
-    let index = small
-        .get("index.json")
-        .ok_or_else(|| ArchiveError::Missing("manifest.json or index.json".into()))?;
-    let mut doc = parse_json(index, "index.json")?;
-    let mut what = "index.json".to_owned();
-    // An index naming one manifest (maybe through a nested index).
-    for _ in 0..4 {
-        if doc["layers"].is_array() {
-            return manifest_members(&doc, &what);
-        }
-        let mut digests: Vec<&str> = doc["manifests"]
-            .as_array()
-            .ok_or_else(|| invalid(&what, "no manifests"))?
-            .iter()
-            .filter_map(|m| m["digest"].as_str())
-            .collect();
-        digests.sort_unstable();
-        digests.dedup();
-        let [digest] = &digests[..] else {
-            return Err(ArchiveError::Images(digests.len()));
-        };
-        what = blob_member(&Value::from(*digest), &what)?;
-        let bytes = small
-            .get(&what)
-            .ok_or_else(|| ArchiveError::Missing(what.clone()))?;
-        check_digest(&what, bytes)?;
-        doc = parse_json(bytes, &what)?;
-    }
-    Err(invalid("index.json", "nested too deeply"))
-}
-
-/// The config and layer members an image manifest names.
-fn manifest_members(manifest: &Value, what: &str) -> Result<(String, Vec<String>), ArchiveError> {
-    if !manifest["layers"].is_array() {
-        return Err(invalid(what, "not an image manifest"));
-    }
-    let config = blob_member(&manifest["config"]["digest"], what)?;
-    let layers = manifest["layers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|l| blob_member(&l["digest"], what))
-        .collect::<Result<_, _>>()?;
-    Ok((config, layers))
-}
-
-fn blob_member(digest: &Value, what: &str) -> Result<String, ArchiveError> {
-    let digest = digest
-        .as_str()
-        .ok_or_else(|| invalid(what, "a descriptor without a digest"))?;
-    let (algorithm, hex) = digest
-        .split_once(':')
-        .ok_or_else(|| invalid(what, &format!("bad digest {digest}")))?;
-    Ok(format!("blobs/{algorithm}/{hex}"))
-}
-
-/// A member named for its SHA-256 must have it.
-fn check_digest(name: &str, bytes: &[u8]) -> Result<(), ArchiveError> {
-    check_hex(name, &hex(&Sha256::digest(bytes)))
-}
-
-fn check_hex(name: &str, actual: &str) -> Result<(), ArchiveError> {
-    match name.strip_prefix("blobs/sha256/") {
-        Some(expected) if expected != actual => Err(ArchiveError::Digest {
-            member: name.to_owned(),
-            actual: actual.to_owned(),
-        }),
-        _ => Ok(()),
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A member's name without `./` or a trailing `/`.
-fn member_name(path: &[u8]) -> String {
-    let text = String::from_utf8_lossy(path);
-    text.split('/')
-        .filter(|p| !p.is_empty() && *p != ".")
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// The member a symlink inside the archive points at.
-fn resolve_link(name: &str, target: &[u8]) -> String {
-    let target = String::from_utf8_lossy(target);
-    let mut parts: Vec<&str> = if target.starts_with('/') {
-        Vec::new()
-    } else {
-        name.split('/').collect()
-    };
-    parts.pop(); // the link's own name
-    for part in target.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    parts.join("/")
-}
-
-fn parse_json(bytes: &[u8], what: &str) -> Result<Value, ArchiveError> {
-    serde_json::from_slice(bytes).map_err(|e| invalid(what, &e.to_string()))
-}
-
-fn invalid(what: &str, detail: &str) -> ArchiveError {
-    ArchiveError::Invalid {
-        what: what.to_owned(),
-        detail: detail.to_owned(),
-    }
 }
 
 struct Hashing<'h, R> {

@@ -11,6 +11,7 @@
 //!   merged layer above the kept layers the engine has.
 
 pub mod archive;
+pub mod compression;
 
 pub mod file;
 pub mod import;

@@ -14,8 +14,8 @@ use bollard::Docker;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
+use crate::engine::detail;
 use crate::engine::objects::Objects;
-use crate::error::detail;
 use crate::model::platform::Platform;
 use crate::progress::Progress;
 use crate::source::filter::{self, FilterError, FilterStats, TarFilter};

@@ -12,11 +12,10 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use crate::encode::Compression;
 use crate::layers::{self, LayerIndex, MergeError, MergeStats};
 use crate::progress::Progress;
 use crate::saved::layers::Layers;
-use crate::saved::walk::{self, SavedImage};
+use crate::saved::walk::SavedImage;
 use crate::stream::{self, ByteStream, Out, Summary};
 
 /// Merged tar per chunk sent on.
@@ -138,11 +137,7 @@ pub fn kept(image: &SavedImage, keep: usize) -> Vec<KeptLayer> {
     image.layers[..keep]
         .iter()
         .map(|l| {
-            let compression = match l.compression {
-                walk::Compression::None => Compression::None,
-                walk::Compression::Gzip => Compression::Gzip,
-                walk::Compression::Zstd => Compression::Zstd,
-            };
+            let compression = l.compression;
             KeptLayer {
                 diff_id: l.diff_id.clone(),
                 // A docker-archive names layers by ID, not digest: there

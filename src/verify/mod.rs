@@ -672,7 +672,8 @@ fn value(v: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::saved::walk::{Compression, SavedLayer};
+    use crate::model::compression::Compression;
+    use crate::saved::walk::SavedLayer;
     use serde_json::json;
 
     enum Op<'a> {

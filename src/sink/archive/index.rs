@@ -168,7 +168,7 @@ impl IndexArchive {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encode::Compression;
+    use crate::model::compression::Compression;
 
     fn image(arch: &str, blob: &[u8]) -> PlatformImage {
         PlatformImage {

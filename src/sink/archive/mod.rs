@@ -217,7 +217,7 @@ mod tests {
             diff_id: "sha256:d".into(),
             blob: digest(blob),
             blob_size: blob.len() as u64,
-            compression: crate::encode::Compression::Zstd,
+            compression: crate::model::compression::Compression::Zstd,
         }
     }
 
