@@ -38,7 +38,7 @@ pub struct Digests {
 
 /// The layer on its way to a destination: its bytes, and what it was once
 /// they have all gone (await it after `bytes` has ended or been dropped).
-pub struct Layer {
+pub struct Encoded {
     pub bytes: ByteStream,
     pub summary: Summary<Built, LayerError>,
 }
@@ -66,7 +66,7 @@ pub enum LayerError {
 
 /// Streams `source` through an [`Encoder`] on its own task, at most one
 /// chunk ahead of the destination.
-pub fn encode(mut source: Source, compression: Compression) -> std::io::Result<Layer> {
+pub fn encode(mut source: Source, compression: Compression) -> std::io::Result<Encoded> {
     let mut encoder = Encoder::new(compression, workers())?;
     let (bytes, summary) = stream::spawn(move |out| async move {
         let mut ready = VecDeque::new();
@@ -91,7 +91,7 @@ pub fn encode(mut source: Source, compression: Compression) -> std::io::Result<L
             digests,
         })
     });
-    Ok(Layer { bytes, summary })
+    Ok(Encoded { bytes, summary })
 }
 
 /// Uncompressed bytes per gzip member / zstd feed: big enough that the

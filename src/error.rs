@@ -11,8 +11,10 @@ use bollard::errors::Error as EngineError;
 use crate::encode::LayerError;
 use crate::engine::detail;
 use crate::engine::store::Store;
+use crate::layers::MergeError;
 use crate::model::compression::Refusal;
 use crate::model::SourceImage;
+use crate::saved::walk::{ArchiveError, IndexReadError, ReadError};
 use crate::verify::Report;
 
 /// What the pipeline was doing. Finer than the progress stages: several
@@ -94,8 +96,8 @@ impl fmt::Display for Step {
 pub enum Cause {
     /// The engine refused, or the connection broke.
     Engine(EngineError),
-    /// The engine answered, but not as it should have.
-    Unexpected(String),
+    /// The engine (or a file it wrote) answered, but not as it should have.
+    Unexpected(Unexpected),
     /// IMAGE does not exist (the step is [`Step::Inspect`]).
     NoSuchImage(String),
     /// The compression asked for does not suit the engine.
@@ -121,6 +123,36 @@ pub enum Cause {
     /// The engine failed to save IMAGE, which `--verify` compares with
     /// (the step is [`Step::Verify`]).
     Unverifiable(EngineError),
+}
+
+/// What was wrong with an answer: each says what was found, and shows
+/// its own cause in its message (none is returned from `source()`).
+#[derive(Debug, thiserror::Error)]
+pub enum Unexpected {
+    #[error("no image ID in the response")]
+    NoImageId,
+    #[error("expected the one layer {expected}, the engine has {found:?}")]
+    ImportedLayers {
+        expected: String,
+        found: Vec<String>,
+    },
+    #[error("its save stream holds no config for its layers and platform ({0})")]
+    NoConfig(String),
+    #[error("its save stream is not a valid archive: {0}")]
+    Archive(ArchiveError),
+    /// IMAGE's save stream, read for its layers.
+    #[error("its save stream is not a whole image: {0}")]
+    NotWhole(ReadError<MergeError>),
+    /// A save stream or file read back, whole or not.
+    #[error("{0}")]
+    Read(ReadError<MergeError>),
+    #[error("{0}")]
+    Index(IndexReadError),
+    /// Layers that the engine's rules cannot apply.
+    #[error("{0}")]
+    Layers(MergeError),
+    #[error("{0}")]
+    Io(std::io::Error),
 }
 
 /// A verify's differences, and what it compared.

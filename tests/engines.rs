@@ -156,9 +156,16 @@ fn is_layer(head: &[u8]) -> bool {
 /// A host and a foreign platform, two layers each.
 fn two_platforms() -> Vec<ImageSpec> {
     let (arch, variant) = foreign_architecture();
+    // Layers of this call's own: on the containerd store, images that share
+    // a layer share its snapshot, so another test's unpacking would show
+    // here, and its removal race this test's.
+    let own = unique("layers");
     let layers = |tag: &str| {
         vec![
-            vec![Entry::file(format!("base-{tag}"), pseudo_random(4_000, 3))],
+            vec![
+                Entry::file(format!("base-{tag}"), pseudo_random(4_000, 3)),
+                Entry::file("fixture", own.clone()),
+            ],
             vec![Entry::file(format!("top-{tag}"), tag)],
         ]
     };

@@ -69,6 +69,11 @@ fn fixture(name: &str, mut specs: Vec<ImageSpec>, extras: &IndexExtras) -> Fixtu
     let marker = unique("marker");
     for spec in &mut specs {
         spec.config["Labels"][MARKER] = Value::from(marker.clone());
+        // Layers of this fixture's own: on the containerd store, tests that
+        // share a layer share its snapshot, and one test's removal raced
+        // another's unpacking of a foreign platform ("parent snapshot …
+        // does not exist", seen once on Engine 28.5).
+        spec.layers[0].push(Entry::file("fixture", marker.clone()));
     }
     let (image, written) = load_multi_platform_with(&specs, &unique(name), extras);
     let saved = if containerd_store() {

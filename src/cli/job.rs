@@ -8,6 +8,7 @@ use crate::cli::{FlattenArgs, Format, GlobalArgs};
 use crate::engine::Selection;
 use crate::flatten::{Keep, Request};
 use crate::model::reference::Tag;
+use crate::output;
 
 /// One invocation of `flatten`, checked.
 #[derive(Debug)]
@@ -17,7 +18,7 @@ pub struct Job {
     /// `-D`: print the whole cause chain of errors and the endpoint used.
     pub debug: bool,
     pub image: String,
-    pub format: Format,
+    pub format: output::Format,
     pub mode: Mode,
 }
 
@@ -105,7 +106,10 @@ pub fn lower(
         debug: globals.debug,
         engine: selection(globals),
         image: args.image,
-        format: args.format,
+        format: match args.format {
+            Format::Text => output::Format::Text,
+            Format::Json => output::Format::Json,
+        },
         mode,
     })
 }

@@ -9,7 +9,7 @@ use bollard::errors::Error as EngineError;
 
 use super::{source_image, Made, Pipeline, Request, SourceImage, VerifyOutcome};
 use crate::engine::store::{self, Store};
-use crate::error::{Cause, Differs, Error, Step};
+use crate::error::{Cause, Differs, Error, Step, Unexpected};
 use crate::progress::{Progress, Stage};
 use crate::saved;
 use crate::saved::layers::Take;
@@ -145,7 +145,10 @@ impl Pipeline<'_> {
                 .map_err(|f| self.result_unread(id, f)),
                 Theirs::File(path) => verify::read::file(path, theirs_picks).await.map_err(|e| {
                     let what = path.display().to_string();
-                    self.error(Step::ReadResult(what), Cause::Unexpected(e.to_string()))
+                    self.error(
+                        Step::ReadResult(what),
+                        Cause::Unexpected(Unexpected::Read(e)),
+                    )
                 }),
             }
         };
@@ -172,7 +175,7 @@ impl Pipeline<'_> {
         .expect("the comparison does not panic");
         let step = || Step::Verify(image.to_owned());
         let mut report =
-            compared.map_err(|e| self.error(step(), Cause::Unexpected(e.to_string())))?;
+            compared.map_err(|e| self.error(step(), Cause::Unexpected(Unexpected::Layers(e))))?;
         report.duration_seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
         if !report.ok() {
             let differs = Differs {
@@ -190,9 +193,11 @@ impl Pipeline<'_> {
         let step = Step::ReadResult(id.to_owned());
         match failure {
             saved::layers::ReadFailure::Engine(e) => self.error(step, Cause::Engine(e)),
-            saved::layers::ReadFailure::Archive(what) => self.error(step, Cause::Unexpected(what)),
+            saved::layers::ReadFailure::Archive(e) => {
+                self.error(step, Cause::Unexpected(Unexpected::Read(e)))
+            }
             saved::layers::ReadFailure::Spool(e) => {
-                self.error(step, Cause::Unexpected(e.to_string()))
+                self.error(step, Cause::Unexpected(Unexpected::Io(e)))
             }
         }
     }

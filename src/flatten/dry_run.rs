@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::{own_platform, source_image, Analysed, DryRunOutcome, Keep, Pipeline};
 use crate::engine::store::{self, Store};
-use crate::error::{Cause, Error, Step};
+use crate::error::{Cause, Error, Step, Unexpected};
 use crate::layers::savings;
 use crate::model::platform::Platform;
 use crate::model::source_index::{self, Plan};
@@ -40,7 +40,7 @@ impl Pipeline<'_> {
         let step = || Step::ReadLayers(image.to_owned());
         let failed = |f| match f {
             ReadFailure::Engine(e) => self.error(step(), Cause::Engine(e)),
-            ReadFailure::Archive(e) => self.error(step(), Cause::Unexpected(e)),
+            ReadFailure::Archive(e) => self.error(step(), Cause::Unexpected(Unexpected::Read(e))),
             ReadFailure::Spool(_) => self.read_failed(image, f),
         };
         // Where the plan would read the save stream (Engine 26.1), the one
@@ -112,7 +112,7 @@ impl Pipeline<'_> {
         })
         .await
         .expect("the analysis does not panic")
-        .map_err(|e| self.error(step(), Cause::Unexpected(e.to_string())))?;
+        .map_err(|e| self.error(step(), Cause::Unexpected(Unexpected::Layers(e))))?;
         let platforms = if chosen.is_empty() {
             vec![Analysed {
                 platform: own_platform(&inspect),

@@ -21,23 +21,19 @@ use bytes::Bytes;
 use futures_util::{stream, Stream, StreamExt};
 use serde_json::Value;
 
+use super::build::{recipe, Of};
 use super::{created_of, own_platform, source_image, Check, Flattened, Made, Pipeline, Request};
-use crate::encode;
 use crate::engine::store::Store;
 use crate::error::{Cause, Error, Step};
 use crate::model::compression::Compression;
-use crate::model::config::{Provenance, Recipe};
 use crate::model::platform::Platform;
 use crate::model::source_index::Manifest;
 use crate::progress::{Progress, Stage};
 use crate::saved;
 use crate::saved::walk::Pick;
 use crate::sink::archive::index::{IndexArchive, PlatformImage};
-use crate::sink::archive::Kept;
 use crate::sink::{file, load, spool::Spool};
 use crate::source::filter::FilterStats;
-use crate::source::merge as merge_source;
-use crate::source::{export, Source};
 use crate::tar::blocks;
 use crate::verify::{read::Theirs, Report, Rules};
 
@@ -126,72 +122,42 @@ impl Pipeline<'_> {
         };
         for (i, (platform, manifest)) in platforms.iter().enumerate() {
             let label = format!("{image} ({platform})");
-            let source = match &merged {
-                None => {
-                    progress.begin(Stage::Create, &label);
-                    let container = export::create_container(
-                        &self.docker,
-                        self.objects,
-                        &source_id,
-                        Some(platform),
-                    )
-                    .await
-                    .map_err(self.failed(Step::Create(label.clone())))?;
-                    let preamble =
-                        export::root_entry(&created_of(&manifest.config), Some(&comment));
-                    progress.expect_bytes(manifest.layers_size());
-                    progress.begin(Stage::Spool, &label);
-                    Source::Export(Box::new(export::Export::new(
-                        &self.docker,
-                        &container,
-                        preamble,
-                        progress.clone(),
-                    )))
-                }
-                Some(layers) => {
-                    progress.expect_bytes(merge_source::merged_bytes(layers, i, keep_of(i)));
-                    progress.begin(Stage::Merge, &label);
-                    Source::Merge(merge_source::Merge::start(
-                        layers.clone(),
-                        i,
-                        keep_of(i),
-                        Some(comment.clone()),
-                        progress.clone(),
-                    ))
-                }
+            let of = match &merged {
+                None => Of::Export {
+                    platform: Some(platform),
+                    created: &created_of(&manifest.config),
+                    bytes: manifest.layers_size(),
+                    stage: (Stage::Spool, label.clone()),
+                },
+                Some(layers) => Of::Merge {
+                    layers,
+                    image: i,
+                    keep: keep_of(i),
+                },
             };
-            let layer = encode::encode(source, compression).map_err(|e| {
-                self.error(
-                    Step::Export(label.clone()),
-                    Cause::Layer(encode::LayerError::Compress(e)),
+            let (layer, kept) = self
+                .build(
+                    of,
+                    &source_id,
+                    &label,
+                    Some(&comment),
+                    compression,
+                    progress,
                 )
-            })?;
+                .await?;
             let no_config = std::future::ready(Ok(Value::Null));
             let (built, spool, _) = load::spool_beside(&engine, layer, no_config, &label).await?;
-            let kept = match &merged {
-                Some(layers) => merge_source::kept(&layers.images[i], keep_of(i)),
-                None => Vec::new(),
-            };
-            let recipe = Recipe {
-                source_id: &source_id,
-                provenance: Provenance {
-                    reference: image,
-                    layers: manifest.layers.len() - kept.len(),
-                },
-                kept_diff_ids: kept.iter().map(|k| k.diff_id.clone()).collect(),
-                kept_history: merge_source::kept_history(&manifest.config, kept.len()),
-            };
+            let recipe = recipe(
+                &source_id,
+                image,
+                manifest.layers.len(),
+                &manifest.config,
+                &kept,
+            );
             let config = recipe.config(&manifest.config, &built.digests.diff_id);
             images.push(PlatformImage {
                 config: serde_json::to_vec(&config).expect("a JSON value serializes"),
-                kept: kept
-                    .iter()
-                    .map(|k| Kept {
-                        digest: k.digest.clone(),
-                        size: k.size,
-                        media_type: k.media_type,
-                    })
-                    .collect(),
+                kept: kept.to_vec(),
                 layer: built.digests.clone(),
                 platform: platform.to_oci(),
             });

@@ -7,9 +7,15 @@
 //! the export once per platform into one index ([`index`]). The dry run
 //! ([`dry_run`]) reads instead of building.
 
+mod build;
 mod dry_run;
 mod each_platform;
+mod inspect;
+mod outcome;
+use build::{recipe, Of};
 use each_platform::{Delivery, IndexRun};
+use inspect::{created_of, inspected_layers, own_platform, source_image};
+pub use outcome::*;
 mod check;
 mod keep;
 use check::Check;
@@ -19,23 +25,18 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bollard::errors::Error as EngineError;
-use bollard::models::ImageInspect;
 use bollard::query_parameters::TagImageOptionsBuilder;
 use bollard::Docker;
 use serde_json::Value;
-
-use crate::encode;
 
 use crate::engine::objects::Objects;
 use crate::engine::store::{self, Store};
 use crate::engine::InspectJson;
 use crate::error::{Cause, Error, Step};
-use crate::layers::savings::Savings;
 use crate::model::compression::Compression;
-use crate::model::config::{self, Provenance, Recipe};
 use crate::model::platform::Platform;
 use crate::model::reference::Tag;
 use crate::model::source_index::{LeftOut, Plan};
@@ -44,10 +45,7 @@ use crate::progress::{Progress, Stage};
 use crate::saved;
 use crate::saved::walk::Pick;
 use crate::sink::{self, file, Destination, Engine};
-use crate::source::filter::FilterStats;
-use crate::source::merge as merge_source;
-use crate::source::{export, Source};
-use crate::verify::{read::Theirs, Layers, Report, Rules};
+use crate::verify::{read::Theirs, Layers, Rules};
 
 /// What to flatten, and where to.
 #[derive(Debug, Clone)]
@@ -77,110 +75,6 @@ pub enum Keep {
     Layers(usize),
     /// BASE's layers, which must be IMAGE's bottom ones.
     Base(String),
-}
-
-/// A finished flatten.
-#[derive(Debug)]
-pub struct Finished {
-    pub source: SourceImage,
-    pub store: Store,
-    pub elapsed: Duration,
-    pub outcome: Outcome,
-    /// Each platform flattened, in IMAGE's index order (one for a
-    /// one-platform IMAGE); empty when IMAGE was already flat.
-    pub platforms: Vec<Flattened>,
-    /// What of IMAGE's index the result leaves out.
-    pub left_out: LeftOut,
-}
-
-/// One platform of the result.
-#[derive(Debug, Clone)]
-pub struct Flattened {
-    pub platform: Option<Platform>,
-    /// IMAGE's manifest for it, where the store has manifests.
-    pub source_manifest: Option<String>,
-    pub layers_before: usize,
-    /// Its layers' bytes as stored (the engine's figure for a one-platform IMAGE).
-    pub size_before: u64,
-    /// The flattened manifest, where the result has one (not on a graphdriver).
-    pub manifest: Option<String>,
-    /// The kept layers and the flattened one.
-    pub layers_after: usize,
-    /// The flattened layer's bytes as sent.
-    pub size_after: u64,
-}
-
-/// What a finished flatten did.
-#[derive(Debug)]
-pub enum Outcome {
-    /// IMAGE had one layer already: TAG now points at it and nothing was built.
-    AlreadyFlat,
-    Flattened {
-        made: Made,
-        /// How the layer was sent (or written).
-        compression: Compression,
-        /// What the source left out.
-        filter: FilterStats,
-        /// Where the layer came from.
-        how: How,
-        /// What `--verify` found: no difference the mode does not account for.
-        verified: Option<Report>,
-    },
-}
-
-/// How the flattened layer was made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum How {
-    /// From a container's export.
-    Export,
-    /// By merging IMAGE's layers above these kept ones (diff IDs; none for
-    /// `--exact`).
-    Merge { kept: Vec<String> },
-}
-
-/// Where the flattened image is.
-#[derive(Debug)]
-pub enum Made {
-    /// On the engine, tagged TAG.
-    Image { id: String, size: u64 },
-    /// In an archive file, or on stdout (`-`), named TAG inside.
-    Archive { path: PathBuf, size: u64 },
-}
-
-/// What a dry run found.
-#[derive(Debug)]
-pub struct DryRunOutcome {
-    pub source: SourceImage,
-    /// Per platform, in IMAGE's index order: one for a one-platform IMAGE.
-    pub platforms: Vec<Analysed>,
-    /// What of IMAGE's index a flatten would leave out.
-    pub left_out: LeftOut,
-    pub elapsed: Duration,
-    pub store: Store,
-}
-
-/// One platform's analysis.
-#[derive(Debug)]
-pub struct Analysed {
-    pub platform: Option<Platform>,
-    /// IMAGE's manifest for it, where the store has manifests.
-    pub manifest: Option<String>,
-    pub layers: usize,
-    /// Its layers' bytes as stored.
-    pub size: u64,
-    pub savings: Savings,
-    /// Picked with `--platform`.
-    pub chosen: bool,
-}
-
-/// What `--verify-only` found: FLAT as IMAGE's layers make it, the
-/// differences the mode documents aside.
-#[derive(Debug)]
-pub struct VerifyOutcome {
-    pub source: SourceImage,
-    pub flat_id: String,
-    pub store: Store,
-    pub report: Report,
 }
 
 /// IMAGE's config as the store keeps it, now or later.
@@ -392,7 +286,7 @@ impl<'a> Pipeline<'a> {
             Some((_, manifest, true)) => Pick::Manifest(manifest.digest.clone()),
             _ => Pick::Listed,
         };
-        let (config, source_stream, kept, kept_history): (Config<'_>, _, _, _) = match keep {
+        let (config, read): (Config<'_>, Option<Arc<Layers>>) = match keep {
             None => {
                 // A quick inspect on the graphdriver store, so asked before
                 // any object exists; on the containerd store a read of the
@@ -408,39 +302,7 @@ impl<'a> Pipeline<'a> {
                     }
                     (None, Store::Containerd) => Box::pin(self.saved_config(&inspect, image)),
                 };
-                progress.begin(Stage::Create, &label);
-                let container =
-                    export::create_container(&self.docker, self.objects, &source.id, for_platform)
-                        .await
-                        .map_err(self.failed(Step::Create(label.clone())))?;
-                let preamble = match &one {
-                    Some((_, manifest, _)) => {
-                        export::root_entry(&created_of(&manifest.config), comment)
-                    }
-                    None => export::root_entry(&inspect, comment),
-                };
-                progress.expect_bytes(source.size);
-                progress.begin(
-                    match &destination {
-                        Destination::Import => Stage::Stream,
-                        Destination::Load | Destination::Onto(_) | Destination::Stdout => {
-                            Stage::Spool
-                        }
-                        Destination::File(_) => Stage::Write,
-                    },
-                    &match &destination {
-                        Destination::File(path) => path.display().to_string(),
-                        _ => label.clone(),
-                    },
-                );
-                let export =
-                    export::Export::new(&self.docker, &container, preamble, progress.clone());
-                (
-                    config,
-                    Source::Export(Box::new(export)),
-                    Vec::new(),
-                    Vec::new(),
-                )
+                (config, None)
             }
             Some(keep) => {
                 // The config as the store keeps it comes with the layers.
@@ -462,37 +324,37 @@ impl<'a> Pipeline<'a> {
                 }
                 .map_err(|f| self.read_failed(image, f))?;
                 mine = request.verify.then(|| layers.clone());
-                let saved = &layers.images[0];
-                let kept = merge_source::kept(saved, keep);
-                let history = merge_source::kept_history(&saved.config, keep);
-                let config: Config<'_> = Box::pin(std::future::ready(Ok(saved.config.clone())));
-                progress.expect_bytes(merge_source::merged_bytes(&layers, 0, keep));
-                progress.begin(Stage::Merge, &label);
-                let merge = merge_source::Merge::start(
-                    layers.clone(),
-                    0,
-                    keep,
-                    comment.map(str::to_owned),
-                    progress.clone(),
-                );
-                (config, Source::Merge(merge), kept, history)
+                let config = layers.images[0].config.clone();
+                (Box::pin(std::future::ready(Ok(config))), Some(layers))
             }
         };
-        let layer = encode::encode(source_stream, compression).map_err(|e| {
-            self.error(
-                Step::Export(label.clone()),
-                Cause::Layer(encode::LayerError::Compress(e)),
-            )
-        })?;
-        let recipe = Recipe {
-            source_id: &source.id,
-            provenance: Provenance {
-                reference: image,
-                layers: source.layers - kept.len(),
+        let created = one
+            .as_ref()
+            .map(|(_, manifest, _)| created_of(&manifest.config));
+        let of = match (&read, keep) {
+            (Some(layers), Some(keep)) => Of::Merge {
+                layers,
+                image: 0,
+                keep,
             },
-            kept_diff_ids: kept.iter().map(|k| k.diff_id.clone()).collect(),
-            kept_history,
+            _ => Of::Export {
+                platform: for_platform,
+                created: created.as_ref().unwrap_or(&inspect),
+                bytes: source.size,
+                stage: match &destination {
+                    Destination::Import => (Stage::Stream, label.clone()),
+                    Destination::Load | Destination::Onto(_) | Destination::Stdout => {
+                        (Stage::Spool, label.clone())
+                    }
+                    Destination::File(path) => (Stage::Write, path.display().to_string()),
+                },
+            },
         };
+        let (layer, kept) = self
+            .build(of, &source.id, &label, comment, compression, &progress)
+            .await?;
+        let config_of_kept = read.as_ref().map_or(&Value::Null, |l| &l.images[0].config);
+        let recipe = recipe(&source.id, image, source.layers, config_of_kept, &kept);
         let engine = self.engine(&progress);
         let check = request.verify.then(|| Check {
             image: image.to_owned(),
@@ -627,132 +489,5 @@ impl<'a> Pipeline<'a> {
         };
         sink::compression::choose_compression(requested, destination, engine)
             .map_err(|refusal| self.error(Step::ReadVersion, Cause::Unsupported(refusal)))
-    }
-
-    /// IMAGE's config on the graphdriver store, for the fields the
-    /// flattened config carries over: the engine's inspect, as sent, holds
-    /// them all (but `os.features`) under its own names. A `docker save`
-    /// would have the engine write the whole image to its disk first.
-    async fn inspected_config(&self, id: &str, image: &str) -> Result<Value, Error> {
-        let inspect = self
-            .inspect_json
-            .image(id)
-            .await
-            .map_err(self.failed(Step::ReadConfig(image.to_owned())))?;
-        Ok(config::from_inspect(&inspect))
-    }
-
-    /// IMAGE's config on the containerd store, whose inspect reports the
-    /// engine's own version as `DockerVersion` and leaves out `comment` and
-    /// `container_config`: the config blob itself, from IMAGE's save stream,
-    /// which streams from the content store as it goes and is dropped as
-    /// soon as the config has come. That can be the whole stream (blobs come
-    /// in digest order), so this runs beside the layer.
-    fn saved_config(
-        &self,
-        source: &ImageInspect,
-        image: &str,
-    ) -> impl Future<Output = Result<Value, Error>> + Send + 'static {
-        let id = source.id.clone().unwrap_or_else(|| image.to_owned());
-        let step = Step::ReadConfig(image.to_owned());
-        let endpoint = self.endpoint.clone();
-        let diff_ids = inspected_layers(source);
-        let os = source.os.clone().unwrap_or_default();
-        let arch = source.architecture.clone().unwrap_or_default();
-        let found = saved::config(&self.docker, &id, diff_ids, os, arch);
-        async move {
-            let error = |cause| Error {
-                step,
-                endpoint,
-                cause,
-            };
-            let found = found.await;
-            let detail = match found {
-                Err(e) => return Err(error(Cause::Engine(e))),
-                Ok(Ok(Some(config))) => return Ok(config),
-                Ok(Ok(None)) => {
-                    format!("its save stream holds no config for its layers and platform ({id})")
-                }
-                Ok(Err(e)) => format!("its save stream is not a valid archive: {e}"),
-            };
-            Err(error(Cause::Unexpected(detail)))
-        }
-    }
-
-    /// A failed read of IMAGE's layers, said as the user can act on it.
-    fn read_failed(&self, image: &str, failure: saved::layers::ReadFailure) -> Error {
-        let step = Step::ReadLayers(image.to_owned());
-        match failure {
-            // The engine answered, but with its own failure to save.
-            saved::layers::ReadFailure::Engine(
-                e @ EngineError::DockerResponseServerError {
-                    status_code: 500, ..
-                },
-            ) => self.error(step, Cause::Unsaveable(e)),
-            saved::layers::ReadFailure::Engine(e) => self.error(step, Cause::Engine(e)),
-            saved::layers::ReadFailure::Archive(what) => self.error(
-                step,
-                Cause::Unexpected(format!("its save stream is not a whole image: {what}")),
-            ),
-            saved::layers::ReadFailure::Spool(error) => self.error(
-                Step::SpoolLayers(image.to_owned()),
-                Cause::Local {
-                    dir: sink::spool::dir(),
-                    error,
-                },
-            ),
-        }
-    }
-
-    async fn inspect_source(&self, image: &str) -> Result<ImageInspect, Error> {
-        let step = Step::Inspect(image.to_owned());
-        match self.docker.inspect_image(image).await {
-            Err(EngineError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Err(self.error(step, Cause::NoSuchImage(image.to_owned()))),
-            other => other.map_err(self.failed(step)),
-        }
-    }
-}
-
-/// An image's diff IDs as its inspect says, bottom first.
-fn inspected_layers(inspect: &ImageInspect) -> Vec<String> {
-    inspect
-        .root_fs
-        .as_ref()
-        .and_then(|r| r.layers.clone())
-        .unwrap_or_default()
-}
-
-/// IMAGE's platform as its inspect says (the host's on the containerd store).
-fn own_platform(inspect: &ImageInspect) -> Option<Platform> {
-    Platform::from_oci(&serde_json::json!({
-        "os": inspect.os,
-        "architecture": inspect.architecture,
-        "variant": inspect.variant,
-        "os.version": inspect.os_version,
-    }))
-}
-
-/// What the export's root entry takes of an image: when it was made, here
-/// from a platform's own config.
-fn created_of(config: &Value) -> ImageInspect {
-    ImageInspect {
-        created: config["created"].as_str().map(str::to_owned),
-        ..Default::default()
-    }
-}
-
-/// IMAGE's ID, layer count and the engine's idea of its size.
-fn source_image(image: &ImageInspect) -> SourceImage {
-    let layers = image
-        .root_fs
-        .as_ref()
-        .and_then(|r| r.layers.as_ref())
-        .map_or(0, Vec::len);
-    SourceImage {
-        id: image.id.clone().unwrap_or_default(),
-        layers,
-        size: image.size.unwrap_or(0).max(0) as u64,
     }
 }

@@ -5,10 +5,11 @@ use bollard::models::ImageInspect;
 
 use super::{own_platform, Pipeline};
 use crate::engine::store::Store;
-use crate::error::{Cause, Error, Step};
+use crate::error::{Cause, Error, Step, Unexpected};
 use crate::model::platform::{NotOffered, Offered, Platform};
 use crate::model::source_index::{self, ChoiceError, LeftOut, Plan, SourceIndex};
 use crate::saved;
+use crate::saved::walk::IndexReadError;
 
 impl Pipeline<'_> {
     /// Which platforms of IMAGE to flatten, refused before any object
@@ -81,12 +82,13 @@ impl Pipeline<'_> {
     /// the other steps, so that its large `Error` lives in their future.
     pub(super) async fn plan_of(
         &self,
-        index: Result<SourceIndex, impl std::error::Error>,
+        index: Result<SourceIndex, IndexReadError>,
         image: &str,
         wanted: Option<&Platform>,
     ) -> Result<(Plan, LeftOut), Error> {
         let step = || Step::ChoosePlatforms(image.to_owned());
-        let index = index.map_err(|e| self.error(step(), Cause::Unexpected(e.to_string())))?;
+        let index =
+            index.map_err(|e| self.error(step(), Cause::Unexpected(Unexpected::Index(e))))?;
         let choice = index
             .choose(image, wanted)
             .map_err(|e| self.error(step(), Cause::Platforms(e)))?;

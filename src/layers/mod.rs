@@ -46,7 +46,8 @@ use std::io::{self, Write};
 
 use crate::layers::facts::Facts;
 use crate::tar::blocks;
-use crate::tar::reader::{self, End, NewHeader, TarError, TarReader, BLOCK};
+use crate::tar::blocks::NewHeader;
+use crate::tar::reader::{self, End, TarError, TarReader, BLOCK};
 
 const NONE: u32 = u32::MAX;
 

@@ -13,7 +13,7 @@ pub const TOP_WASTED: usize = 10;
 
 /// One layer, as the report shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Layer {
+pub struct LayerSavings {
     /// 1-based position, bottom layer first.
     pub index: usize,
     pub diff_id: Option<String>,
@@ -45,7 +45,7 @@ pub struct Wasted {
 pub struct Savings {
     /// Bottom layers the flatten keeps as they are (0: all are merged).
     pub kept_layers: usize,
-    pub layers: Vec<Layer>,
+    pub layers: Vec<LayerSavings>,
     /// File bytes in all layers together: what the layers hold now.
     pub bytes_now: u64,
     /// File bytes of the merged filesystem: what one layer would hold.
@@ -69,11 +69,11 @@ pub fn of(
     keep: usize,
 ) -> Result<Savings, MergeError> {
     let tree = apply(layers)?;
-    let mut report: Vec<Layer> = layers
+    let mut report: Vec<LayerSavings> = layers
         .iter()
         .enumerate()
         .map(|(i, layer)| {
-            let mut l = Layer {
+            let mut l = LayerSavings {
                 index: i + 1,
                 diff_id: diff_ids.get(i).cloned(),
                 created_by: None,

@@ -331,7 +331,7 @@ impl Writer<'_> {
 
     pub(super) fn header(&mut self, h: &NewHeader<'_>) -> Result<(), MergeError> {
         let mut block = Vec::with_capacity(1024);
-        reader::write_header(&mut block, h).map_err(MergeError::Write)?;
+        blocks::write_header(&mut block, h).map_err(MergeError::Write)?;
         self.stats.entries += 1;
         self.bytes(&block)
     }

@@ -16,3 +16,14 @@ pub struct SourceImage {
     /// The engine's figure, in bytes.
     pub size: u64,
 }
+
+/// A layer kept as it is, as the new image's manifest names it: the
+/// engine has its bytes, so the archive does not carry them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptLayer {
+    pub diff_id: String,
+    /// The blob as the engine stores it: its digest, size and media type.
+    pub digest: String,
+    pub size: u64,
+    pub media_type: &'static str,
+}

@@ -80,11 +80,12 @@ pub struct Manifest {
     pub config_digest: String,
     /// The image config, exactly as stored.
     pub config: Value,
-    pub layers: Vec<Layer>,
+    pub layers: Vec<Descriptor>,
 }
 
+/// A layer as a manifest describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layer {
+pub struct Descriptor {
     pub digest: String,
     pub size: u64,
     pub media_type: String,
@@ -484,13 +485,13 @@ impl Blobs {
             .as_array()?
             .iter()
             .map(|l| {
-                Some(Layer {
+                Some(Descriptor {
                     digest: l["digest"].as_str()?.to_owned(),
                     size: l["size"].as_u64()?,
                     media_type: l["mediaType"].as_str().unwrap_or_default().to_owned(),
                 })
             })
-            .collect::<Option<Vec<Layer>>>()?;
+            .collect::<Option<Vec<Descriptor>>>()?;
         if check_layers && !layers.iter().all(|l| self.present.contains(&l.digest)) {
             return None;
         }

@@ -183,6 +183,16 @@ pub struct Source<'a> {
 }
 
 impl<'a> Source<'a> {
+    /// IMAGE as the user named it, as the run found it.
+    pub fn of(reference: &'a str, image: &'a crate::model::SourceImage) -> Source<'a> {
+        Source {
+            reference,
+            id: &image.id,
+            layers: image.layers,
+            size: image.size,
+        }
+    }
+
     fn image(&self) -> Image<'a> {
         Image {
             reference: Some(self.reference),

@@ -6,6 +6,7 @@
 //! `TERM=dumb`, nothing with `--quiet`.
 
 pub mod json;
+mod report;
 mod terminal;
 pub mod text;
 
@@ -15,6 +16,7 @@ use crate::layers::savings::Savings;
 use crate::progress::{Progress, Stage};
 
 pub use json::{Document, VerifyDocument};
+pub use report::{Format, Run};
 pub use text::{DryRunFacts, Summary};
 
 /// How progress is shown.

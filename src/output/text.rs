@@ -3,6 +3,7 @@
 //! cutting to a width, short IDs, seconds). Pure functions from facts to
 //! text; the [`Reporter`](super::Reporter) prints them.
 
+use crate::model::source_index::LeftOut;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -311,13 +312,57 @@ pub fn seconds(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
+/// What the result leaves out of IMAGE's index, said once each.
+pub fn left_out(image: &str, left_out: &LeftOut) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if !left_out.absent.is_empty() {
+        let list: Vec<String> = left_out.absent.iter().map(ToString::to_string).collect();
+        warnings.push(format!(
+            "left out {} of {image}: its content is not in the store (a pull fetches only the \
+             host's platform); to flatten it too, pull it (docker pull --platform {} {image}) \
+             and run again",
+            if list.len() == 1 {
+                format!("platform {}", list[0])
+            } else {
+                format!("platforms {}", list.join(", "))
+            },
+            list[0]
+        ));
+    }
+    if left_out.attestations > 0 {
+        warnings.push(format!(
+            "dropped {} attestation manifest(s) of {image} (provenance, SBOM): they describe \
+             its layers, not the flattened ones",
+            left_out.attestations
+        ));
+    }
+    if !left_out.others.is_empty() {
+        warnings.push(format!(
+            "left out {} index entr{} of {image} that {} no image manifest ({})",
+            left_out.others.len(),
+            if left_out.others.len() == 1 {
+                "y"
+            } else {
+                "ies"
+            },
+            if left_out.others.len() == 1 {
+                "is"
+            } else {
+                "are"
+            },
+            left_out.others.join(", ")
+        ));
+    }
+    warnings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::savings::{Layer, Wasted};
+    use crate::layers::savings::{LayerSavings, Wasted};
 
     fn savings() -> Savings {
-        let layer = |index, size, wasted, step: &str| Layer {
+        let layer = |index, size, wasted, step: &str| LayerSavings {
             index,
             diff_id: None,
             created_by: Some(step.to_owned()),

@@ -11,9 +11,9 @@ use bollard::errors::Error as EngineError;
 use bollard::Docker;
 
 use crate::layers::{LayerIndex, MergeError};
-use crate::model::source_index::{self, IndexError, SourceIndex};
+use crate::model::source_index::{self, SourceIndex};
 use crate::progress::Progress;
-use crate::saved::walk::{self, Members, Pick, ReadError, Saved};
+use crate::saved::walk::{self, IndexReadError, Members, Pick, ReadError, Saved};
 
 /// IMAGE's layers, read and spooled.
 pub type Layers = Saved<LayerIndex>;
@@ -24,7 +24,7 @@ pub enum ReadFailure {
     /// The engine refused, or the stream broke.
     Engine(EngineError),
     /// The save stream is no whole image.
-    Archive(String),
+    Archive(ReadError<MergeError>),
     /// A temporary file could not be written.
     Spool(std::io::Error),
 }
@@ -93,8 +93,8 @@ pub async fn read_all(
 
 impl Unpicked {
     /// What IMAGE's ID names in the stream: one manifest, or an index.
-    pub fn index(&self, id: &str) -> Result<SourceIndex, IndexError> {
-        source_index::from_blobs(self.members.oci_blobs(), id)
+    pub fn index(&self, id: &str) -> Result<SourceIndex, IndexReadError> {
+        source_index::from_blobs(self.members.oci_blobs(), id).map_err(IndexReadError::Index)
     }
 
     /// The images `picks` names; frees the files of every layer no image
@@ -172,6 +172,6 @@ fn failure(e: ReadError<MergeError>) -> ReadFailure {
             error: MergeError::Spool(e),
             ..
         } => ReadFailure::Spool(e),
-        other => ReadFailure::Archive(other.to_string()),
+        other => ReadFailure::Archive(other),
     }
 }

@@ -104,19 +104,6 @@ struct Blob {
     index: usize,
 }
 
-/// Reads a whole save stream, calling `layer` with each layer member's
-/// uncompressed tar as it streams by, for the image its manifest lists.
-#[cfg(test)]
-pub fn read<T, E>(
-    save: impl Read,
-    layer: impl FnMut(&mut dyn Read) -> Result<T, E>,
-) -> Result<Saved<T>, ReadError<E>>
-where
-    E: std::error::Error + 'static,
-{
-    read_picked(save, &[Pick::Listed], layer)
-}
-
 /// [`read`] for each image `picks` names.
 pub fn read_picked<T, E>(
     save: impl Read,
@@ -591,6 +578,18 @@ impl<R: Read> Read for Guarded<R> {
 #[cfg(test)]
 pub mod tests {
     use super::*;
+
+    /// Reads a whole save stream, calling `layer` with each layer member's
+    /// uncompressed tar as it streams by, for the image its manifest lists.
+    pub fn read<T, E>(
+        save: impl Read,
+        layer: impl FnMut(&mut dyn Read) -> Result<T, E>,
+    ) -> Result<Saved<T>, ReadError<E>>
+    where
+        E: std::error::Error + 'static,
+    {
+        read_picked(save, &[Pick::Listed], layer)
+    }
     use serde_json::json;
     use std::io::Write;
 

@@ -28,7 +28,7 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 
 use super::load::spool_beside;
 use super::Engine;
-use crate::encode::{Built, Layer, LayerError};
+use crate::encode::{Built, Encoded, LayerError};
 use crate::error::{Cause, Error, Step};
 use crate::model::config::{platform, Recipe};
 use crate::model::reference::Tag;
@@ -86,7 +86,7 @@ pub fn open(path: &Path) -> Result<Output, (PathBuf, std::io::Error)> {
 pub async fn write(
     engine: &Engine<'_>,
     output: Output,
-    layer: Layer,
+    layer: Encoded,
     config: impl Future<Output = Result<Value, Error>>,
     recipe: &Recipe<'_>,
     tag: &Tag,
@@ -95,7 +95,7 @@ pub async fn write(
     let failed = |error| write_failed(engine, &output.path, error);
     let file = output.temp.as_file().try_clone().map_err(failed)?;
     let mut file = BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(file));
-    let Layer { bytes, summary } = layer;
+    let Encoded { bytes, summary } = layer;
     let blob = async {
         // A placeholder until the blob's digest and size are known.
         file.write_all(&blocks::file_header("blobs/sha256/pending", 0))
@@ -164,7 +164,7 @@ pub fn finish(engine: &Engine<'_>, output: Output) -> Result<(), Box<Error>> {
 /// Writes the image archive of `layer` to stdout, spooling the layer first.
 pub async fn write_stdout(
     engine: &Engine<'_>,
-    layer: Layer,
+    layer: Encoded,
     config: impl Future<Output = Result<Value, Error>>,
     recipe: &Recipe<'_>,
     tag: &Tag,
@@ -181,8 +181,8 @@ pub async fn write_stdout(
         .await
         .map_err(failed)?;
     let mut out = BufWriter::with_capacity(WRITE_BUFFER, tokio::io::stdout());
-    let head = [&archive.metadata()[..], &archive.layer_header()].concat();
-    let tail = [&archive.layer_padding()[..], &blocks::END_OF_ARCHIVE].concat();
+    let head = archive.head();
+    let tail = archive.tail();
     let size = (head.len() + tail.len()) as u64 + built.digests.blob_size;
     let write = async {
         out.write_all(&head).await?;

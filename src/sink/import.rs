@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::load::load_archive;
 use super::Engine;
-use crate::encode::{Built, Layer, LayerError};
-use crate::error::{Cause, Error, Step};
+use crate::encode::{Built, Encoded, LayerError};
+use crate::error::{Cause, Error, Step, Unexpected};
 use crate::model::config::Recipe;
 use crate::progress::Stage;
 use crate::sink::archive;
@@ -20,7 +20,7 @@ use crate::sink::archive;
 /// keeps it); returns the new image's ID.
 pub async fn import(
     engine: &Engine<'_>,
-    layer: Layer,
+    layer: Encoded,
     inspect: &ImageInspect,
     config: &Value,
     recipe: &Recipe<'_>,
@@ -48,7 +48,7 @@ pub async fn import(
         .platform(&platform)
         .changes(vec![format!("LABEL {labels}")])
         .build();
-    let Layer { bytes, summary } = layer;
+    let Encoded { bytes, summary } = layer;
     let mut responses =
         engine
             .docker
@@ -83,10 +83,7 @@ pub async fn import(
         return Err(engine.failed(step())(e));
     }
     let (Some(built), Some(imported)) = (built, imported) else {
-        return Err(engine.error(
-            step(),
-            Cause::Unexpected("no image ID in the response".into()),
-        ));
+        return Err(engine.error(step(), Cause::Unexpected(Unexpected::NoImageId)));
     };
 
     engine.progress.begin(Stage::Configure, image);
@@ -102,9 +99,10 @@ pub async fn import(
     if imported_layers != [diff_id.clone()] {
         return Err(engine.error(
             step(),
-            Cause::Unexpected(format!(
-                "expected the one layer {diff_id}, the engine has {imported_layers:?}"
-            )),
+            Cause::Unexpected(Unexpected::ImportedLayers {
+                expected: diff_id.clone(),
+                found: imported_layers,
+            }),
         ));
     }
     // A config-only archive: exact for every field, the platform included.

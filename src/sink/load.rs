@@ -14,19 +14,18 @@ use futures_util::{stream, Stream, StreamExt};
 use serde_json::Value;
 
 use super::{spool, Engine};
-use crate::encode::{Built, Layer, LayerError};
+use crate::encode::{Built, Encoded, LayerError};
 use crate::error::{Cause, Error, Step};
 use crate::model::config::{platform, Recipe};
 use crate::progress::Stage;
 use crate::sink::archive::OciArchive;
-use crate::tar::blocks;
 
 /// Spools `layer` and loads it with the flattened config; `config` (IMAGE's
 /// config, read from its save stream) runs while the layer is spooled: it
 /// is needed only afterwards. Returns the new image's ID.
 pub async fn load(
     engine: &Engine<'_>,
-    layer: Layer,
+    layer: Encoded,
     config: impl Future<Output = Result<Value, Error>>,
     recipe: &Recipe<'_>,
 ) -> Result<(String, Built), Error> {
@@ -42,8 +41,8 @@ pub async fn load(
         .read(engine.progress.clone())
         .await
         .map_err(spool_error)?;
-    let head = [&archive.metadata()[..], &archive.layer_header()].concat();
-    let tail = [&archive.layer_padding()[..], &blocks::END_OF_ARCHIVE].concat();
+    let head = archive.head();
+    let tail = archive.tail();
     let body = stream::once(async { Ok(Bytes::from(head)) })
         .chain(blob)
         .chain(stream::once(async { Ok(Bytes::from(tail)) }));
@@ -55,11 +54,11 @@ pub async fn load(
 /// the spool's, then the config's.
 pub async fn spool_beside(
     engine: &Engine<'_>,
-    layer: Layer,
+    layer: Encoded,
     config: impl Future<Output = Result<Value, Error>>,
     image: &str,
 ) -> Result<(Built, spool::Spool, Value), Error> {
-    let Layer { bytes, summary } = layer;
+    let Encoded { bytes, summary } = layer;
     let (written, config) = tokio::join!(spool::fill(bytes), config);
     let built = match summary.wait().await {
         Ok(built) => built,

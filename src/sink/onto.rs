@@ -12,20 +12,19 @@ use serde_json::Value;
 
 use super::load::{load_archive, spool_beside};
 use super::Engine;
-use crate::encode::{Built, Layer};
+use crate::encode::{Built, Encoded};
 use crate::engine::store::Store;
 use crate::error::{Cause, Error, Step};
 use crate::model::config::{platform, Recipe};
+use crate::model::KeptLayer;
 use crate::progress::Stage;
-use crate::sink::archive::{Kept, OciArchive};
-use crate::source::merge::KeptLayer;
-use crate::tar::blocks;
+use crate::sink::archive::OciArchive;
 
 /// Spools `layer` and loads it above `kept` with the flattened config;
 /// returns the new image's ID.
 pub async fn load_onto(
     engine: &Engine<'_>,
-    layer: Layer,
+    layer: Encoded,
     config: Value,
     recipe: &Recipe<'_>,
     kept: &[KeptLayer],
@@ -36,15 +35,7 @@ pub async fn load_onto(
         spool_beside(engine, layer, std::future::ready(Ok(config)), image).await?;
     let config = recipe.config(&source_config, &built.digests.diff_id);
     let bytes = serde_json::to_vec(&config).expect("a JSON value serializes");
-    let kept: Vec<Kept> = kept
-        .iter()
-        .map(|k| Kept {
-            digest: k.digest.clone(),
-            size: k.size,
-            media_type: k.media_type,
-        })
-        .collect();
-    let archive = OciArchive::onto(bytes, &kept, &built.digests, &platform(&config), None);
+    let archive = OciArchive::onto(bytes, kept, &built.digests, &platform(&config), None);
     let id = match store {
         Store::Graphdriver => archive.config_id(),
         Store::Containerd => archive.id(),
@@ -63,8 +54,8 @@ pub async fn load_onto(
                 },
             )
         })?;
-    let head = [&archive.metadata()[..], &archive.layer_header()].concat();
-    let tail = [&archive.layer_padding()[..], &blocks::END_OF_ARCHIVE].concat();
+    let head = archive.head();
+    let tail = archive.tail();
     let body = stream::once(async { Ok(Bytes::from(head)) })
         .chain(blob)
         .chain(stream::once(async { Ok(Bytes::from(tail)) }));

@@ -337,14 +337,20 @@ pub fn root_entry(root: Root, comment: Option<&str>) -> Bytes {
     let mut out = Vec::with_capacity(3 * BLOCK);
     if let Some(comment) = comment {
         let record = blocks::pax_record(b"comment", comment.as_bytes());
-        out.extend_from_slice(
-            blocks::header(b"././@PaxHeader", b'x', record.len() as u64, 0o644, 0, 0, 0).as_bytes(),
-        );
+        out.extend_from_slice(&blocks::header(
+            b"././@PaxHeader",
+            b'x',
+            record.len() as u64,
+            0o644,
+            0,
+            0,
+            0,
+        ));
         out.extend_from_slice(&record);
         out.resize(blocks::padded(out.len() as u64) as usize, 0);
     }
     let dir = blocks::header(b"./", b'5', 0, root.mode, root.uid, root.gid, root.mtime);
-    out.extend_from_slice(dir.as_bytes());
+    out.extend_from_slice(&dir);
     Bytes::from(out)
 }
 

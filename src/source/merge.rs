@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use crate::layers::{self, LayerIndex, MergeError, MergeStats};
+use crate::model::KeptLayer;
 use crate::progress::Progress;
 use crate::saved::layers::Layers;
 use crate::saved::walk::SavedImage;
@@ -119,17 +120,6 @@ impl Write for Chunks<'_> {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-/// A layer kept as it is, as the new image's manifest names it: the
-/// engine has its bytes, so the archive does not carry them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeptLayer {
-    pub diff_id: String,
-    /// The blob as the engine stores it: its digest, size and media type.
-    pub digest: String,
-    pub size: u64,
-    pub media_type: &'static str,
 }
 
 /// The bottom `keep` layers of an image read.

@@ -1,4 +1,4 @@
-//! Tar entries read one at a time from a stream, strictly, and written back.
+//! Tar entries read one at a time from a stream, strictly.
 //!
 //! Both the outer archive of `docker save` and the layer tars inside it are
 //! read through [`TarReader`]: every header's checksum is checked, PAX
@@ -6,12 +6,8 @@
 //! precede, and each entry knows the byte range it came from, so that a
 //! merge can copy it again verbatim from a spooled layer. Only the current
 //! entry is held, never a list of them.
-//!
-//! [`write_header`] writes an entry whose header must change (a hardlink
-//! turned into a file, a whiteout the merge makes): a POSIX ustar block,
-//! preceded by a PAX header for what does not fit.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 use super::blocks::{self, padded};
 use super::header::{self, parse_pax, trim_nul, ustar_path};
@@ -351,115 +347,10 @@ impl TarError {
     }
 }
 
-/// What a header written by [`write_header`] says.
-pub struct NewHeader<'a> {
-    pub typeflag: u8,
-    pub path: &'a [u8],
-    pub link: &'a [u8],
-    pub size: u64,
-    /// Mode, uid, gid, mtime, uname and gname are copied from this block
-    /// as they are (so base-256 fields stay exact); `None` for root, 0644
-    /// (0755 for directories), the epoch.
-    pub meta: Option<&'a [u8; 512]>,
-    /// Device numbers, raw fields.
-    pub device: Option<(&'a [u8], &'a [u8])>,
-    /// PAX records to carry (not `path`, `linkpath`, `size`: those follow
-    /// from the fields above).
-    pub pax: &'a [(Vec<u8>, Vec<u8>)],
-}
-
-/// Writes a header (with a PAX header before it when needed); the caller
-/// writes the data and its padding.
-pub fn write_header(out: &mut dyn Write, h: &NewHeader<'_>) -> io::Result<u64> {
-    let mut block = [0u8; 512];
-    let mut records = Vec::new();
-    for (k, v) in h.pax {
-        if !matches!(&k[..], b"path" | b"linkpath" | b"size") {
-            records.extend(blocks::pax_record(k, v));
-        }
-    }
-    let fits = |v: &[u8], n: usize| v.len() <= n && v.is_ascii();
-    if fits(h.path, 100) {
-        block[..h.path.len()].copy_from_slice(h.path);
-    } else {
-        records.extend(blocks::pax_record(b"path", h.path));
-        let cut = &h.path[..h.path.len().min(100)];
-        block[..cut.len()].copy_from_slice(cut);
-    }
-    if fits(h.link, 100) {
-        block[157..157 + h.link.len()].copy_from_slice(h.link);
-    } else {
-        records.extend(blocks::pax_record(b"linkpath", h.link));
-    }
-    match h.meta {
-        Some(meta) => {
-            for range in [100..136, 136..148, 265..329] {
-                block[range.clone()].copy_from_slice(&meta[range]);
-            }
-        }
-        None => {
-            let mode: &[u8] = if h.typeflag == b'5' {
-                b"0000755\0"
-            } else {
-                b"0000644\0"
-            };
-            block[100..108].copy_from_slice(mode);
-            block[108..116].copy_from_slice(b"0000000\0");
-            block[116..124].copy_from_slice(b"0000000\0");
-            block[136..148].copy_from_slice(b"00000000000\0");
-        }
-    }
-    if h.size < 1 << 33 {
-        block[124..136].copy_from_slice(format!("{:011o}\0", h.size).as_bytes());
-    } else {
-        records.extend(blocks::pax_record(b"size", h.size.to_string().as_bytes()));
-        block[124..136].copy_from_slice(b"00000000000\0");
-    }
-    block[156] = h.typeflag;
-    block[257..263].copy_from_slice(b"ustar\0");
-    block[263..265].copy_from_slice(b"00");
-    match h.device {
-        Some((major, minor)) => {
-            block[329..337].copy_from_slice(major);
-            block[337..345].copy_from_slice(minor);
-        }
-        None => {
-            block[329..337].copy_from_slice(b"0000000\0");
-            block[337..345].copy_from_slice(b"0000000\0");
-        }
-    }
-    let mut written = 0;
-    if !records.is_empty() {
-        let mut x = [0u8; 512];
-        x[..14].copy_from_slice(b"././@PaxHeader");
-        x[100..108].copy_from_slice(b"0000644\0");
-        x[108..116].copy_from_slice(b"0000000\0");
-        x[116..124].copy_from_slice(b"0000000\0");
-        x[124..136].copy_from_slice(format!("{:011o}\0", records.len()).as_bytes());
-        x[136..148].copy_from_slice(b"00000000000\0");
-        x[156] = b'x';
-        x[257..263].copy_from_slice(b"ustar\0");
-        x[263..265].copy_from_slice(b"00");
-        set_sum(&mut x);
-        out.write_all(&x)?;
-        records.resize(padded(records.len() as u64) as usize, 0);
-        out.write_all(&records)?;
-        written += 512 + records.len() as u64;
-    }
-    set_sum(&mut block);
-    out.write_all(&block)?;
-    Ok(written + 512)
-}
-
-fn set_sum(block: &mut [u8; 512]) {
-    block[148..156].fill(b' ');
-    let sum: u64 = block.iter().map(|&b| u64::from(b)).sum();
-    block[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tar::blocks::{write_header, NewHeader};
 
     fn archive(entries: &[(&str, &[u8])]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());

@@ -13,11 +13,10 @@
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::{
-    blob_path, digest, layer_header, Kept, CONFIG_TYPE, INDEX_TYPE, LAYOUT, MANIFEST_TYPE,
-};
+use super::{blob_path, digest, layer_header, CONFIG_TYPE, INDEX_TYPE, LAYOUT, MANIFEST_TYPE};
 use crate::encode::Digests;
 use crate::model::reference::Tag;
+use crate::model::KeptLayer;
 use crate::tar::blocks;
 
 /// One platform's flattened image: its config over its one layer.
@@ -26,7 +25,7 @@ pub struct PlatformImage {
     /// Layers kept from IMAGE below the flattened one, bottom first: the
     /// manifest names them, the archive does not carry them (the engine
     /// has them).
-    pub kept: Vec<Kept>,
+    pub kept: Vec<KeptLayer>,
     pub layer: Digests,
     /// The OCI platform object its index entry carries.
     pub platform: Value,

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::encode::Digests;
 use crate::model::reference::Tag;
+use crate::model::KeptLayer;
 use crate::tar::blocks;
 
 /// `sha256:` and the hex digest of `bytes`: a blob's name; for a config,
@@ -50,14 +51,6 @@ pub const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 pub const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 pub const LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
-/// A layer the archive names but does not carry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Kept {
-    pub digest: String,
-    pub size: u64,
-    pub media_type: &'static str,
-}
-
 /// An OCI image layout of one image, but the layer's bytes (and without
 /// the bytes of layers kept from the source, which the engine has).
 pub struct OciArchive {
@@ -86,7 +79,7 @@ impl OciArchive {
     /// always has a `manifest.json`, which a graphdriver engine loads by.
     pub fn onto(
         config: Vec<u8>,
-        kept: &[Kept],
+        kept: &[KeptLayer],
         layer: &Digests,
         platform: &Value,
         name: Option<&Tag>,
@@ -176,6 +169,18 @@ impl OciArchive {
     /// The zeros after the layer blob.
     pub fn layer_padding(&self) -> Vec<u8> {
         vec![0; blocks::padding(self.layer.blob_size)]
+    }
+
+    /// What goes before the layer blob when it streams last: the metadata
+    /// members and the blob's header.
+    pub fn head(&self) -> Vec<u8> {
+        [&self.metadata()[..], &self.layer_header()].concat()
+    }
+
+    /// What goes after the layer blob when it streams last: its padding
+    /// and the end of the archive.
+    pub fn tail(&self) -> Vec<u8> {
+        [&self.layer_padding()[..], &blocks::END_OF_ARCHIVE].concat()
     }
 }
 
@@ -267,7 +272,8 @@ mod tests {
     #[test]
     fn an_archive_onto_kept_layers_names_them_and_carries_only_the_new_one() {
         let blob = vec![7; 100];
-        let kept = Kept {
+        let kept = KeptLayer {
+            diff_id: "sha256:4567".into(),
             digest: "sha256:0123".into(),
             size: 5000,
             media_type: "application/vnd.oci.image.layer.v1.tar+gzip",
