@@ -205,7 +205,7 @@ pub struct FlattenArgs {
 pub enum Format {
     /// The image ID (or the dry-run report) as text
     Text,
-    /// One JSON object describing the run; see the README for its fields
+    /// One JSON object describing the run; docs/json.md lists its fields
     Json,
 }
 

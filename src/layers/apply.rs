@@ -89,16 +89,7 @@ pub struct Tree<'a> {
 
 /// Applies `layers` (bottom first), by the rules [`merge`] follows.
 pub fn apply<'a>(layers: &'a [&'a LayerIndex]) -> Result<Tree<'a>, MergeError> {
-    let mut state = State {
-        layers,
-        fs: BTreeMap::new(),
-        inodes: Vec::new(),
-        applied: Vec::new(),
-        wiped: Vec::new(),
-        root: None,
-        keep: 0,
-        removed: Vec::new(),
-    };
+    let mut state = State::new(layers, 0);
     for l in 0..layers.len() {
         state.apply(l)?;
     }
@@ -165,6 +156,20 @@ impl<'a> Tree<'a> {
 }
 
 impl<'a> State<'a> {
+    /// Nothing applied yet; `keep`: the bottom layers a merge keeps.
+    pub(super) fn new(layers: &'a [&'a LayerIndex], keep: usize) -> State<'a> {
+        State {
+            layers,
+            fs: BTreeMap::new(),
+            inodes: Vec::new(),
+            applied: Vec::new(),
+            wiped: Vec::new(),
+            root: None,
+            keep,
+            removed: Vec::new(),
+        }
+    }
+
     pub(super) fn invalid(&self, layer: usize, path: &[u8], why: &'static str) -> MergeError {
         MergeError::Invalid {
             layer: layer + 1,

@@ -36,16 +36,7 @@ pub fn merge(
     comment: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<MergeStats, MergeError> {
-    let mut state = State {
-        layers,
-        fs: BTreeMap::new(),
-        inodes: Vec::new(),
-        applied: Vec::new(),
-        wiped: Vec::new(),
-        root: None,
-        keep,
-        removed: Vec::new(),
-    };
+    let mut state = State::new(layers, keep);
     if keep >= layers.len() {
         return Err(MergeError::Invalid {
             layer: layers.len(),

@@ -1,5 +1,5 @@
 //! The `--format json` document, for a flatten and for a dry run alike. Its
-//! field names are an interface, documented in the README: add fields,
+//! field names are an interface, documented in docs/json.md: add fields,
 //! never rename or remove them. [`Document::new`] is the one place it is
 //! put together.
 

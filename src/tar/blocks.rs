@@ -47,17 +47,7 @@ pub fn header(
     block[156] = kind;
     block[257..263].copy_from_slice(b"ustar\0");
     block[263..265].copy_from_slice(b"00");
-    let sum: u64 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u64::from(b)
-            }
-        })
-        .sum();
+    let sum = super::header::checksum(&block);
     octal(&mut block[148..156], sum);
     block
 }

@@ -7,17 +7,6 @@
 /// checksum field as spaces, unsigned or (as some old tars wrote it) signed.
 pub fn checksum_ok(block: &[u8; 512]) -> bool {
     let stored = number(&block[148..156]);
-    let unsigned: u64 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u64::from(b)
-            }
-        })
-        .sum();
     let signed: i64 = block
         .iter()
         .enumerate()
@@ -29,7 +18,23 @@ pub fn checksum_ok(block: &[u8; 512]) -> bool {
             }
         })
         .sum();
-    matches!(stored, Some(s) if s == unsigned || s as i64 == signed)
+    matches!(stored, Some(s) if s == checksum(block) || s as i64 == signed)
+}
+
+/// The checksum a header block should carry: the sum of its bytes, the
+/// checksum field counted as spaces.
+pub fn checksum(block: &[u8; 512]) -> u64 {
+    block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u64::from(b)
+            }
+        })
+        .sum()
 }
 
 /// The entry's type.

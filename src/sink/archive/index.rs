@@ -13,7 +13,9 @@
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::{blob_path, digest, layer_header, CONFIG_TYPE, INDEX_TYPE, LAYOUT, MANIFEST_TYPE};
+use super::{
+    blob_path, digest, layer_header, top_index, CONFIG_TYPE, INDEX_TYPE, LAYOUT, MANIFEST_TYPE,
+};
 use crate::encode::Digests;
 use crate::model::reference::Tag;
 use crate::model::KeptLayer;
@@ -90,17 +92,9 @@ impl IndexArchive {
         let nested = json!({"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": entries})
             .to_string()
             .into_bytes();
-        let mut entry =
+        let entry =
             json!({"mediaType": INDEX_TYPE, "digest": digest(&nested), "size": nested.len()});
-        if let Some((tag, _)) = name {
-            entry["annotations"] = json!({
-                "io.containerd.image.name": tag.full_name(),
-                "org.opencontainers.image.ref.name": tag.tag,
-            });
-        }
-        let index = json!({"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": [entry]})
-            .to_string()
-            .into_bytes();
+        let index = top_index(entry, name.map(|(tag, _)| tag));
         let docker_manifest = name.map(|(tag, main)| {
             let image = &images[main];
             let layers: Vec<String> = image

@@ -102,21 +102,13 @@ impl OciArchive {
         })
         .to_string()
         .into_bytes();
-        let mut entry = json!({
+        let entry = json!({
             "mediaType": MANIFEST_TYPE,
             "digest": digest(&manifest),
             "size": manifest.len(),
             "platform": platform,
         });
-        if let Some(tag) = name {
-            entry["annotations"] = json!({
-                "io.containerd.image.name": tag.full_name(),
-                "org.opencontainers.image.ref.name": tag.tag,
-            });
-        }
-        let index = json!({"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": [entry]})
-            .to_string()
-            .into_bytes();
+        let index = top_index(entry, name);
         let docker_manifest = (name.is_some() || !kept.is_empty()).then(|| {
             let mut paths: Vec<String> = kept.iter().map(|k| blob_path(&k.digest)).collect();
             paths.push(blob_path(&layer.blob));
@@ -182,6 +174,20 @@ impl OciArchive {
     pub fn tail(&self) -> Vec<u8> {
         [&self.layer_padding()[..], &blocks::END_OF_ARCHIVE].concat()
     }
+}
+
+/// `index.json`: one entry, named TAG for the engines that read it
+/// (`io.containerd.image.name`) and for OCI tools (`ref.name`, the tag).
+pub fn top_index(mut entry: Value, name: Option<&Tag>) -> Vec<u8> {
+    if let Some(tag) = name {
+        entry["annotations"] = json!({
+            "io.containerd.image.name": tag.full_name(),
+            "org.opencontainers.image.ref.name": tag.tag,
+        });
+    }
+    json!({"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": [entry]})
+        .to_string()
+        .into_bytes()
 }
 
 /// The tar header of the layer blob `layer`: what a destination that
