@@ -1,8 +1,8 @@
-//! Interrupts in the middle of the stream: SIGINT and SIGTERM sent to the
+//! Interrupts in the middle of the stream: SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to the
 //! plugin run directly, to the `docker` CLI running it (which, its stdout
 //! not being a terminal, closes the plugin's socket instead of passing the
 //! signal on), and to the plugin under the CLI. Each must stop the run,
-//! remove what it made, leave TAG alone, and exit 130 or 143.
+//! remove what it made, leave TAG alone, and exit 128 + the signal's number (130, 143, 129, 131).
 //!
 //! A proxy in front of the real engine forwards the first 300 KiB of the
 //! export and then holds the stream, so the run is reliably mid-stream when
@@ -187,6 +187,23 @@ fn sigint_to_the_plugin_under_the_cli() {
 #[test]
 fn ctrl_c_to_the_whole_process_group_cleans_up_once() {
     interrupt_mid_stream(Target::Group, "INT", 130);
+}
+
+/// The terminal closing (or an ssh session dropping) hangs the plugin up.
+#[test]
+fn sighup_to_the_plugin() {
+    interrupt_mid_stream(Target::Plugin, "HUP", 129);
+}
+
+/// Ctrl-\ in a terminal.
+#[test]
+fn sigquit_to_the_plugin() {
+    interrupt_mid_stream(Target::Plugin, "QUIT", 131);
+}
+
+#[test]
+fn sighup_to_the_plugin_under_the_cli() {
+    interrupt_mid_stream(Target::PluginUnderCli, "HUP", 129);
 }
 
 #[test]

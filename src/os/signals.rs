@@ -1,4 +1,5 @@
-//! The signals that stop a run: SIGINT and SIGTERM on Linux and macOS;
+//! The signals that stop a run: SIGINT, SIGTERM, SIGHUP (the terminal
+//! closed, the ssh session dropped) and SIGQUIT (Ctrl-\) on Linux and macOS;
 //! Ctrl-C, Ctrl-Break and the console window closing on Windows (which has
 //! no SIGTERM: `taskkill /F` cannot be caught, and a plain `taskkill` only
 //! asks windowed programs to close).
@@ -17,6 +18,11 @@ pub enum Signal {
     Interrupt,
     #[cfg(unix)]
     Terminate,
+    /// The terminal went away.
+    #[cfg(unix)]
+    HangUp,
+    #[cfg(unix)]
+    Quit,
     #[cfg(windows)]
     CtrlC,
     #[cfg(windows)]
@@ -35,6 +41,10 @@ impl Signal {
             Signal::Interrupt => 130,
             #[cfg(unix)]
             Signal::Terminate => 143,
+            #[cfg(unix)]
+            Signal::HangUp => 129,
+            #[cfg(unix)]
+            Signal::Quit => 131,
             #[cfg(windows)]
             Signal::CtrlC => 130,
             #[cfg(windows)]
@@ -52,6 +62,10 @@ impl fmt::Display for Signal {
             Signal::Interrupt => "SIGINT",
             #[cfg(unix)]
             Signal::Terminate => "SIGTERM",
+            #[cfg(unix)]
+            Signal::HangUp => "SIGHUP",
+            #[cfg(unix)]
+            Signal::Quit => "SIGQUIT",
             #[cfg(windows)]
             Signal::CtrlC => "Ctrl-C",
             #[cfg(windows)]
@@ -67,6 +81,8 @@ impl fmt::Display for Signal {
 pub struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
+    hang_up: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
 }
 
 #[cfg(unix)]
@@ -77,6 +93,8 @@ impl Signals {
         Ok(Signals {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
+            hang_up: signal(SignalKind::hangup())?,
+            quit: signal(SignalKind::quit())?,
         })
     }
 
@@ -85,6 +103,8 @@ impl Signals {
         tokio::select! {
             _ = self.interrupt.recv() => Signal::Interrupt,
             _ = self.terminate.recv() => Signal::Terminate,
+            _ = self.hang_up.recv() => Signal::HangUp,
+            _ = self.quit.recv() => Signal::Quit,
         }
     }
 }
@@ -130,6 +150,10 @@ mod tests {
         assert_eq!(Signal::Terminate.to_string(), "SIGTERM");
         assert_eq!(Signal::Interrupt.exit_code(), 128 + libc::SIGINT as u8);
         assert_eq!(Signal::Terminate.exit_code(), 128 + libc::SIGTERM as u8);
+        assert_eq!(Signal::HangUp.to_string(), "SIGHUP");
+        assert_eq!(Signal::Quit.to_string(), "SIGQUIT");
+        assert_eq!(Signal::HangUp.exit_code(), 128 + libc::SIGHUP as u8);
+        assert_eq!(Signal::Quit.exit_code(), 128 + libc::SIGQUIT as u8);
     }
 
     /// The only test in this binary that raises signals: the handlers are
@@ -141,6 +165,8 @@ mod tests {
         for (raised, expected) in [
             (libc::SIGTERM, Signal::Terminate),
             (libc::SIGINT, Signal::Interrupt),
+            (libc::SIGHUP, Signal::HangUp),
+            (libc::SIGQUIT, Signal::Quit),
         ] {
             // SAFETY: raise only sends a signal to this process, whose
             // handler for it is installed.
