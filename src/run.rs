@@ -55,6 +55,37 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
             return Err(Interrupted { interrupt, what: "nothing was changed".into() }.into())
         }
     };
+    // What a killed run left goes first, whatever this run is to do.
+    let swept = tokio::select! {
+        swept = engine::sweep::sweep(&connection.docker) => swept,
+        interrupt = interrupts.next() => {
+            return Err(Interrupted { interrupt, what: "nothing was changed".into() }.into())
+        }
+    };
+    if let Mode::Cleanup = job.mode {
+        let swept = swept.with_context(|| format!("cannot clean up on {endpoint}"))?;
+        reporter.cleaned(job.format, &swept);
+        return match swept.failed.len() {
+            0 => Ok(()),
+            n => Err(anyhow::anyhow!(
+                "{n} object(s) of runs that are gone could not be removed from {endpoint}"
+            )),
+        };
+    }
+    if let Mode::Flatten(Request {
+        output: Some(path), ..
+    }) = &job.mode
+    {
+        if path != Path::new("-") {
+            let dir = crate::sink::file::dir_of(path);
+            reporter.swept_files(&crate::os::files::sweep_staged(&dir));
+        }
+    }
+    match swept {
+        Ok(swept) => reporter.swept(&swept),
+        // Not this run's business: the run itself will meet a broken engine.
+        Err(e) => reporter.debug(job.debug, &format!("{e}: {}", e.0)),
+    }
     let objects = Objects::new();
     let pipeline = Pipeline::new(
         connection.docker.clone(),
@@ -85,6 +116,7 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
             .await;
         }
         Mode::Flatten(request) => request,
+        Mode::Cleanup => unreachable!("answered above"),
     };
 
     let result = tokio::select! {

@@ -2,7 +2,8 @@
 //! docker CLI chooses it) and a client for it ([`connect`], the I/O: the
 //! client per kind of endpoint, the API version, the [`bridge`] for TLS and
 //! ssh), and an image's raw inspect ([`inspect`], a `GET` over the client's
-//! socket). Dependencies run one way: `connect` uses `bridge`, `tls`,
+//! socket). [`objects`] are a run's temporary objects; [`sweep`] removes
+//! those of dead runs. Dependencies run one way: `connect` uses `bridge`, `tls`,
 //! `inspect` and `resolve`; `bridge` uses `tls`; `tls` uses `resolve`'s data.
 
 mod bridge;
@@ -11,6 +12,7 @@ mod inspect;
 pub mod objects;
 mod resolve;
 pub mod store;
+pub mod sweep;
 mod tls;
 
 pub use connect::connect;

@@ -15,11 +15,16 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 
+use crate::os::process::Owner;
 use crate::progress::{Progress, Stage};
 
 /// Label on every object a run creates, valued with the run's ID, so that
 /// cleanup finds even objects whose creation was cut short by an interrupt.
 pub const RUN_LABEL: &str = "com.docker-flatten.run";
+/// On every temporary object: the process that made it
+/// ([`Owner`]), so that a later run on the same client can tell that its
+/// owner is gone and remove it ([`super::sweep`]).
+pub const OWNER_LABEL: &str = "com.docker-flatten.owner";
 /// Also on every temporary object, valued with IMAGE's ID: says where an
 /// object a run could not remove came from.
 pub const SOURCE_LABEL: &str = "com.docker-flatten.source";
@@ -44,6 +49,7 @@ impl Created {
 /// The ledger of one run.
 pub struct Objects {
     run_id: String,
+    owner: Owner,
     created: Mutex<Created>,
 }
 
@@ -57,6 +63,7 @@ impl Objects {
     pub fn new() -> Objects {
         Objects {
             run_id: run_id(),
+            owner: Owner::me(),
             created: Mutex::default(),
         }
     }
@@ -77,13 +84,17 @@ impl Objects {
 
     /// The labels that mark this run's temporary objects.
     pub fn labels(&self) -> Vec<(String, String)> {
-        std::iter::once((RUN_LABEL.to_owned(), self.run_id.clone()))
-            .chain(
-                self.created()
-                    .source
-                    .map(|id| (SOURCE_LABEL.to_owned(), id)),
-            )
-            .collect()
+        [
+            (RUN_LABEL.to_owned(), self.run_id.clone()),
+            (OWNER_LABEL.to_owned(), self.owner.to_string()),
+        ]
+        .into_iter()
+        .chain(
+            self.created()
+                .source
+                .map(|id| (SOURCE_LABEL.to_owned(), id)),
+        )
+        .collect()
     }
 
     /// What this run has made so far, for the user to remove when cleanup
@@ -241,10 +252,14 @@ mod tests {
     #[test]
     fn labels_name_the_source_once_known() {
         let objects = Objects::new();
-        assert_eq!(objects.labels().len(), 1);
-        objects.record(|c| c.source = Some("sha256:s".into()));
+        assert_eq!(objects.labels().len(), 2);
         assert_eq!(
             objects.labels()[1],
+            (OWNER_LABEL.to_owned(), Owner::me().to_string())
+        );
+        objects.record(|c| c.source = Some("sha256:s".into()));
+        assert_eq!(
+            objects.labels()[2],
             (SOURCE_LABEL.to_owned(), "sha256:s".to_owned())
         );
     }
