@@ -19,27 +19,35 @@ use support::processes::*;
 use support::proxy::{Fault, Proxy};
 use support::*;
 
-/// The containers and images that carry `source`'s label.
+/// What runs from `source` made: the containers and images that carry its
+/// run's label, and the images that carry IMAGE's marker (its results).
 fn labelled(source: &Source) -> BTreeSet<String> {
     let filter = format!("label=com.docker-flatten.source={}", source.image.id);
+    let marker = format!("label={MARKER}={}", source.marker);
     let mut found = BTreeSet::new();
     for args in [
         ["ps", "-aq", "--no-trunc", "--filter", &filter],
         ["images", "-q", "--no-trunc", "--filter", &filter],
+        ["images", "-q", "--no-trunc", "--filter", &marker],
     ] {
         found.extend(docker_ok(&args).split_whitespace().map(str::to_owned));
     }
+    found.remove(&source.image.id);
     found
 }
 
 /// Starts `args` through a proxy with `fault`, waits until it fired, and
 /// returns the running plugin.
-fn stalled(fault: Fault, args: &[&str]) -> (Child, Proxy) {
+/// The run notes an untagged result in the docker config directory, which
+/// the next run, through `cli`, must share.
+fn stalled(cli: &Cli, fault: Fault, args: &[&str]) -> (Child, Proxy) {
     let proxy = Proxy::start(Some(fault));
     let host = proxy.host();
     let mut argv = vec!["-H", &host, "flatten"];
     argv.extend_from_slice(args);
-    let child = start(&mut plugin_command(&argv));
+    let mut cmd = plugin_command(&argv);
+    cmd.env("DOCKER_CONFIG", cli.config_dir());
+    let child = start(&mut cmd);
     until_fired(&proxy, 1);
     (child, proxy)
 }
@@ -82,7 +90,7 @@ fn a_killed_run_leaves_nothing_once_the_next_has_started() {
     };
 
     // Each stage: the run is held there by the proxy, then killed.
-    let stages: [(&str, Fault, &[&str]); 4] = [
+    let stages: [(&str, Fault, &[&str]); 6] = [
         (
             "the container made, its export asked for",
             Fault::Hang { matches: "/export" },
@@ -115,13 +123,24 @@ fn a_killed_run_leaves_nothing_once_the_next_has_started() {
             },
             &["--exact"],
         ),
+        (
+            // Loaded, untagged: no label finds the result, the client's note does.
+            "the result loaded, its tag asked for",
+            Fault::Hang { matches: "/tag?" },
+            &[],
+        ),
+        (
+            "the merged result loaded, its tag asked for",
+            Fault::Hang { matches: "/tag?" },
+            &["--exact"],
+        ),
     ];
     for (what, fault, flags) in stages {
         let mut args = flags.to_vec();
         args.extend([src, target]);
-        let (child, _proxy) = stalled(fault, &args);
+        let (child, _proxy) = stalled(&cli, fault, &args);
         let made = kill(child, &source);
-        if flags.is_empty() {
+        if flags.is_empty() || what.contains("loaded") {
             assert!(!made.is_empty(), "{what}: the run had made nothing yet");
         }
         let swept = cleanup(&cli);
@@ -141,6 +160,7 @@ fn a_killed_run_leaves_nothing_once_the_next_has_started() {
     let file = dir.path().join("app.tar");
     let file_arg = file.display().to_string();
     let (child, _proxy) = stalled(
+        &cli,
         Fault::StallResponse {
             matches: "/export",
             after: 300 * 1024,
@@ -165,6 +185,7 @@ fn a_killed_run_leaves_nothing_once_the_next_has_started() {
 
     // Two runs at once, one killed: the next run removes only the dead one's.
     let (alive, _alive_proxy) = stalled(
+        &cli,
         Fault::StallResponse {
             matches: "/export",
             after: 300 * 1024,
@@ -174,6 +195,7 @@ fn a_killed_run_leaves_nothing_once_the_next_has_started() {
     let alive_made = labelled(&source);
     assert_eq!(alive_made.len(), 1, "one container: {alive_made:?}");
     let (dead, _dead_proxy) = stalled(
+        &cli,
         Fault::StallResponse {
             matches: "/export",
             after: 300 * 1024,

@@ -10,6 +10,7 @@ mod bridge;
 mod connect;
 mod inspect;
 pub mod objects;
+pub mod pending;
 mod resolve;
 pub mod store;
 pub mod sweep;
@@ -17,7 +18,7 @@ mod tls;
 
 pub use connect::connect;
 pub use inspect::InspectJson;
-pub use resolve::{resolve, Endpoint, Env, Selection};
+pub use resolve::{config_dir, resolve, Endpoint, Env, Selection};
 
 /// The request with its path and query replaced by what `rewrite` makes of
 /// them; unchanged when it makes nothing (or nothing valid).

@@ -15,6 +15,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 
+use super::pending::Pending;
 use crate::os::process::Owner;
 use crate::progress::{Progress, Stage};
 
@@ -50,20 +51,23 @@ impl Created {
 pub struct Objects {
     run_id: String,
     owner: Owner,
+    /// Where the untagged result is noted, for a later run to find.
+    pending: Option<Pending>,
     created: Mutex<Created>,
 }
 
 impl Default for Objects {
     fn default() -> Self {
-        Objects::new()
+        Objects::new(None)
     }
 }
 
 impl Objects {
-    pub fn new() -> Objects {
+    pub fn new(pending: Option<Pending>) -> Objects {
         Objects {
             run_id: run_id(),
             owner: Owner::me(),
+            pending,
             created: Mutex::default(),
         }
     }
@@ -73,9 +77,17 @@ impl Objects {
         &self.run_id
     }
 
-    /// Notes a change to what exists.
+    /// Notes a change to what exists. The untagged result is noted on the
+    /// client too ([`Pending`]): no label finds it.
     pub fn record(&self, f: impl FnOnce(&mut Created)) {
-        f(&mut self.created.lock().expect("ledger lock"));
+        let mut created = self.created.lock().expect("ledger lock");
+        let before = created.untagged.clone();
+        f(&mut created);
+        if let Some(pending) = self.pending.as_ref().filter(|_| created.untagged != before) {
+            // Without the note a kill at this moment leaves a `<none>`
+            // image; that is no reason to fail the run.
+            let _ = pending.note(&self.run_id, &self.owner, created.untagged.as_deref());
+        }
     }
 
     fn created(&self) -> Created {
@@ -128,6 +140,7 @@ impl Objects {
     pub async fn cleanup(&self, docker: &Docker, progress: &dyn Progress) -> Leftovers {
         progress.begin(Stage::Cleanup, "");
         let created = self.created();
+        let untagged = created.untagged.clone();
         let mut left = Leftovers::default();
         let mut containers = created.containers.clone();
         let mut images = created.images();
@@ -166,6 +179,10 @@ impl Objects {
             if !gone(docker.remove_image(&id, Some(options), None).await) {
                 left.images.push(id);
             }
+        }
+        let untagged_gone = untagged.is_some_and(|id| !left.images.contains(&id));
+        if let Some(pending) = self.pending.as_ref().filter(|_| untagged_gone) {
+            let _ = pending.note(&self.run_id, &self.owner, None);
         }
         progress.end();
         left
@@ -233,7 +250,7 @@ mod tests {
 
     #[test]
     fn the_removal_commands_name_what_is_known_and_the_label() {
-        let objects = Objects::new();
+        let objects = Objects::default();
         let label = format!("label={RUN_LABEL}={}", objects.run_id());
         let none = objects.removal_commands();
         assert!(none.starts_with("docker rm -fv $(docker ps"), "{none}");
@@ -251,7 +268,7 @@ mod tests {
 
     #[test]
     fn labels_name_the_source_once_known() {
-        let objects = Objects::new();
+        let objects = Objects::default();
         assert_eq!(objects.labels().len(), 2);
         assert_eq!(
             objects.labels()[1],

@@ -3,8 +3,10 @@
 //! before it starts its own work. Every temporary object carries its
 //! owner's [`OWNER_LABEL`]: it is removed when [`Owner::liveness`] says its
 //! owner is gone, and never when the owner may be alive or is another
-//! client's. `--cleanup` runs the same sweep on demand and also lists what
-//! it kept.
+//! client's. The result a dead run loaded but never tagged carries no
+//! label: the run noted it on the client ([`Pending`]), and it goes if
+//! nothing has tagged it since. `--cleanup` runs the same sweep on demand
+//! and also lists what it kept.
 
 use std::collections::HashMap;
 
@@ -16,6 +18,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 
 use super::objects::OWNER_LABEL;
+use super::pending::Pending;
 use crate::os::process::{Liveness, Owner};
 
 /// A container or an image.
@@ -51,9 +54,39 @@ pub struct Swept {
 #[error("cannot list the temporary objects of earlier runs")]
 pub struct ListError(#[source] pub EngineError);
 
-/// Removes every temporary object whose owner is gone.
-pub async fn sweep(docker: &Docker) -> Result<Swept, ListError> {
+/// Removes every temporary object whose owner is gone, and the untagged
+/// results that `pending` notes of runs now gone.
+pub async fn sweep(docker: &Docker, pending: Option<&Pending>) -> Result<Swept, ListError> {
     let mut swept = Swept::default();
+    for left in pending.map(Pending::left).unwrap_or_default() {
+        let found = Found {
+            kind: Kind::Image,
+            id: left.image.clone(),
+            owner: Some(left.owner.clone()),
+            liveness: Liveness::Gone,
+        };
+        // Only an image nothing has tagged since: a tag means someone uses it.
+        let untagged = match docker.inspect_image(&left.image).await {
+            Ok(image) => image.repo_tags.unwrap_or_default().is_empty(),
+            Err(EngineError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => false,
+            Err(e) => return Err(ListError(e)),
+        };
+        let removed = match untagged {
+            true => remove(docker, &found).await,
+            false => Ok(()),
+        };
+        match removed {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&left.file);
+                if untagged {
+                    swept.removed.push(found);
+                }
+            }
+            Err(error) => swept.failed.push((found, error)),
+        }
+    }
     // Containers first: an image a container uses cannot go before it.
     for found in list(docker).await? {
         if found.liveness != Liveness::Gone {
