@@ -220,6 +220,27 @@ fn a_killed_run_leaves_nothing_once_the_next_has_started() {
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
     assert_nothing_left(&source, &before, &[], "a live run beside a killed one");
 
+    // Stderr closed under the run (a log pipe gone): every line it writes
+    // fails (EPIPE), and the interrupt's cleanup must still happen.
+    let (mut run, _proxy) = stalled(
+        &cli,
+        Fault::StallResponse {
+            matches: "/export",
+            after: 300 * 1024,
+        },
+        &[src, target],
+    );
+    drop(run.stderr.take());
+    signal(&run.id().to_string(), "TERM");
+    let out = wait(run, Duration::from_secs(60));
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "stderr closed: exits as for SIGTERM"
+    );
+    assert_nothing_left(&source, &before, &[], "an interrupt with stderr closed");
+    tag_unchanged("an interrupt with stderr closed");
+
     // A closed terminal: the CLI and the plugin get SIGHUP from the kernel.
     terminal_closed_mid_export(&cli, &source, target);
     assert_nothing_left(&source, &before, &[], "a terminal closed mid-export");
