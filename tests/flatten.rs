@@ -340,9 +340,9 @@ fn quiet_prints_only_the_id_and_plain_progress_otherwise() {
         "Creating a temporary container",
         "Exporting",
         if containerd_store() {
-            "Loading the layer with the config"
+            "Loading flattened"
         } else {
-            "Applying the config"
+            "Giving the new layer the config"
         },
         "Tagging",
     ] {

@@ -109,12 +109,12 @@ fn stages() -> [&'static str; 6] {
     [
         "✓ Inspecting",
         "✓ Creating a temporary",
-        "✓ Exporting the container",
+        "✓ Exporting and",
         // The containerd store gets the layer and the config in one load.
         if containerd_store() {
-            "✓ Loading the layer with the config"
+            "✓ Loading flattened"
         } else {
-            "✓ Applying the config"
+            "✓ Giving the new layer the config"
         },
         "✓ Tagging",
         "✓ Removing temporary objects",

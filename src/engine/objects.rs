@@ -138,7 +138,6 @@ impl Objects {
     /// Removes every temporary object of this run, and the flattened image
     /// too if it never got its tag. Returns what could not be removed.
     pub async fn cleanup(&self, docker: &Docker, progress: &dyn Progress) -> Leftovers {
-        progress.begin(Stage::Cleanup, "");
         let created = self.created();
         let untagged = created.untagged.clone();
         let mut left = Leftovers::default();
@@ -156,7 +155,20 @@ impl Objects {
         if let Ok(found) = docker.list_containers(Some(list)).await {
             containers.extend(found.into_iter().filter_map(|c| c.id));
         }
+        let list = ListImagesOptionsBuilder::default()
+            .all(true)
+            .filters(&filter)
+            .build();
+        if let Ok(found) = docker.list_images(Some(list)).await {
+            images.extend(found.into_iter().map(|i| i.id));
+        }
         dedup_in_order(&mut containers);
+        dedup_in_order(&mut images);
+        // A run that made nothing does not say it removes anything.
+        if containers.is_empty() && images.is_empty() {
+            return left;
+        }
+        progress.begin(Stage::Cleanup, "");
         for id in containers {
             let options = RemoveContainerOptionsBuilder::default()
                 .force(true)
@@ -166,14 +178,6 @@ impl Objects {
                 left.containers.push(id);
             }
         }
-        let list = ListImagesOptionsBuilder::default()
-            .all(true)
-            .filters(&filter)
-            .build();
-        if let Ok(found) = docker.list_images(Some(list)).await {
-            images.extend(found.into_iter().map(|i| i.id));
-        }
-        dedup_in_order(&mut images);
         for id in images {
             let options = RemoveImageOptionsBuilder::default().build();
             if !gone(docker.remove_image(&id, Some(options), None).await) {

@@ -7,8 +7,6 @@ use crate::model::source_index::LeftOut;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use indicatif::HumanBytes;
-
 use crate::engine::store::Store;
 use crate::layers::savings::Savings;
 use crate::progress::Stage;
@@ -48,8 +46,8 @@ pub fn summary(s: &Summary<'_>) -> String {
                 format!(
                     "{platform} {} → {kept_and_new}, {} → {}",
                     count(*layers as u64, "layer"),
-                    HumanBytes(*before),
-                    HumanBytes(*after)
+                    Size(*before),
+                    Size(*after)
                 )
             })
             .collect();
@@ -68,10 +66,40 @@ pub fn summary(s: &Summary<'_>) -> String {
         s.target,
         count(s.layers_before as u64, "layer"),
         count(s.layers_after as u64, "layer"),
-        HumanBytes(s.size_before),
-        HumanBytes(s.size_after),
+        Size(s.size_before),
+        Size(s.size_after),
         seconds(s.elapsed)
     )
+}
+
+/// A size as the docker CLI prints it (`docker images`, `docker history`:
+/// go-units' `HumanSizeWithPrecision(n, 3)`): decimal units, three
+/// significant digits, no space: `54.4MB`, `474MB`, `1.5GB`, `512B`.
+pub struct Size(pub u64);
+
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+        let mut value = self.0 as f64;
+        let mut unit = 0;
+        while value >= 1000.0 && unit < UNITS.len() - 1 {
+            value /= 1000.0;
+            unit += 1;
+        }
+        // Three significant digits, trailing zeros dropped, as %.3g does
+        // (but 999.95 rounds to 1000, not to 1e+03).
+        let decimals = match value {
+            v if v >= 99.95 => 0,
+            v if v >= 9.995 => 1,
+            _ => 2,
+        };
+        let text = format!("{value:.decimals$}");
+        let text = match text.contains('.') {
+            true => text.trim_end_matches('0').trim_end_matches('.'),
+            false => &text,
+        };
+        write!(f, "{text}{}", UNITS[unit])
+    }
 }
 
 /// What a verify found, one line: `subject` (the result) against IMAGE.
@@ -105,17 +133,15 @@ pub fn stage_label(stage: Stage, what: &str) -> String {
     match stage {
         Stage::Inspect => format!("Inspecting {what}"),
         Stage::Create => format!("Creating a temporary container from {what}"),
-        Stage::Stream => "Exporting the container into an import".to_owned(),
-        Stage::Spool => "Exporting the container into a compressed layer file".to_owned(),
-        Stage::Load => format!("Loading the layer with the config and platform of {what}"),
-        Stage::LoadIndex => {
-            format!("Loading the layers with the configs and platforms of {what}")
-        }
-        Stage::Write => format!("Writing the image archive to {what}"),
+        Stage::Stream => format!("Exporting and importing the files of {what}"),
+        Stage::Spool => format!("Exporting and compressing the files of {what}"),
+        Stage::Load => format!("Loading flattened {what} into the engine"),
+        Stage::LoadIndex => format!("Loading every flattened platform of {what} into the engine"),
+        Stage::Write => format!("Writing {what}"),
         Stage::Read => format!("Reading the layers of {what}"),
         Stage::Merge => format!("Merging the layers of {what}"),
         Stage::Verify => format!("Verifying the result against the layers of {what}"),
-        Stage::Configure => format!("Applying the config and platform of {what}"),
+        Stage::Configure => format!("Giving the new layer the config of {what}"),
         Stage::Tag => format!("Tagging {what}"),
         Stage::Cleanup => "Removing temporary objects".to_owned(),
     }
@@ -177,10 +203,10 @@ pub fn dry_run_text(facts: &DryRunFacts<'_>, s: &Savings, layout: Layout) -> Str
                     out,
                     "layer {}: {} in {}, {} deleted, {} wasted; created by: {}",
                     l.index,
-                    HumanBytes(l.size),
+                    Size(l.size),
                     count(l.files, "file"),
                     l.deletes,
-                    HumanBytes(l.wasted),
+                    Size(l.wasted),
                     step(l.created_by.as_deref())
                 );
             }
@@ -204,13 +230,13 @@ pub fn dry_run_text(facts: &DryRunFacts<'_>, s: &Savings, layout: Layout) -> Str
     let _ = writeln!(
         out,
         "Content: {} now → {} after flattening",
-        HumanBytes(s.bytes_now),
-        HumanBytes(s.bytes_after)
+        Size(s.bytes_now),
+        Size(s.bytes_after)
     );
     let _ = writeln!(
         out,
         "Wasted:  {} ({:.1}%) in files that later layers delete or overwrite",
-        HumanBytes(s.wasted_bytes),
+        Size(s.wasted_bytes),
         s.wasted_percent
     );
     let _ = writeln!(out, "Files:   {} after flattening", s.files_after);
@@ -220,7 +246,7 @@ pub fn dry_run_text(facts: &DryRunFacts<'_>, s: &Savings, layout: Layout) -> Str
             let _ = writeln!(
                 out,
                 "  {:>10}  {}  (added by layer {}, removed by layer {})",
-                HumanBytes(w.size).to_string(),
+                Size(w.size).to_string(),
                 w.path,
                 w.layer,
                 w.removed_by
@@ -237,10 +263,10 @@ fn layer_table(out: &mut String, s: &Savings, width: usize) {
         .map(|l| {
             [
                 l.index.to_string(),
-                HumanBytes(l.size).to_string(),
+                Size(l.size).to_string(),
                 l.files.to_string(),
                 l.deletes.to_string(),
-                HumanBytes(l.wasted).to_string(),
+                Size(l.wasted).to_string(),
             ]
         })
         .collect();
@@ -421,7 +447,7 @@ mod tests {
             table[2].ends_with('…') && !table[2].contains('\n'),
             "{text}"
         );
-        assert!(text.contains("Wasted:  1.00 KiB (24.9%)"), "{text}");
+        assert!(text.contains("Wasted:  1.02kB (24.9%)"), "{text}");
         assert!(table[1].ends_with("  ADD rootfs.tar /"), "{text}");
         assert!(
             text.contains("/big  (added by layer 1, removed by layer 2)"),
@@ -433,9 +459,7 @@ mod tests {
     #[test]
     fn plain_keeps_whole_steps_and_totals_stand_alone() {
         let plain = dry_run_text(&facts(), &savings(), Layout::Plain);
-        assert!(
-            plain.contains("layer 2: 10 B in 3 files, 0 deleted, 0 B wasted; created by: RUN rm")
-        );
+        assert!(plain.contains("layer 2: 10B in 3 files, 0 deleted, 0B wasted; created by: RUN rm"));
         let totals = dry_run_text(&facts(), &savings(), Layout::Totals);
         assert_eq!(totals.lines().count(), 4, "{totals}");
         assert!(totals.starts_with("Layers:  2 → 1\n"), "{totals}");
@@ -465,14 +489,14 @@ mod tests {
         };
         assert_eq!(
             summary(&s),
-            "Flattened app:1 → app:flat: 1 layer → 1 layer, 2.00 KiB → 1.00 KiB, in 1.2s"
+            "Flattened app:1 → app:flat: 1 layer → 1 layer, 2.05kB → 1.02kB, in 1.2s"
         );
         s.platforms
             .push(("linux/arm64/v8".into(), (3, 1), 4096, 1024));
         assert_eq!(
             summary(&s),
-            "Flattened app:1 → app:flat: 2 platforms (linux/amd64 1 layer → 1, 2.00 KiB → \
-             1.00 KiB; linux/arm64/v8 3 layers → 1, 4.00 KiB → 1.00 KiB), in 1.2s"
+            "Flattened app:1 → app:flat: 2 platforms (linux/amd64 1 layer → 1, 2.05kB → \
+             1.02kB; linux/arm64/v8 3 layers → 1, 4.1kB → 1.02kB), in 1.2s"
         );
         s.platforms.pop();
         s.layers_before = 3;
@@ -481,6 +505,25 @@ mod tests {
         assert!(summary(&s).contains(": 3 layers → 2 layers,"));
         s.already_flat = true;
         assert!(summary(&s).starts_with("app:1 is already one layer; tagged it as app:flat"));
+    }
+
+    #[test]
+    fn sizes_read_as_the_docker_cli_prints_them() {
+        for (bytes, said) in [
+            (0, "0B"),
+            (512, "512B"),
+            (999, "999B"),
+            (1000, "1kB"),
+            (54_400_000, "54.4MB"),
+            (54_412_345, "54.4MB"),
+            (1_890_000, "1.89MB"),
+            (474_123_456, "474MB"),
+            (1_500_000_000, "1.5GB"),
+            (999_960, "1000kB"),
+            (10_050_000, "10.1MB"),
+        ] {
+            assert_eq!(Size(bytes).to_string(), said, "{bytes}");
+        }
     }
 
     #[test]
