@@ -188,6 +188,73 @@ fn progress_on_a_narrow_terminal_ends_clean_with_every_stage_ticked() {
     )));
 }
 
+/// At 80 and 120 columns: the live line keeps the stage's name and fits the
+/// width; Ctrl-C replaces it with the ✗ line, leaving no frozen bar.
+#[test]
+fn the_live_line_keeps_its_stage_and_ctrl_c_leaves_no_bar() {
+    // Pseudo-random: a gzipped upload stays large too.
+    let data = pseudo_random(2 * 1024 * 1024, 7);
+    let layers = vec![
+        vec![Entry::dir("d"), Entry::file("d/big", data)],
+        vec![Entry::dir("d"), Entry::file("d/small", "x")],
+    ];
+    let image = load_image(&ImageSpec::new(layers), &unique("live"));
+    let cli = Cli::new();
+    for width in [80u16, 120] {
+        let proxy = support::proxy::Proxy::start(Some(support::proxy::Fault::StallResponse {
+            matches: "/export",
+            after: 300 * 1024,
+        }));
+        let tag = unique("live-flat");
+        let live = Live::start(
+            cli.config_dir(),
+            &[
+                "docker",
+                "-H",
+                &proxy.host(),
+                "flatten",
+                &image.reference,
+                &tag,
+            ],
+            width,
+            20,
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let line = loop {
+            let bar = live
+                .screen()
+                .into_iter()
+                .find(|l| l.contains(" MB/~") || l.contains(" kB/~"));
+            if let Some(line) = bar {
+                break line;
+            }
+            assert!(std::time::Instant::now() < deadline, "{:?}", live.screen());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        assert!(
+            line.contains("Exporting and"),
+            "{width}: the live line names its stage: {line:?}"
+        );
+        assert!(
+            line.chars().count() < usize::from(width) - 1,
+            "{width}: the line leaves the last columns free: {line:?}"
+        );
+        live.keys("C-c");
+        let screen = live.finish(std::time::Duration::from_secs(60));
+        assert_eq!(screen.status, 130, "{}", screen.text());
+        assert_no_live_progress(&screen);
+        assert!(
+            screen
+                .lines
+                .iter()
+                .any(|l| l.starts_with("✗ Exporting and")),
+            "{}",
+            screen.text()
+        );
+        assert!(docker(&["image", "inspect", &tag]).status.code() != Some(0));
+    }
+}
+
 #[test]
 fn a_failure_on_a_terminal_leaves_the_error_and_no_progress() {
     let cli = Cli::new();

@@ -50,7 +50,8 @@ impl Bars {
     /// Shows a stage; `bytes`: with a byte bar against the expected size.
     pub fn begin(&self, label: String, bytes: bool) {
         let total = bytes.then(|| *self.expected.lock().expect("bars lock"));
-        let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+        let target = ProgressDrawTarget::term_like_with_hz(Box::new(Margined::stderr()), 20);
+        let bar = ProgressBar::with_draw_target(total, target);
         let state = bytes.then_some(ByteBar::Waiting);
         style(&bar, &label, state);
         bar.enable_steady_tick(Duration::from_millis(100));
@@ -119,6 +120,55 @@ impl Bars {
     }
 }
 
+/// The terminal on stderr as the bars see it: [`MARGIN`] columns narrower.
+/// indicatif pads a live line to the width it is given; a line that fills
+/// the terminal leaves the cursor past the last column, where the `^C` a
+/// terminal echoes at Ctrl-C wraps onto a new line, and the bar's line can
+/// no longer be cleared: it would stay, frozen, above the ✗ line.
+#[derive(Debug)]
+struct Margined(console::Term);
+
+const MARGIN: u16 = 3;
+
+impl Margined {
+    fn stderr() -> Margined {
+        Margined(console::Term::stderr())
+    }
+}
+
+impl indicatif::TermLike for Margined {
+    fn width(&self) -> u16 {
+        self.0.size().1.saturating_sub(MARGIN).max(1)
+    }
+    fn height(&self) -> u16 {
+        self.0.size().0
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_up(n)
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_down(n)
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_right(n)
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_left(n)
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_line(s)
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_str(s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.0.clear_line()
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// The width of the terminal on stderr.
 fn terminal_width() -> usize {
     console::Term::stderr()
@@ -128,57 +178,66 @@ fn terminal_width() -> usize {
 
 /// Gives `bar` the look of its state, cut to the terminal's width.
 fn style(bar: &ProgressBar, label: &str, state: Option<ByteBar>) {
-    let (template, room) = live_template(state, terminal_width());
+    let (template, room) = live_template(state, label.chars().count(), terminal_width());
     bar.set_style(
-        ProgressStyle::with_template(template)
+        ProgressStyle::with_template(&template)
             .expect("valid template")
             .progress_chars("=> "),
     );
     bar.set_message(cut(label, room));
 }
 
-/// A running stage's template and the room its label gets at `width`
-/// columns: the label keeps at least its first words (the stage's name);
-/// the bar takes what is left, at least 10 columns, or goes.
-fn live_template(state: Option<ByteBar>, width: usize) -> (&'static str, usize) {
-    // The last column stays free, and the spinner takes two.
-    let usable = width.saturating_sub(3);
-    // Widest counts of each tail: "[" + bar + "] ", "999.9MB/~999.9MB",
-    // " 999.9MB/s", " ETA 59m".
-    let (amounts, rate, eta) = (17, 10, 8);
-    let label_room = |tail: usize| usable.saturating_sub(tail).max(12);
-    match state {
-        None => ("{spinner} {wide_msg}", usable),
-        Some(ByteBar::Waiting) => (
-            "{spinner} {msg}: waiting for the engine…",
-            label_room(": waiting for the engine…".chars().count()),
-        ),
-        Some(_) if usable < 12 + 13 + amounts => (
-            "{spinner} {msg} {decimal_bytes}/~{decimal_total_bytes}",
-            label_room(1 + amounts),
-        ),
-        Some(ByteBar::Measuring(_)) => {
-            let room = label_room(1 + 13 + amounts + rate).min(usable * 6 / 10);
-            (
-                "{spinner} {msg} [{wide_bar}] {decimal_bytes}/~{decimal_total_bytes} {decimal_bytes_per_sec}",
-                room,
-            )
-        }
-        Some(ByteBar::Steady) if usable < 12 + 13 + amounts + rate + eta => {
-            let room = label_room(1 + 13 + amounts + rate);
-            (
-                "{spinner} {msg} [{wide_bar}] {decimal_bytes}/~{decimal_total_bytes} {decimal_bytes_per_sec}",
-                room,
-            )
-        }
-        Some(ByteBar::Steady) => {
-            let room = label_room(1 + 13 + amounts + rate + eta).min(usable * 6 / 10);
-            (
-                "{spinner} {msg} [{wide_bar}] {decimal_bytes}/~{decimal_total_bytes} {decimal_bytes_per_sec} ETA {eta}",
-                room,
-            )
+/// The widest a byte bar's numbers get: `999.99 MB/~999.99 MB`, ` 999.99
+/// MB/s`, ` ETA 59m`.
+const AMOUNTS: usize = 20;
+const RATE: usize = 12;
+const ETA: usize = 8;
+/// The narrowest bar worth drawing, and the least of a label: its stage's name.
+const MIN_BAR: usize = 10;
+const MIN_LABEL: usize = 12;
+
+/// A running stage's template and the room its `label_len`-character label
+/// gets at `width` columns. The label keeps at least its first words (the
+/// stage's name); the bar takes what is left, and the ETA, the rate and the
+/// bar go, in that order, before the label is cut further. The line stays
+/// three columns short of the width: a line that fills it leaves the
+/// cursor past the last column, where the `^C` a terminal echoes wraps onto
+/// a new line, and the bar could then not be cleared.
+fn live_template(state: Option<ByteBar>, label_len: usize, width: usize) -> (String, usize) {
+    let usable = width.saturating_sub(2 + 3);
+    let fit = |tail: usize| label_len.min(usable.saturating_sub(tail)).max(MIN_LABEL);
+    let Some(state) = state else {
+        return ("{spinner} {msg}".into(), fit(0));
+    };
+    if state == ByteBar::Waiting {
+        let waiting = [": waiting for the engine…", ": waiting…"]
+            .into_iter()
+            .find(|w| usable >= MIN_LABEL + w.chars().count())
+            .unwrap_or("");
+        return (
+            format!("{{spinner}} {{msg}}{waiting}"),
+            fit(waiting.chars().count()),
+        );
+    }
+    let steady = state == ByteBar::Steady;
+    let amounts = "{decimal_bytes}/~{decimal_total_bytes}";
+    for (eta, rate) in [(steady, true), (false, true), (false, false)] {
+        let tail = 1 + AMOUNTS + if rate { RATE } else { 0 } + if eta { ETA } else { 0 };
+        // The label takes what it needs, up to what leaves the bar its least.
+        let label = fit(tail + 3 + MIN_BAR);
+        let bar = usable.saturating_sub(label + 3 + tail);
+        if bar >= MIN_BAR {
+            let mut template = format!("{{spinner}} {{msg}} [{{bar:{bar}}}] {amounts}");
+            if rate {
+                template.push_str(" {decimal_bytes_per_sec}");
+            }
+            if eta {
+                template.push_str(" ETA {eta}");
+            }
+            return (template, label);
         }
     }
+    (format!("{{spinner}} {{msg}} {amounts}"), fit(1 + AMOUNTS))
 }
 
 /// A finished stage: "✓ label (1.2s)", the label cut to fit the width.
@@ -194,28 +253,63 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_stage_name_stays_and_the_bar_shrinks() {
+    fn the_stage_name_stays_and_the_line_never_fills_the_width() {
         let states = [
             Some(ByteBar::Waiting),
             Some(ByteBar::Measuring(Instant::now())),
             Some(ByteBar::Steady),
             None,
         ];
-        for width in [40, 60, 80, 120, 200] {
+        for width in [40, 60, 80, 100, 120, 200] {
             for state in states {
-                let (template, room) = live_template(state, width);
-                assert!(room >= 12, "{width}: the label keeps its stage name");
-                assert!(room <= width, "{width}");
-                let eta = template.contains("{eta}");
+                let (template, room) = live_template(state, 60, width);
+                assert!(room >= MIN_LABEL, "{width}: the label keeps its stage name");
+                // The widest the line gets: label, bar, numbers at their widest.
+                let bar = template.split("{bar:").nth(1).map_or(0, |r| {
+                    r.split('}').next().unwrap().parse::<usize>().unwrap()
+                });
+                let widest = 2
+                    + room
+                    + if bar > 0 { 3 + bar } else { 0 }
+                    + if template.contains("decimal_bytes}") {
+                        1 + AMOUNTS
+                    } else {
+                        0
+                    }
+                    + if template.contains("per_sec") {
+                        RATE
+                    } else {
+                        0
+                    }
+                    + if template.contains("{eta}") { ETA } else { 0 }
+                    + if template.contains("for the engine") {
+                        25
+                    } else {
+                        0
+                    }
+                    + if template.contains("waiting…") {
+                        10
+                    } else {
+                        0
+                    };
                 assert!(
-                    !eta || matches!(state, Some(ByteBar::Steady)),
+                    widest <= width.saturating_sub(3).max(2 + MIN_LABEL + 1 + AMOUNTS),
+                    "{width} {template}: {widest}"
+                );
+                assert!(
+                    !template.contains("{eta}") || state == Some(ByteBar::Steady),
                     "no ETA before the rate is known: {template}"
                 );
             }
         }
-        assert!(live_template(Some(ByteBar::Steady), 120).0.contains("ETA"));
-        assert!(!live_template(Some(ByteBar::Steady), 60).0.contains("ETA"));
-        assert!(live_template(Some(ByteBar::Waiting), 80)
+        let (steady, room) = live_template(Some(ByteBar::Steady), 45, 120);
+        assert!(steady.contains("ETA") && room == 45, "{steady} {room}");
+        let (narrow, _) = live_template(Some(ByteBar::Steady), 45, 60);
+        assert!(
+            !narrow.contains("ETA") && narrow.contains("{bar:"),
+            "{narrow}"
+        );
+        assert!(live_template(Some(ByteBar::Waiting), 30, 80)
             .0
             .contains("waiting for the engine"));
     }

@@ -103,3 +103,90 @@ pub fn run_in_terminal(docker_config: &Path, argv: &[&str], width: u16, height: 
         width: width.into(),
     }
 }
+
+/// A command running in a terminal that a test reads while it runs and
+/// types into ([`Live::keys`]), for the live display and Ctrl-C.
+pub struct Live {
+    server: Server,
+    status_file: tempfile::NamedTempFile,
+    pub width: usize,
+}
+
+impl Live {
+    /// Starts `argv` in a `width`×`height` terminal, as [`run_in_terminal`] does.
+    pub fn start(docker_config: &Path, argv: &[&str], width: u16, height: u16) -> Live {
+        let server = Server {
+            socket: unique("dflt-tmux"),
+        };
+        let status_file = tempfile::NamedTempFile::new().expect("temp file");
+        let command = format!(
+            "env DOCKER_CONFIG={} DOCKER_HOST={} TERM=xterm-256color {}; echo $? > {}; sleep 600",
+            quote(&docker_config.display().to_string()),
+            quote(&docker_host()),
+            argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "),
+            quote(&status_file.path().display().to_string()),
+        );
+        let (w, h) = (width.to_string(), height.to_string());
+        let out = server.tmux(&["new-session", "-d", "-s", "t", "-x", &w, "-y", &h, &command]);
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            text(&out.stderr)
+        );
+        Live {
+            server,
+            status_file,
+            width: width.into(),
+        }
+    }
+
+    /// The screen now, trailing blank lines dropped (lines as drawn, not joined).
+    pub fn screen(&self) -> Vec<String> {
+        let out = self.server.tmux(&["capture-pane", "-p", "-t", "t"]);
+        assert!(
+            out.status.success(),
+            "tmux capture-pane: {}",
+            text(&out.stderr)
+        );
+        let mut lines: Vec<String> = text(&out.stdout)
+            .lines()
+            .map(|l| l.trim_end().to_owned())
+            .collect();
+        while lines.last().is_some_and(String::is_empty) {
+            lines.pop();
+        }
+        lines
+    }
+
+    /// Types `keys` as tmux names them (`C-c`).
+    pub fn keys(&self, keys: &str) {
+        let out = self.server.tmux(&["send-keys", "-t", "t", keys]);
+        assert!(
+            out.status.success(),
+            "tmux send-keys: {}",
+            text(&out.stderr)
+        );
+    }
+
+    /// Waits for the command to exit, and returns its screen.
+    pub fn finish(self, timeout: Duration) -> Screen {
+        let deadline = std::time::Instant::now() + timeout;
+        let status = loop {
+            let written = std::fs::read_to_string(self.status_file.path()).unwrap_or_default();
+            if let Ok(status) = written.trim().parse() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still running:\n{}",
+                self.screen().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        Screen {
+            lines: self.screen(),
+            status,
+            width: self.width,
+        }
+    }
+}
