@@ -100,6 +100,8 @@ pub enum Cause {
     Unexpected(Unexpected),
     /// IMAGE does not exist (the step is [`Step::Inspect`]).
     NoSuchImage(String),
+    /// IMAGE is no image reference: the engine answered 400.
+    BadReference { image: String, error: EngineError },
     /// The compression asked for does not suit the engine.
     Unsupported(Refusal),
     /// The layer did not stream whole (the step is [`Step::Export`]).
@@ -190,6 +192,22 @@ pub struct Error {
 
 impl std::error::Error for Error {}
 
+impl Error {
+    /// The exit code: 2 when the command cannot work as given and nothing
+    /// was done (an IMAGE that is no reference, an option that IMAGE or the
+    /// engine refuses before any work), 1 for a run that failed.
+    pub fn exit_code(&self) -> u8 {
+        match &self.cause {
+            Cause::BadReference { .. } | Cause::Refused(_) | Cause::Unsupported(_) => 2,
+            Cause::Platforms(choice) => match **choice {
+                crate::model::source_index::ChoiceError::NotOffered(_) => 2,
+                _ => 1,
+            },
+            _ => 1,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Error {
@@ -205,6 +223,12 @@ impl fmt::Display for Error {
             Cause::NoSuchImage(image) => write!(
                 f,
                 "no such image \"{image}\" on {endpoint}: build or pull it first (docker pull {image})"
+            ),
+            Cause::BadReference { image, error } => write!(
+                f,
+                "\"{image}\" is not an image reference ({}): give IMAGE as name[:tag], \
+                 name@digest or an image ID, in lowercase",
+                detail(error)
             ),
             Cause::Unsupported(r) => write!(
                 f,

@@ -40,7 +40,14 @@ fn main() -> ExitCode {
             .collect();
         return complete(&words, request == complete::REQUEST);
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse_from(help_as_a_word(argv)) {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            output::to_stderr(&cli::usage_error(&e));
+            return ExitCode::from(2);
+        }
+    };
     let args = match cli.command {
         Command::Metadata => {
             print!("{}", metadata::JSON);
@@ -74,12 +81,18 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             reporter.error(&err, job.debug);
-            match err.downcast_ref::<run::Interrupted>() {
-                Some(i) => ExitCode::from(i.interrupt.exit_code()),
-                None => ExitCode::FAILURE,
-            }
+            ExitCode::from(run::exit_code(&err))
         }
     }
+}
+
+/// `docker flatten help` asks for the help, as `docker help` does; no image
+/// is named `help` that a flatten of it with no TAG could mean.
+fn help_as_a_word(mut argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if argv.len() >= 3 && argv[argv.len() - 2] == "flatten" && argv[argv.len() - 1] == "help" {
+        *argv.last_mut().expect("not empty") = "--help".into();
+    }
+    argv
 }
 
 /// The docker CLI asks for shell completions; stdout goes to the shell.

@@ -28,6 +28,19 @@ pub struct Failed {
     unchanged: String,
 }
 
+/// The exit code for a run that ended with `err` (docs/usage.md's table):
+/// an interrupt's, 2 for a command that cannot work as given, else 1.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if let Some(interrupted) = err.downcast_ref::<Interrupted>() {
+        return interrupted.interrupt.exit_code();
+    }
+    let error = err
+        .downcast_ref::<Failed>()
+        .map(|f| &f.error)
+        .or_else(|| err.downcast_ref::<crate::error::Error>());
+    error.map_or(1, crate::error::Error::exit_code)
+}
+
 /// A run stopped by the user; carries the exit code to use.
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted by {interrupt}: {what}")]

@@ -59,6 +59,9 @@ pub enum ArgsError {
     JsonWithArchive,
     #[error("--verify reads the result back, which -o - cannot: use -o FILE")]
     VerifyStdout,
+    /// IMAGE or BASE is no image reference; says which and why.
+    #[error("{0}")]
+    BadImage(String),
 }
 
 /// Lowers the parsed command line; `stdout_is_terminal` is asked only for `-o -`.
@@ -77,6 +80,9 @@ pub fn lower(
     if to_stdout && args.verify {
         return Err(ArgsError::VerifyStdout);
     }
+    if let Some(base) = &args.keep_base {
+        crate::model::reference::check_image(base).map_err(ArgsError::BadImage)?;
+    }
     let keep = match (args.exact, args.keep_base, args.keep_layers) {
         (_, Some(base), _) => Some(Keep::Base(base)),
         (_, None, Some(n)) => Some(Keep::Layers(n)),
@@ -84,6 +90,10 @@ pub fn lower(
         (false, None, None) => None,
     };
     let image = args.image.unwrap_or_default();
+    if !args.cleanup {
+        crate::model::reference::check_image(&image).map_err(ArgsError::BadImage)?;
+    }
+
     let mode = match (args.dry_run, args.tag) {
         _ if args.cleanup => Mode::Cleanup,
         (true, tag) => Mode::DryRun {
@@ -190,6 +200,18 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn an_image_that_is_no_reference_is_refused_before_any_work() {
+        let said = job(&["flatten", "UXT-APP:1", "t"], false).unwrap_err();
+        assert!(
+            matches!(&said, ArgsError::BadImage(why) if why.contains("lowercase")),
+            "{said}"
+        );
+        let said = job(&["flatten", "--keep-base", "Base", "app", "t"], false).unwrap_err();
+        assert!(matches!(said, ArgsError::BadImage(_)));
+        assert!(job(&["flatten", "bb217b5af6a5", "t"], false).is_ok());
     }
 
     #[test]

@@ -92,10 +92,13 @@ pub enum Command {
     /// export into a new one-layer image, and gives it IMAGE's whole config
     /// and platform. Prints the new image ID on stdout. An IMAGE that already
     /// has one layer is not rebuilt unless --force: TAG just points at it.
-    #[command(override_usage = "docker flatten [OPTIONS] IMAGE TAG\n       \
+    #[command(
+        override_usage = "docker flatten [OPTIONS] IMAGE TAG\n       \
                                 docker flatten --dry-run [OPTIONS] IMAGE [TAG]\n       \
                                 docker flatten --verify-only [OPTIONS] IMAGE FLAT\n       \
-                                docker flatten --cleanup [--format FORMAT]")]
+                                docker flatten --cleanup [--format FORMAT]",
+        disable_help_flag = true
+    )]
     Flatten(Box<FlattenArgs>),
 
     /// Print the Docker CLI plugin metadata (used by the docker CLI)
@@ -172,7 +175,7 @@ pub struct FlattenArgs {
     pub keep_base: Option<String>,
 
     /// Keep IMAGE's bottom N layers as they are and merge the layers above them into one
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = layer_count)]
     pub keep_layers: Option<usize>,
 
     /// Read the result back and compare it with IMAGE's layers before TAG moves
@@ -211,6 +214,72 @@ pub struct FlattenArgs {
     /// Only print the new image ID (with --dry-run: only the totals)
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Print help (-h and --help print the same, as docker's own commands do)
+    #[arg(short = 'h', long, action = clap::ArgAction::HelpLong)]
+    pub help: Option<bool>,
+}
+
+/// `--keep-layers N`: a count, so that `-1` is refused for what it is
+/// rather than taken for a flag.
+fn layer_count(value: &str) -> Result<usize, String> {
+    value
+        .parse()
+        .map_err(|_| "a number of layers: 0 or more".to_owned())
+}
+
+/// A command line clap refused, said as docker's own commands say it: the
+/// plugin's prefix, the reason, and where the help is (`See 'docker
+/// flatten --help'.`) and the usage; clap's `error:` and its tips (`use '-- -1'`, which
+/// cannot work for a flag's value) are not the docker CLI's voice.
+pub fn usage_error(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let context = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => s.clone(),
+        Some(ContextValue::Strings(v)) => v.join(", "),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    // `<TAG>`, `--keep-layers <N>`: the help's names, without clap's marks.
+    let bare = |s: String| s.replace(['<', '>', '[', ']'], "");
+    let arg = bare(context(ContextKind::InvalidArg));
+    let why = match e.kind() {
+        ErrorKind::UnknownArgument => format!("unknown flag: {arg}"),
+        ErrorKind::MissingRequiredArgument => format!("missing {arg}"),
+        ErrorKind::ArgumentConflict => {
+            format!(
+                "{arg} cannot be used with {}",
+                bare(context(ContextKind::PriorArg))
+            )
+        }
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            let value = context(ContextKind::InvalidValue);
+            let reason = std::error::Error::source(e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            let valid = context(ContextKind::ValidValue);
+            let valid = if valid.is_empty() {
+                String::new()
+            } else {
+                format!(" (one of: {valid})")
+            };
+            format!("invalid value '{value}' for {arg}{reason}{valid}")
+        }
+        kind => format!(
+            "{kind}{}",
+            if arg.is_empty() {
+                String::new()
+            } else {
+                format!(": {arg}")
+            }
+        ),
+    };
+    let mut command = <Cli as clap::CommandFactory>::command();
+    let usage = command
+        .find_subcommand_mut("flatten")
+        .map(|flatten| flatten.render_usage().to_string())
+        .unwrap_or_default();
+    format!("docker flatten: {why}\nSee 'docker flatten --help'.\n\n{usage}")
 }
 
 /// What stdout carries.

@@ -97,6 +97,14 @@ impl Pipeline<'_> {
             Err(EngineError::DockerResponseServerError {
                 status_code: 404, ..
             }) => Err(self.error(step, Cause::NoSuchImage(image.to_owned()))),
+            Err(
+                error @ EngineError::DockerResponseServerError {
+                    status_code: 400, ..
+                },
+            ) => {
+                let image = image.to_owned();
+                Err(self.error(step, Cause::BadReference { image, error }))
+            }
             // The engine's answer lacks what every image has (its rootfs):
             // the sign of a manifest whose content is missing in part.
             Err(e @ EngineError::JsonDataError { .. }) => match self.without_config(image).await {

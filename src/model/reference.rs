@@ -46,6 +46,40 @@ impl Tag {
     }
 }
 
+/// Checks IMAGE (or BASE) before any work: an image ID or a prefix of one
+/// (`sha256:` optional), or `name[:tag][@digest]` in Docker's grammar.
+pub fn check_image(input: &str) -> Result<(), String> {
+    let hex = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    if hex(input.strip_prefix("sha256:").unwrap_or(input)) {
+        return Ok(());
+    }
+    let (name, digest) = match input.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (input, None),
+    };
+    if let Some(digest) = digest {
+        let valid = digest.split_once(':').is_some_and(|(algorithm, encoded)| {
+            !algorithm.is_empty()
+                && encoded.len() >= 32
+                && hex(&encoded[..encoded.len().min(64)])
+                && encoded.bytes().all(|b| b.is_ascii_hexdigit())
+        });
+        if !valid {
+            return Err(format!(
+                "invalid reference \"{input}\": a digest is ALGORITHM:HEX, as sha256:…"
+            ));
+        }
+    }
+    Tag::parse(name)
+        .map(drop)
+        .map_err(|why| why.replacen(&format!("\"{name}\""), &format!("\"{input}\""), 1))
+}
+
 impl Tag {
     /// The fully qualified name, as the containerd image store keeps it
     /// (`io.containerd.image.name`): `app:1` is `docker.io/library/app:1`.
@@ -169,6 +203,33 @@ fn valid_tag(tag: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_is_an_id_or_a_reference() {
+        for good in [
+            "app",
+            "app:1.4",
+            "registry.example:5000/team/app:1",
+            "bb217b5af6a5",
+            "sha256:bb217b5af6a5",
+            "app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "app:1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(check_image(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("UXT-APP:1", "lowercase"),
+            ("app@sha256:xyz", "digest"),
+            ("", "empty"),
+            ("app:-x", "tag"),
+        ] {
+            let said = check_image(bad).unwrap_err();
+            assert!(
+                said.contains(why) && said.contains(&format!("\"{bad}\"")),
+                "{said}"
+            );
+        }
+    }
 
     #[test]
     fn full_names_are_as_the_containerd_store_keeps_them() {
