@@ -34,6 +34,8 @@ pub enum Step {
     Load,
     InspectResult,
     Tag(String),
+    /// TAG checked against the engine's images before any work.
+    Target(String),
     ReadLayers(String),
     /// Reading IMAGE's index and choosing what to flatten of it.
     ChoosePlatforms(String),
@@ -66,6 +68,7 @@ impl fmt::Display for Step {
             Step::Load => f.write_str("loading the flattened image"),
             Step::InspectResult => f.write_str("inspecting the flattened image"),
             Step::Tag(tag) => write!(f, "tagging {tag}"),
+            Step::Target(tag) => write!(f, "naming the result {tag}"),
             Step::ReadLayers(image) => write!(f, "reading the layers of {image}"),
             Step::ChoosePlatforms(image) => write!(f, "choosing the platforms of {image}"),
             Step::Spool(image) => write!(

@@ -20,6 +20,7 @@ fn every_refusal_and_failure_exits_as_the_table_says() {
         &unique("codes-other"),
     );
     let img = image.reference.as_str();
+    let short_id = image.id.trim_start_matches("sha256:")[..12].to_owned();
     let missing = format!("{}:1", unique("missing"));
     let zstd = match image_store() {
         // Graphdriver engines before Engine 23 cannot take a zstd layer.
@@ -38,6 +39,8 @@ fn every_refusal_and_failure_exits_as_the_table_says() {
         (vec!["--keep-base", &other.reference, img, "TAG"], 2),
         (vec!["--platform", "linux/s390x", img, "TAG"], 2),
         (vec!["--bogus-flag", img, "TAG"], 2),
+        // A TAG that is IMAGE's ID would shadow it as a repository.
+        (vec![img, &short_id], 2),
         (vec![&missing, "TAG"], 1),
         (vec!["--compression", "zstd", img, "TAG"], zstd),
         (vec![img, "TAG"], 0),

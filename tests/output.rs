@@ -489,3 +489,40 @@ fn stdout_on_a_terminal_is_refused() {
         screen.text()
     );
 }
+
+/// `-o FILE IMAGE` with no TAG names the image in the archive as IMAGE, as
+/// `docker save IMAGE` does; GNU tar reads the name back.
+#[test]
+fn an_archive_without_tag_names_the_image_as_image() {
+    let source = source_image();
+    let dir = scratch("out-noname");
+    let file = dir.path().join("flat.tar");
+    let cli = Cli::new();
+    let out = cli.docker(&[
+        "flatten",
+        "-o",
+        file.to_str().expect("UTF-8 path"),
+        &source.image.reference,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let index = std::process::Command::new("tar")
+        .args(["-xOf", file.to_str().unwrap(), "index.json"])
+        .output()
+        .expect("run tar");
+    assert!(index.status.success());
+    let index: serde_json::Value = serde_json::from_slice(&index.stdout).expect("index.json");
+    let (repo, tag) = source.image.reference.rsplit_once(':').unwrap();
+    let annotations = &index["manifests"][0]["annotations"];
+    assert_eq!(annotations["org.opencontainers.image.ref.name"], tag);
+    assert!(
+        annotations["io.containerd.image.name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with(&format!("{repo}:{tag}"))),
+        "{annotations}"
+    );
+    // An image ID names nothing: TAG is then needed.
+    let id = source.image.id.trim_start_matches("sha256:")[..12].to_owned();
+    let out = cli.docker(&["flatten", "-o", file.to_str().unwrap(), &id]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("give TAG"));
+}

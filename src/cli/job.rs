@@ -59,6 +59,11 @@ pub enum ArgsError {
     JsonWithArchive,
     #[error("--verify reads the result back, which -o - cannot: use -o FILE")]
     VerifyStdout,
+    #[error(
+        "-o FILE names the image in the archive as IMAGE, but {0} is an image ID or digest: \
+         give TAG, the name it should have (docker flatten -o FILE {0} app:flat)"
+    )]
+    ArchiveNeedsName(String),
     /// IMAGE or BASE is no image reference; says which and why.
     #[error("{0}")]
     BadImage(String),
@@ -115,7 +120,17 @@ pub fn lower(
             merge: keep,
             verify: args.verify,
         }),
-        (false, None) => unreachable!("clap requires TAG without --dry-run or --cleanup"),
+        (false, None) if args.output.is_some() => Mode::Flatten(Request {
+            image: image.clone(),
+            tag: archive_name(&image)?,
+            output: args.output,
+            compression: args.compression.chosen(),
+            force: args.force,
+            platform: args.platform,
+            merge: keep,
+            verify: args.verify,
+        }),
+        (false, None) => unreachable!("clap requires TAG without --dry-run, -o or --cleanup"),
     };
     Ok(Job {
         debug: globals.debug,
@@ -127,6 +142,20 @@ pub fn lower(
         },
         mode,
     })
+}
+
+/// The name inside `-o`'s archive when no TAG is given: IMAGE's own, as
+/// `docker save IMAGE` names what it saves (`app` is `app:latest`).
+fn archive_name(image: &str) -> Result<Tag, ArgsError> {
+    let named = image.split_once('@').map_or(image, |(name, _)| name);
+    let is_id = named
+        .trim_start_matches("sha256:")
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit());
+    if is_id || named.starts_with("sha256:") {
+        return Err(ArgsError::ArchiveNeedsName(image.to_owned()));
+    }
+    Tag::parse(named).map_err(ArgsError::BadImage)
 }
 
 /// The global flags that select the engine.
@@ -212,6 +241,39 @@ mod tests {
         let said = job(&["flatten", "--keep-base", "Base", "app", "t"], false).unwrap_err();
         assert!(matches!(said, ArgsError::BadImage(_)));
         assert!(job(&["flatten", "bb217b5af6a5", "t"], false).is_ok());
+    }
+
+    #[test]
+    fn an_archive_without_tag_names_the_image_as_image() {
+        let name = |args: &[&str]| match job(args, false) {
+            Ok(Job {
+                mode: Mode::Flatten(r),
+                ..
+            }) => Ok(r.tag.to_string()),
+            Ok(_) => panic!("not a flatten"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(
+            name(&["flatten", "-o", "a.tar", "app:1.4"]),
+            Ok("app:1.4".into())
+        );
+        assert_eq!(
+            name(&["flatten", "-o", "a.tar", "app"]),
+            Ok("app:latest".into())
+        );
+        assert_eq!(
+            name(&[
+                "flatten",
+                "-o",
+                "a.tar",
+                "app:1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+            ]),
+            Ok("app:1".into())
+        );
+        assert!(matches!(
+            name(&["flatten", "-o", "a.tar", "bb217b5af6a5"]),
+            Err(ArgsError::ArchiveNeedsName(_))
+        ));
     }
 
     #[test]

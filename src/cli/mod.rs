@@ -95,6 +95,7 @@ pub enum Command {
     #[command(
         override_usage = "docker flatten [OPTIONS] IMAGE TAG\n       \
                                 docker flatten --dry-run [OPTIONS] IMAGE [TAG]\n       \
+                                docker flatten -o FILE [OPTIONS] IMAGE [TAG]\n       \
                                 docker flatten --verify-only [OPTIONS] IMAGE FLAT\n       \
                                 docker flatten --cleanup [--format FORMAT]",
         disable_help_flag = true
@@ -113,8 +114,9 @@ pub struct FlattenArgs {
     pub image: Option<String>,
 
     /// Name for the flattened image: name[:tag] (tag defaults to "latest"); may equal IMAGE.
-    /// Optional with --dry-run; with --verify-only, the flattened image to check (FLAT)
-    #[arg(value_name = "TAG", value_parser = Tag::parse, required_unless_present_any = ["dry_run", "cleanup"])]
+    /// Optional with --dry-run, and with -o (the archive names the image as IMAGE, as docker save
+    /// does); with --verify-only, the flattened image to check (FLAT)
+    #[arg(value_name = "TAG", value_parser = Tag::parse, required_unless_present_any = ["dry_run", "cleanup", "output"])]
     pub tag: Option<Tag>,
 
     /// Report what flattening would save, layer by layer, without changing anything

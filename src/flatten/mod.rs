@@ -20,6 +20,7 @@ mod check;
 mod keep;
 use check::Check;
 mod plan;
+mod target;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -147,6 +148,9 @@ impl<'a> Pipeline<'a> {
         };
         progress.begin(Stage::Inspect, image);
         let inspect = self.inspect_source(image).await?;
+        if output.is_none() {
+            self.check_target(&request.tag).await?;
+        }
         let mut source = source_image(&inspect);
         self.objects.record(|c| c.source = Some(source.id.clone()));
         let wanted = request.platform.as_ref();
