@@ -110,9 +110,13 @@ pub fn lower(
             flat,
             merged: keep.is_some(),
         },
-        (false, Some(tag)) => Mode::Flatten(Request {
+        (false, tag) => Mode::Flatten(Request {
+            tag: match tag {
+                Some(tag) => tag,
+                None if args.output.is_some() => archive_name(&image)?,
+                None => unreachable!("clap requires TAG without --dry-run, -o or --cleanup"),
+            },
             image: image.clone(),
-            tag,
             output: args.output,
             compression: args.compression.chosen(),
             force: args.force,
@@ -120,17 +124,6 @@ pub fn lower(
             merge: keep,
             verify: args.verify,
         }),
-        (false, None) if args.output.is_some() => Mode::Flatten(Request {
-            image: image.clone(),
-            tag: archive_name(&image)?,
-            output: args.output,
-            compression: args.compression.chosen(),
-            force: args.force,
-            platform: args.platform,
-            merge: keep,
-            verify: args.verify,
-        }),
-        (false, None) => unreachable!("clap requires TAG without --dry-run, -o or --cleanup"),
     };
     Ok(Job {
         debug: globals.debug,
