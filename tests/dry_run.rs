@@ -134,10 +134,10 @@ fn text_report_is_plain_off_a_terminal_and_tag_is_checked_but_optional() {
     let report = text(&out.stdout);
     assert!(report.contains("nothing was changed"), "{report}");
     for needle in [
-        "layer 1: 297.95 KiB in 4 files, 0 deleted, 297.95 KiB wasted; created by: docker-flatten test fixture: layer 0",
-        "layer 2: 40 B in 1 file, 1 deleted, 0 B wasted",
+        "layer 1: 305kB in 4 files, 0 deleted, 305kB wasted; created by: docker-flatten test fixture: layer 0",
+        "layer 2: 40B in 1 file, 1 deleted, 0B wasted",
         &format!("Layers:  3 → 1 as {tag}:latest"),
-        "Wasted:  297.95 KiB (100.0%)",
+        "Wasted:  305kB (100.0%)",
         "/app/big  (added by layer 1, removed by layer 2)",
     ] {
         assert!(report.contains(needle), "missing {needle:?} in:\n{report}");

@@ -284,3 +284,27 @@ fn a_failure_on_a_terminal_leaves_the_error_and_no_progress() {
         screen.text()
     );
 }
+
+/// `TERM=dumb`: a plain line per stage, and ASCII where the output would
+/// use an arrow or an ellipsis.
+#[test]
+fn a_dumb_terminal_gets_ascii() {
+    let image = two_layer_image("dumb");
+    let cli = Cli::new();
+    let tag = format!("{}:flat", unique("dumb-flat"));
+    let out = cli.docker_env(
+        &["flatten", &image.reference, &tag],
+        &[("TERM", "dumb".as_ref())],
+    );
+    let _flat = TestImage::track(&tag);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.is_ascii(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "Flattened {} -> {tag}: 2 layers -> 1 layer",
+            image.reference
+        )),
+        "{err}"
+    );
+}

@@ -34,6 +34,8 @@ enum Renderer {
 pub struct Reporter {
     renderer: Renderer,
     quiet: bool,
+    /// `TERM=dumb`: arrows and ellipses as ASCII.
+    ascii: bool,
 }
 
 impl Reporter {
@@ -45,7 +47,21 @@ impl Reporter {
         } else {
             Renderer::Lines
         };
-        Reporter { renderer, quiet }
+        Reporter {
+            renderer,
+            quiet,
+            ascii: dumb_terminal(),
+        }
+    }
+
+    /// A line of text on stderr as this terminal shows it: broken between
+    /// words on a live terminal, in ASCII under `TERM=dumb`.
+    fn say(&self, text: &str) {
+        match &self.renderer {
+            Renderer::Terminal(_) => to_stderr(&text::wrap(text, terminal::width())),
+            _ if self.ascii => to_stderr(&text::ascii(text)),
+            _ => to_stderr(text),
+        }
     }
 
     /// The result on stdout: the new image ID, as `docker import` prints it.
@@ -70,7 +86,11 @@ impl Reporter {
                 None => text::Layout::Plain,
             }
         };
-        self.stdout(&text::dry_run_text(facts, savings, layout));
+        let report = text::dry_run_text(facts, savings, layout);
+        match self.ascii {
+            true => self.stdout(&text::ascii(&report)),
+            false => self.stdout(&report),
+        }
     }
 
     fn stdout(&self, text: &str) {
@@ -83,7 +103,7 @@ impl Reporter {
     /// The closing summary on stderr, unless `--quiet`.
     pub fn summary(&self, s: &Summary<'_>) {
         if !self.quiet {
-            to_stderr(&text::summary(s));
+            self.say(&text::summary(s));
         }
     }
 
@@ -92,7 +112,7 @@ impl Reporter {
     pub fn error(&self, err: &anyhow::Error, debug: bool) {
         self.abandon();
         for line in error_lines(err, debug) {
-            to_stderr(&line);
+            self.say(&line);
         }
     }
 
@@ -100,14 +120,14 @@ impl Reporter {
     pub fn note(&self, message: &str) {
         if !self.quiet {
             self.abandon();
-            to_stderr(message);
+            self.say(message);
         }
     }
 
     /// A note on stderr, shown even with `--quiet` (leftovers, warnings).
     pub fn warn(&self, message: &str) {
         self.abandon();
-        to_stderr(&format!("docker flatten: {message}"));
+        self.say(&format!("docker flatten: {message}"));
     }
 
     /// A debug line, shown only with `--debug`.
@@ -163,7 +183,7 @@ impl Progress for Reporter {
                 );
                 bars.begin(label, bytes);
             }
-            Renderer::Lines => to_stderr(&label),
+            Renderer::Lines => self.say(&label),
             Renderer::Quiet => {}
         }
     }

@@ -170,6 +170,10 @@ impl indicatif::TermLike for Margined {
 }
 
 /// The width of the terminal on stderr.
+pub fn width() -> usize {
+    terminal_width()
+}
+
 fn terminal_width() -> usize {
     console::Term::stderr()
         .size_checked()

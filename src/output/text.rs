@@ -186,11 +186,16 @@ pub fn dry_run_text(facts: &DryRunFacts<'_>, s: &Savings, layout: Layout) -> Str
         out.push('\n');
     }
     if layout != Layout::Totals {
-        let _ = writeln!(
-            out,
+        let header = format!(
             "Dry run of {} ({short}){platform} on {} ({store} store); nothing was changed.",
             facts.image, facts.endpoint
         );
+        // On a terminal the header breaks between words, not inside one.
+        let header = match layout {
+            Layout::Table { width } => wrap(&header, width),
+            _ => header,
+        };
+        let _ = writeln!(out, "{header}");
         out.push('\n');
     } else if let Some(p) = facts.platform {
         let _ = writeln!(out, "Platform: {p}");
@@ -327,6 +332,36 @@ pub fn cut(s: &str, room: usize) -> String {
     t
 }
 
+/// `text` broken into lines of fewer than `width` columns at spaces (a
+/// word longer than a line stays whole): a terminal that wraps a line
+/// itself breaks it anywhere, inside a size or a name.
+pub fn wrap(text: &str, width: usize) -> String {
+    let room = width.saturating_sub(1).max(20);
+    let mut out = String::new();
+    let mut line = 0;
+    for word in text.split(' ') {
+        let len = word.chars().count();
+        if line > 0 && line + 1 + len > room {
+            out.push('\n');
+            line = 0;
+        } else if line > 0 {
+            out.push(' ');
+            line += 1;
+        }
+        out.push_str(word);
+        line += len;
+    }
+    out
+}
+
+/// The same text for a terminal that shows only ASCII (`TERM=dumb`).
+pub fn ascii(text: &str) -> String {
+    text.replace('→', "->")
+        .replace('…', "...")
+        .replace('✓', "ok")
+        .replace('✗', "x")
+}
+
 /// An image ID as `docker images` shows it: 12 hex digits, no `sha256:`.
 pub fn short_id(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
@@ -437,7 +472,14 @@ mod tests {
     #[test]
     fn table_fits_the_terminal_and_keeps_every_layer() {
         let text = dry_run_text(&facts(), &savings(), Layout::Table { width: 60 });
-        let table: Vec<&str> = text.lines().skip(2).take(3).collect();
+        // The header, broken between words to fit, then a blank line.
+        let header: Vec<&str> = text.lines().take_while(|l| !l.is_empty()).collect();
+        assert!(header.iter().all(|l| l.chars().count() < 60), "{text}");
+        assert!(
+            header.join(" ").ends_with("; nothing was changed."),
+            "{text}"
+        );
+        let table: Vec<&str> = text.lines().skip(header.len() + 1).take(3).collect();
         assert!(
             table[0].starts_with("LAYER") && table[0].ends_with("CREATED BY"),
             "{text}"
@@ -505,6 +547,22 @@ mod tests {
         assert!(summary(&s).contains(": 3 layers → 2 layers,"));
         s.already_flat = true;
         assert!(summary(&s).starts_with("app:1 is already one layer; tagged it as app:flat"));
+    }
+
+    #[test]
+    fn wrapped_lines_break_between_words_and_fit() {
+        let text =
+            "Flattened myapp:1.4 → myapp:1.4-flat: 5 layers → 1 layer, 401MB → 18.8MB, in 3.7s";
+        for width in [30, 40, 80] {
+            let wrapped = wrap(text, width);
+            assert!(
+                wrapped.lines().all(|l| l.chars().count() < width),
+                "{wrapped}"
+            );
+            assert_eq!(wrapped.replace('\n', " "), text);
+        }
+        assert_eq!(wrap(text, 200), text);
+        assert_eq!(ascii("a → b…"), "a -> b...");
     }
 
     #[test]
