@@ -90,6 +90,20 @@ fn completion_through_the_cli_offers_images_flags_and_values() {
         .map(|l| l.split('\t').next().unwrap())
         .collect();
     assert_eq!((values, directive.as_str()), (vec!["text", "json"], ":4"));
+    assert_eq!(
+        names.iter().filter(|n| **n == "--help").count(),
+        1,
+        "{names:?}"
+    );
+    // FILE: the shell's own file names; BASE: local images.
+    let (lines, directive) = complete(&cli, &["-o", ""]);
+    assert_eq!((lines.len(), directive.as_str()), (0, ":0"));
+    let (lines, directive) = complete(
+        &cli,
+        &["--keep-base", &image.reference[..image.reference.len() - 3]],
+    );
+    assert_eq!(lines, [format!("{}\timage {short}", image.reference)]);
+    assert_eq!(directive, ":4");
 }
 
 #[test]

@@ -15,6 +15,9 @@ pub const REQUEST: &str = "__complete";
 /// The same, for shells that show no descriptions.
 pub const REQUEST_NO_DESC: &str = "__completeNoDesc";
 
+/// No directive bit: the shell completes file names.
+const DEFAULT: u32 = 0;
+
 /// Cobra's directive bits.
 pub mod directive {
     pub const ERROR: u32 = 1;
@@ -100,7 +103,13 @@ pub fn want(words: &[String]) -> Want {
     }
 
     if let Some(arg) = pending {
-        return Want::Done(values(arg, "", current));
+        return match arg.get_id().as_str() {
+            // BASE names a local image, as IMAGE does.
+            "keep_base" => Want::Images {
+                prefix: current.clone(),
+            },
+            _ => Want::Done(values(arg, "", current)),
+        };
     }
     if !only_positionals {
         if let Some((name, value)) = current.strip_prefix("--").and_then(|f| f.split_once('=')) {
@@ -114,7 +123,6 @@ pub fn want(words: &[String]) -> Want {
                 .iter()
                 .filter(|a| !given.contains(&a.get_id().as_str()))
                 .filter_map(|a| Some((format!("--{}", a.get_long()?), help(a))))
-                .chain([("--help".to_owned(), "Print help".to_owned())])
                 .filter(|(name, _)| name.starts_with(current))
                 .collect();
             return Want::Done(Completion {
@@ -197,6 +205,10 @@ impl Completion {
 }
 
 fn values(arg: &clap::Arg, prefix: &str, current: &str) -> Completion {
+    // FILE: the shell's own file completion.
+    if arg.get_id() == "output" {
+        return none(DEFAULT);
+    }
     let candidates = arg
         .get_possible_values()
         .iter()

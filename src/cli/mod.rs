@@ -217,7 +217,7 @@ pub struct FlattenArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// Print help (-h and --help print the same, as docker's own commands do)
+    /// Print help
     #[arg(short = 'h', long, action = clap::ArgAction::HelpLong)]
     pub help: Option<bool>,
 }
