@@ -313,6 +313,15 @@ impl fmt::Display for Error {
                     crate::os::env::TEMP_DIR
                 ),
                 Step::Write(path) if path.as_os_str() == "-" => write!(f, "{step} failed: {error}"),
+                // The file's directory is missing (and the file is not created).
+                Step::Write(_) if error.kind() == std::io::ErrorKind::NotFound && !dir.is_dir() => {
+                    write!(
+                        f,
+                        "{step} failed: directory {} does not exist; create it, or give -o a \
+                         file in a directory that does",
+                        dir.display()
+                    )
+                }
                 _ => write!(
                     f,
                     "{step} failed: {error}; it needs a directory it can write, with room for \

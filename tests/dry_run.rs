@@ -138,7 +138,7 @@ fn text_report_is_plain_off_a_terminal_and_tag_is_checked_but_optional() {
         "layer 2: 40B in 1 file, 1 deleted, 0B wasted",
         &format!("Layers:  3 → 1 as {tag}:latest"),
         "Wasted:  305kB (100.0%)",
-        "/app/big  (added by layer 1, removed by layer 2)",
+        "/app/big  (added by layer 1, deleted by layer 2)",
     ] {
         assert!(report.contains(needle), "missing {needle:?} in:\n{report}");
     }

@@ -143,9 +143,14 @@ pub struct Endpoint {
     pub api_version: Option<(usize, usize)>,
 }
 
+/// The address, and the context it came from when that is not the
+/// default one: with `-H` or `DOCKER_HOST` there is none to blame.
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (context \"{}\")", self.host, self.context)
+        match self.context.as_str() {
+            DEFAULT_CONTEXT => f.write_str(&self.host),
+            context => write!(f, "{} (context \"{context}\")", self.host),
+        }
     }
 }
 
@@ -481,10 +486,7 @@ mod tests {
                 path: "/var/run/docker.sock".into()
             }
         );
-        assert_eq!(
-            e.to_string(),
-            "unix:///var/run/docker.sock (context \"default\")"
-        );
+        assert_eq!(e.to_string(), "unix:///var/run/docker.sock");
     }
 
     #[test]

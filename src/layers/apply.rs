@@ -59,6 +59,9 @@ pub struct Removed {
     pub inode: Option<usize>,
     /// The layer that removed it.
     pub by: usize,
+    /// Whether a later entry took its place (or its parent's), rather
+    /// than a whiteout or an opaque marker deleting it.
+    pub replaced: bool,
 }
 
 /// Where one path of the applied layers comes from (see [`Tree::paths`]).
@@ -194,22 +197,22 @@ impl<'a> State<'a> {
                 Kind::Aufs => self.parents(l, path, false)?,
                 Kind::Whiteout => {
                     self.parents(l, path, false)?;
-                    self.remove(l, path, true, false);
+                    self.remove(l, path, true, false, false);
                 }
                 Kind::Opaque => {
                     self.parents(l, path, true)?;
-                    self.remove(l, path, false, true);
+                    self.remove(l, path, false, true, false);
                 }
                 Kind::Dir => {
                     self.parents(l, path, false)?;
                     if self.fs.get(path).is_some_and(|n| !n.dir) {
-                        self.remove(l, path, true, false);
+                        self.remove(l, path, true, false, true);
                     }
                     self.fs.insert(path, node);
                 }
                 Kind::Data | Kind::Symlink | Kind::Special => {
                     self.parents(l, path, false)?;
-                    self.remove(l, path, true, false);
+                    self.remove(l, path, true, false, true);
                     self.fs.insert(path, node);
                 }
                 Kind::Hardlink => {
@@ -256,7 +259,7 @@ impl<'a> State<'a> {
                     });
                     self.inodes[inode as usize].last = self.applied.len() as u32 - 1;
                     if path != target {
-                        self.remove(l, path, true, false);
+                        self.remove(l, path, true, false, true);
                         self.fs.insert(path, Node { inode, ..node });
                     }
                 }
@@ -305,8 +308,15 @@ impl<'a> State<'a> {
     }
 
     /// Removes what is under `path` (lower layers' only if `lower_only`),
-    /// and `path` itself if `itself`.
-    pub(super) fn remove(&mut self, l: usize, path: &'a [u8], itself: bool, lower_only: bool) {
+    /// and `path` itself if `itself`; `replaced`: by an entry taking its place.
+    pub(super) fn remove(
+        &mut self,
+        l: usize,
+        path: &'a [u8],
+        itself: bool,
+        lower_only: bool,
+        replaced: bool,
+    ) {
         let layer = l as u16;
         let mut victims: Vec<&'a [u8]> = below(&self.fs, path)
             .filter(|(_, n)| !lower_only || n.layer < layer)
@@ -326,6 +336,7 @@ impl<'a> State<'a> {
                     entry: n.entry as usize,
                     inode: (n.inode != NONE).then_some(n.inode as usize),
                     by: l,
+                    replaced,
                 });
             }
         }

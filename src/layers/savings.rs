@@ -38,6 +38,8 @@ pub struct Wasted {
     pub layer: usize,
     /// The layer that deleted or overwrote it.
     pub removed_by: usize,
+    /// Replaced by a later entry, rather than deleted.
+    pub replaced: bool,
 }
 
 /// The whole answer.
@@ -117,7 +119,7 @@ pub fn of(
     // What a layer removed of the layers below it. A hardlinked inode's
     // content is thrown away only when its last name goes.
     let mut wasted = Vec::new();
-    let mut throw = |path: &str, (layer, entry): (usize, usize), by: usize| {
+    let mut throw = |path: &str, (layer, entry): (usize, usize), by: usize, replaced: bool| {
         let size = size_of(layer, entry);
         if layer < by && size > 0 {
             report[layer].wasted += size;
@@ -126,26 +128,33 @@ pub fn of(
                 size,
                 layer: layer + 1,
                 removed_by: by + 1,
+                replaced,
             });
         }
     };
-    let mut gone: Vec<Option<usize>> = Vec::new();
+    // Each inode's last removal: the layer and how.
+    let mut gone: Vec<Option<(usize, bool)>> = Vec::new();
     for r in tree.removed() {
         let path = show(layers[r.layer].path_of(r.entry));
         match r.inode {
-            None => throw(&path, (r.layer, r.entry), r.by),
+            None => throw(&path, (r.layer, r.entry), r.by, r.replaced),
             Some(inode) => {
                 if gone.len() <= inode {
                     gone.resize(inode + 1, None);
                 }
-                gone[inode] = Some(r.by);
+                gone[inode] = Some((r.by, r.replaced));
             }
         }
     }
-    for (inode, by) in gone.iter().enumerate() {
+    for (inode, last) in gone.iter().enumerate() {
         let (content, names) = tree.inode(inode);
-        if let (Some(by), 0) = (by, names) {
-            throw(&show(layers[content.0].path_of(content.1)), content, *by);
+        if let (Some((by, replaced)), 0) = (last, names) {
+            throw(
+                &show(layers[content.0].path_of(content.1)),
+                content,
+                *by,
+                *replaced,
+            );
         }
     }
     wasted.retain(|w| w.layer > keep);
@@ -340,21 +349,23 @@ mod tests {
                 path: "/app/big".into(),
                 size: 5000,
                 layer: 1,
-                removed_by: 2
+                removed_by: 2,
+                replaced: false,
             }
         );
         let removed_by: Vec<_> = s
             .largest_wasted
             .iter()
-            .map(|w| (w.path.as_str(), w.removed_by))
+            .map(|w| (w.path.as_str(), w.removed_by, w.replaced))
             .collect();
+        // A whiteout and an opaque marker delete; a new /app/keep replaces.
         assert_eq!(
             removed_by,
             [
-                ("/app/big", 2),
-                ("/cache/a", 3),
-                ("/cache/sub/b", 3),
-                ("/app/keep", 2)
+                ("/app/big", 2, false),
+                ("/cache/a", 3, false),
+                ("/cache/sub/b", 3, false),
+                ("/app/keep", 2, true)
             ]
         );
     }

@@ -420,6 +420,7 @@ mod tests {
                 size: 6,
                 layer: 1,
                 removed_by: 2,
+                replaced: false,
             }],
         };
         let endpoint = endpoint();

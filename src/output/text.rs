@@ -250,10 +250,11 @@ pub fn dry_run_text(facts: &DryRunFacts<'_>, s: &Savings, layout: Layout) -> Str
         for w in &s.largest_wasted {
             let _ = writeln!(
                 out,
-                "  {:>10}  {}  (added by layer {}, removed by layer {})",
+                "  {:>10}  {}  (added by layer {}, {} by layer {})",
                 Size(w.size).to_string(),
                 w.path,
                 w.layer,
+                if w.replaced { "replaced" } else { "deleted" },
                 w.removed_by
             );
         }
@@ -453,6 +454,7 @@ mod tests {
                 size: 1024,
                 layer: 1,
                 removed_by: 2,
+                replaced: false,
             }],
         }
     }
@@ -492,7 +494,7 @@ mod tests {
         assert!(text.contains("Wasted:  1.02kB (24.9%)"), "{text}");
         assert!(table[1].ends_with("  ADD rootfs.tar /"), "{text}");
         assert!(
-            text.contains("/big  (added by layer 1, removed by layer 2)"),
+            text.contains("/big  (added by layer 1, deleted by layer 2)"),
             "{text}"
         );
         assert!(text.contains("0123456789ab"), "{text}");
