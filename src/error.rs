@@ -6,6 +6,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::model::source_index::ChoiceError;
+
 use bollard::errors::Error as EngineError;
 
 use crate::encode::LayerError;
@@ -202,9 +204,11 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match &self.cause {
             Cause::BadReference { .. } | Cause::Refused(_) | Cause::Unsupported(_) => 2,
+            // A --platform IMAGE lacks, or a choice only --platform makes; a
+            // platform whose content the store lacks is the store's to fix.
             Cause::Platforms(choice) => match **choice {
-                crate::model::source_index::ChoiceError::NotOffered(_) => 2,
-                _ => 1,
+                ChoiceError::NotOffered(_) | ChoiceError::Ambiguous { .. } => 2,
+                ChoiceError::Absent { .. } | ChoiceError::NothingPresent { .. } => 1,
             },
             _ => 1,
         }
@@ -277,8 +281,9 @@ impl fmt::Display for Error {
                 "{step} failed on {endpoint}: {}; the engine cannot save this image (docker save \
                  fails the same way), and --exact, --keep-base and --keep-layers read what it \
                  saves. Engine 20.10 on fuse-overlayfs fails so on an image with a layer that \
-                 deletes a path and creates it again; flatten without those flags: the \
-                 container's export has the image's files",
+                 deletes a path and creates it again; flatten without those flags, knowing that \
+                 this engine's export can lose such a path too (--verify, which reads the same \
+                 save, cannot check it here)",
                 detail(e)
             ),
             Cause::Unverifiable(e) => write!(
@@ -290,13 +295,16 @@ impl fmt::Display for Error {
                  the result could not be proved whole",
                 detail(e)
             ),
-            Cause::Differs(differs) => write!(
-                f,
-                "{step} on {endpoint} found {} difference(s) that the mode does not account for: \
-                 {} (--format json lists them all)",
-                differs.report.differences.len(),
-                differs.report.first(FIRST_DIFFERENCES)
-            ),
+            Cause::Differs(differs) => {
+                let n = differs.report.differences.len();
+                write!(
+                    f,
+                    "{step} on {endpoint} found {n} difference{} that the mode does not account \
+                     for (--format json lists them all):\n{}",
+                    if n == 1 { "" } else { "s" },
+                    differs.report.first(FIRST_DIFFERENCES)
+                )
+            }
             Cause::Local { dir, error } => match step {
                 Step::SpoolLayers(_) => write!(
                     f,

@@ -19,9 +19,10 @@ use crate::flatten::{Pipeline, Request};
 use crate::interrupt::{Interrupt, Interrupts};
 use crate::output::{Reporter, Run};
 
-/// A flatten that failed; what it was to change is unchanged.
+/// A flatten that failed; what it was to change is unchanged (said on a
+/// line of its own after a message of several lines).
 #[derive(Debug, thiserror::Error)]
-#[error("{error}; {unchanged}")]
+#[error("{error}{}{unchanged}", if error.to_string().contains('\n') { "\n" } else { "; " })]
 pub struct Failed {
     /// Quoted in the message, so not its `source()`.
     error: crate::error::Error,

@@ -263,7 +263,7 @@ fn the_platform_asked_for_is_flattened_alone() {
         );
     } else {
         let (code, err) = result.expect_err("a graphdriver has no foreign platform");
-        assert_eq!(code, Some(1), "{err}");
+        assert_eq!(code, Some(2), "{err}");
         let host = &f.written.platforms[0].platform;
         assert!(
             err.contains(&format!("has no platform {asked}"))
@@ -349,20 +349,22 @@ fn absent_platforms_and_attestations_are_left_out_and_said_so() {
         assert_eq!(json["left_out"][0]["platform"], "linux/ppc64le", "{json}");
         assert_eq!(json["attestations_dropped"], 3, "{json}");
 
-        // Asked for by name, an absent platform is refused; so is one IMAGE lacks.
-        for (asked, says) in [
-            ("linux/ppc64le", "not in the store".to_owned()),
+        // Asked for by name, an absent platform fails (the store lacks it:
+        // exit 1); one IMAGE lacks is refused as asked (exit 2).
+        for (asked, says, exit) in [
+            ("linux/ppc64le", "not in the store".to_owned(), 1),
             (
                 "linux/s390x",
                 format!(
                     "has no platform linux/s390x; it has {}, {}, linux/ppc64le (content not in the store)",
                     both[0], both[1]
                 ),
+                2,
             ),
         ] {
             let refused = unique("plat-refused");
             let (code, err) = flatten_json(&["--platform", asked, &image, &refused]).expect_err(asked);
-            assert_eq!(code, Some(1), "{err}");
+            assert_eq!(code, Some(exit), "{err}");
             assert!(err.contains(&says), "{asked}: {err}");
             assert!(!image_exists(&refused), "a refused run made TAG");
         }
@@ -495,7 +497,7 @@ fn a_dry_run_reports_per_platform() {
         assert_eq!(one["wasted_bytes"], wasted("foreign"));
     } else {
         let (code, err) = one.expect_err("no foreign platform on a graphdriver");
-        assert_eq!(code, Some(1), "{err}");
+        assert_eq!(code, Some(2), "{err}");
         assert!(err.contains(&format!("has no platform {asked}")), "{err}");
     }
 }
@@ -579,7 +581,7 @@ fn exact_and_keep_layers_take_every_platform() {
         assert_same_fs(&f.saved[0].1.fs(), &image_fs(&kept), &[]);
         let one = flatten_json(&["--keep-layers", "1", "--platform", &asked, &image, &kept]);
         let (code, err) = one.expect_err("a graphdriver has no foreign platform");
-        assert_eq!(code, Some(1), "{err}");
+        assert_eq!(code, Some(2), "{err}");
     }
 }
 

@@ -102,31 +102,27 @@ impl std::fmt::Display for Size {
     }
 }
 
-/// What a verify found, one line: `subject` (the result) against IMAGE.
+/// What a verify found: `subject` (the result, or FLAT) against IMAGE,
+/// then the differences the mode documents, one per line with its reason.
 pub fn verified(subject: &str, image: &str, report: &Report) -> String {
-    let expected = match report.expected.len() {
-        0 => String::new(),
-        n => {
-            let first: Vec<&str> = report
-                .expected
-                .iter()
-                .take(3)
-                .map(|d| d.path.as_str())
-                .collect();
-            let more = if n > 3 { ", …" } else { "" };
-            format!(
-                "; {} the mode documents ({}{more})",
-                count(n as u64, "expected difference"),
-                first.join(", ")
-            )
-        }
-    };
-    format!(
-        "Verified {subject} against the layers of {image}: {} as IMAGE's, config and platform too{expected}, in {}",
+    let mut said = format!(
+        "Verified {subject} against the layers of {image}: {} as IMAGE's, config and platform too, in {}",
         count(report.paths, "path"),
         seconds(std::time::Duration::from_secs_f64(report.duration_seconds))
-    )
+    );
+    if !report.expected.is_empty() {
+        let _ = write!(
+            said,
+            "; {} the mode documents:\n{}",
+            count(report.expected.len() as u64, "expected difference"),
+            report.first_expected(EXPECTED_SHOWN)
+        );
+    }
+    said
 }
+
+/// How many expected differences a verify's note lists.
+const EXPECTED_SHOWN: usize = 3;
 
 /// What a stage says it is doing; `what` names its subject.
 pub fn stage_label(stage: Stage, what: &str) -> String {
@@ -337,6 +333,13 @@ pub fn cut(s: &str, room: usize) -> String {
 /// word longer than a line stays whole): a terminal that wraps a line
 /// itself breaks it anywhere, inside a size or a name.
 pub fn wrap(text: &str, width: usize) -> String {
+    text.split('\n')
+        .map(|line| wrap_line(line, width))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn wrap_line(text: &str, width: usize) -> String {
     let room = width.saturating_sub(1).max(20);
     let mut out = String::new();
     let mut line = 0;

@@ -126,6 +126,14 @@ impl fmt::Display for Difference {
                 self.path,
                 self.result.clone().unwrap_or_else(none)
             )?,
+            // `config.Cmd`: the path says it is the config already.
+            Field::Config => write!(
+                f,
+                "{}: {} in IMAGE, {} in the result",
+                self.path,
+                self.image.clone().unwrap_or_else(none),
+                self.result.clone().unwrap_or_else(none)
+            )?,
             field => write!(
                 f,
                 "{}: {field}: {} in IMAGE, {} in the result",
@@ -160,17 +168,15 @@ impl Report {
     }
 
     /// The first `n` differences, and how many more there are.
+    /// The first `n` differences, one per line, indented, and a count of
+    /// the rest.
     pub fn first(&self, n: usize) -> String {
-        let mut said: Vec<String> = self
-            .differences
-            .iter()
-            .take(n)
-            .map(ToString::to_string)
-            .collect();
-        if self.differences.len() > n {
-            said.push(format!("and {} more", self.differences.len() - n));
-        }
-        said.join("; ")
+        list(&self.differences, n)
+    }
+
+    /// The expected differences, as [`Report::first`] lists the others.
+    pub fn first_expected(&self, n: usize) -> String {
+        list(&self.expected, n)
     }
 
     fn push(&mut self, d: Difference) {
@@ -180,6 +186,18 @@ impl Report {
             self.differences.push(d);
         }
     }
+}
+
+fn list(differences: &[Difference], n: usize) -> String {
+    let mut said: Vec<String> = differences
+        .iter()
+        .take(n)
+        .map(|d| format!("  {d}"))
+        .collect();
+    if differences.len() > n {
+        said.push(format!("  and {} more", differences.len() - n));
+    }
+    said.join("\n")
 }
 
 /// Compares the result's applied layers, config and kept layers with
@@ -832,10 +850,8 @@ mod tests {
             has("architecture: platform: \"amd64\" in IMAGE, \"arm64\""),
             "{said:#?}"
         );
-        assert!(
-            has("config.Env: config: [\"A=1\"] in IMAGE, nothing"),
-            "{said:#?}"
-        );
+        // The path says it is the config: the field is not said again.
+        assert!(has("config.Env: [\"A=1\"] in IMAGE, nothing"), "{said:#?}");
         assert!(!has("history"), "set anew: {said:#?}");
     }
 
