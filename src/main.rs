@@ -40,11 +40,12 @@ fn main() -> ExitCode {
             .collect();
         return complete(&words, request == complete::REQUEST);
     }
+    let verify_only = argv.iter().any(|a| a == "--verify-only");
     let cli = match Cli::try_parse_from(help_as_a_word(argv)) {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
-            output::to_stderr(&cli::usage_error(&e));
+            output::to_stderr(&cli::usage_error(&e, verify_only));
             return ExitCode::from(2);
         }
     };

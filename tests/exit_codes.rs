@@ -72,6 +72,14 @@ fn every_refusal_and_failure_exits_as_the_table_says() {
             );
         }
     }
+    // --verify-only's second operand is FLAT, and is named so.
+    let out = cli.docker(&["flatten", "--verify-only", img]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("missing FLAT"),
+        "{}",
+        text(&out.stderr)
+    );
     // A FLAT that differs from what IMAGE's layers make fails the check.
     let out = cli.docker(&["flatten", "--verify-only", img, &other.reference]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));

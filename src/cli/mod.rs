@@ -234,7 +234,7 @@ fn layer_count(value: &str) -> Result<usize, String> {
 /// plugin's prefix, the reason, and where the help is (`See 'docker
 /// flatten --help'.`) and the usage; clap's `error:` and its tips (`use '-- -1'`, which
 /// cannot work for a flag's value) are not the docker CLI's voice.
-pub fn usage_error(e: &clap::Error) -> String {
+pub fn usage_error(e: &clap::Error, verify_only: bool) -> String {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     let context = |kind| match e.get(kind) {
         Some(ContextValue::String(s)) => s.clone(),
@@ -244,7 +244,11 @@ pub fn usage_error(e: &clap::Error) -> String {
     };
     // `<TAG>`, `--keep-layers <N>`: the help's names, without clap's marks.
     let bare = |s: String| s.replace(['<', '>', '[', ']'], "");
-    let arg = bare(context(ContextKind::InvalidArg));
+    let mut arg = bare(context(ContextKind::InvalidArg));
+    // With --verify-only the second operand is FLAT, the image to check.
+    if verify_only && arg.contains("TAG") {
+        arg = arg.replace("TAG", "FLAT");
+    }
     let why = match e.kind() {
         ErrorKind::UnknownArgument => format!("unknown flag: {arg}"),
         ErrorKind::MissingRequiredArgument => format!("missing {arg}"),

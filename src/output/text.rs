@@ -136,7 +136,7 @@ pub fn stage_label(stage: Stage, what: &str) -> String {
         Stage::Write => format!("Writing {what}"),
         Stage::Read => format!("Reading the layers of {what}"),
         Stage::Merge => format!("Merging the layers of {what}"),
-        Stage::Verify => format!("Verifying the result against the layers of {what}"),
+        Stage::Verify => format!("Verifying the flattened image against the layers of {what}"),
         Stage::Configure => format!("Giving the new layer the config of {what}"),
         Stage::Tag => format!("Tagging {what}"),
         Stage::Cleanup => "Removing temporary objects".to_owned(),
