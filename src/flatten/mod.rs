@@ -12,7 +12,7 @@ mod dry_run;
 mod each_platform;
 mod inspect;
 mod outcome;
-use build::{recipe, Of};
+use build::{recipe, Identity, Of, Stamp};
 use each_platform::{Delivery, IndexRun};
 use inspect::{created_of, inspected_layers, own_platform, source_image};
 pub use outcome::*;
@@ -145,6 +145,15 @@ impl<'a> Pipeline<'a> {
             })?),
             _ => None,
         };
+        // `SOURCE_DATE_EPOCH`, when set: the time the result says, and the
+        // newest its files may be.
+        let epoch = std::env::var_os("SOURCE_DATE_EPOCH").unwrap_or_default();
+        let epoch = crate::model::config::parse_epoch(&epoch.to_string_lossy()).map_err(|bad| {
+            self.error(
+                Step::Inspect(image.to_owned()),
+                Cause::Refused(bad.to_string()),
+            )
+        })?;
         progress.begin(Stage::Inspect, image);
         let inspect = self.inspect_source(image).await?;
         let mut source = source_image(&inspect);
@@ -217,6 +226,7 @@ impl<'a> Pipeline<'a> {
                 };
                 let run = IndexRun {
                     compression,
+                    epoch,
                     delivery,
                     keeps,
                     read: read_first.take(),
@@ -263,14 +273,6 @@ impl<'a> Pipeline<'a> {
             _ => destination,
         };
 
-        // The containerd store keys a layer's snapshot by its digest, and a
-        // loaded image whose snapshot already exists (another flatten of the
-        // same files, an earlier one, a concurrent one) is never unpacked,
-        // so it never claims that snapshot and breaks when the other image
-        // goes. A comment only this run writes makes the digest its own;
-        // the files stay the same. An archive may be loaded anywhere.
-        let comment = format!("docker-flatten run {}", self.objects.run_id());
-        let comment = (destination != Destination::Import).then_some(comment.as_str());
         let for_platform = one
             .as_ref()
             .filter(|(_, _, of_index)| *of_index)
@@ -286,6 +288,9 @@ impl<'a> Pipeline<'a> {
             Some((_, manifest, true)) => Pick::Manifest(manifest.digest.clone()),
             _ => Pick::Listed,
         };
+        // IMAGE's config, where the run has it before the layer, for the
+        // layer's comment; else IMAGE's ID.
+        let mut known = serde_json::json!(source.id);
         let (config, read): (Config<'_>, Option<Arc<Layers>>) = match keep {
             None => {
                 // A quick inspect on the graphdriver store, so asked before
@@ -294,10 +299,12 @@ impl<'a> Pipeline<'a> {
                 // the platform's config has come with IMAGE's index.
                 let config: Config<'_> = match (&one, store) {
                     (Some((_, manifest, _)), _) => {
+                        known = manifest.config.clone();
                         Box::pin(std::future::ready(Ok(manifest.config.clone())))
                     }
                     (None, Store::Graphdriver) => {
                         let config = self.inspected_config(&source.id, image).await?;
+                        known = config.clone();
                         Box::pin(std::future::ready(Ok(config)))
                     }
                     (None, Store::Containerd) => Box::pin(self.saved_config(&inspect, image)),
@@ -325,6 +332,7 @@ impl<'a> Pipeline<'a> {
                 .map_err(|f| self.read_failed(image, f))?;
                 mine = request.verify.then(|| layers.clone());
                 let config = layers.images[0].config.clone();
+                known = config.clone();
                 (Box::pin(std::future::ready(Ok(config))), Some(layers))
             }
         };
@@ -350,11 +358,25 @@ impl<'a> Pipeline<'a> {
                 },
             },
         };
+        // An import (a graphdriver's) keys nothing by digest: no comment.
+        let comment = Identity {
+            image: &known,
+            request,
+            platform: for_platform,
+            keep,
+            compression,
+            epoch,
+        }
+        .comment();
+        let stamp = Stamp {
+            comment: (destination != Destination::Import).then_some(comment.as_str()),
+            epoch,
+        };
         let (layer, kept) = self
-            .build(of, &source.id, &label, comment, compression, &progress)
+            .build(of, &source.id, &label, stamp, compression, &progress)
             .await?;
         let config_of_kept = read.as_ref().map_or(&Value::Null, |l| &l.images[0].config);
-        let recipe = recipe(&source.id, image, source.layers, config_of_kept, &kept);
+        let recipe = recipe(image, source.layers, config_of_kept, &kept, epoch);
         let engine = self.engine(&progress);
         let check = request.verify.then(|| Check {
             image: image.to_owned(),
