@@ -22,7 +22,10 @@ use futures_util::{stream, Stream, StreamExt};
 use serde_json::Value;
 
 use super::build::{recipe, Identity, Of, Stamp};
-use super::{created_of, own_platform, source_image, Check, Flattened, Made, Pipeline, Request};
+use super::{
+    created_of, own_platform, source_image, Check, Flattened, Made, Pipeline, Request,
+    ResultDigests,
+};
 use crate::engine::store::Store;
 use crate::error::{Cause, Error, Step};
 use crate::model::compression::Compression;
@@ -156,8 +159,14 @@ impl Pipeline<'_> {
             let (built, spool, _) = load::spool_beside(&engine, layer, no_config, &label).await?;
             let recipe = recipe(image, manifest.layers.len(), &manifest.config, &kept, epoch);
             let config = recipe.config(&manifest.config, &built.digests.diff_id);
+            let config = serde_json::to_vec(&config).expect("a JSON value serializes");
+            let digests = ResultDigests {
+                config: crate::sink::archive::digest(&config),
+                diff_id: built.digests.diff_id.clone(),
+                blob: built.digests.blob.clone(),
+            };
             images.push(PlatformImage {
-                config: serde_json::to_vec(&config).expect("a JSON value serializes"),
+                config,
                 kept: kept.to_vec(),
                 layer: built.digests.clone(),
                 platform: platform.to_oci(),
@@ -170,6 +179,7 @@ impl Pipeline<'_> {
                 manifest: None,
                 layers_after: 1 + kept.len(),
                 size_after: built.digests.blob_size,
+                digests: Some(digests),
             });
             filter.dropped.extend(built.filter.dropped);
             spools.push(spool);

@@ -375,6 +375,16 @@ impl<'a> Pipeline<'a> {
         let (layer, kept) = self
             .build(of, &source.id, &label, stamp, compression, &progress)
             .await?;
+        // IMAGE's config as the destination takes it, for the result's digest.
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let config: Config<'_> = {
+            let seen = seen.clone();
+            Box::pin(async move {
+                let config = config.await?;
+                *seen.lock().expect("not poisoned") = Some(config.clone());
+                Ok(config)
+            })
+        };
         let config_of_kept = read.as_ref().map_or(&Value::Null, |l| &l.images[0].config);
         let recipe = recipe(image, source.layers, config_of_kept, &kept, epoch);
         let engine = self.engine(&progress);
@@ -435,6 +445,16 @@ impl<'a> Pipeline<'a> {
             }
         };
         let kept_diff_ids = recipe.kept_diff_ids.clone();
+        let source_config = seen.lock().expect("not poisoned").take();
+        let digests = source_config.map(|config| {
+            let config = recipe.config(&config, &built.digests.diff_id);
+            let config = serde_json::to_vec(&config).expect("a JSON value serializes");
+            ResultDigests {
+                config: crate::sink::archive::digest(&config),
+                diff_id: built.digests.diff_id.clone(),
+                blob: built.digests.blob.clone(),
+            }
+        });
         drop(recipe);
         progress.end();
         let flattened = Flattened {
@@ -455,6 +475,7 @@ impl<'a> Pipeline<'a> {
             },
             layers_after: 1 + kept_diff_ids.len(),
             size_after: built.digests.blob_size,
+            digests,
         };
         let outcome = Outcome::Flattened {
             made,
