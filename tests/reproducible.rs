@@ -369,3 +369,19 @@ fn source_date_epoch_dates_the_image_and_clamps_newer_mtimes() {
         assert!(mtimes.values().all(|&m| m <= EPOCH), "{args:?}: {mtimes:?}");
     }
 }
+
+#[test]
+fn a_source_date_epoch_that_is_no_number_is_refused() {
+    let cli = Cli::new();
+    let image = load_image(&spec(&unique("m")), &unique("repro-bad-sde"));
+    let tag = unique("repro-bad-sde-flat");
+    let args = ["flatten", image.reference.as_str(), tag.as_str()];
+    let out = cli.docker_env(&args, &[("SOURCE_DATE_EPOCH", OsStr::new("soon"))]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(r#"SOURCE_DATE_EPOCH is "soon""#),
+        "{stderr}"
+    );
+    assert!(!image_exists(&tag));
+}
