@@ -345,8 +345,10 @@ fn source_date_epoch_dates_the_image_and_clamps_newer_mtimes() {
     let dir = tempfile::tempdir().expect("a temp dir");
     for args in [&[][..], &["--exact"]] {
         let path = dir.path().join("layer.tar");
+        // --verify holds the result to IMAGE's layers, mtimes clamped.
         let mut all = vec![
             "flatten",
+            "--verify",
             "--compression",
             "none",
             "-o",

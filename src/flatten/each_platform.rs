@@ -213,6 +213,7 @@ impl Pipeline<'_> {
             rules: Rules {
                 export: !exact,
                 inspected_config: false,
+                epoch,
             },
         });
         let mut verified = None;

@@ -37,6 +37,7 @@ use crate::engine::store::{self, Store};
 use crate::engine::InspectJson;
 use crate::error::{Cause, Error, Step};
 use crate::model::compression::Compression;
+use crate::model::config::source_date_epoch;
 use crate::model::platform::Platform;
 use crate::model::reference::Tag;
 use crate::model::source_index::{LeftOut, Plan};
@@ -147,8 +148,7 @@ impl<'a> Pipeline<'a> {
         };
         // `SOURCE_DATE_EPOCH`, when set: the time the result says, and the
         // newest its files may be.
-        let epoch = std::env::var_os("SOURCE_DATE_EPOCH").unwrap_or_default();
-        let epoch = crate::model::config::parse_epoch(&epoch.to_string_lossy()).map_err(|bad| {
+        let epoch = source_date_epoch().map_err(|bad| {
             self.error(
                 Step::Inspect(image.to_owned()),
                 Cause::Refused(bad.to_string()),
@@ -398,6 +398,7 @@ impl<'a> Pipeline<'a> {
             rules: Rules {
                 export: keep.is_none(),
                 inspected_config: keep.is_none() && store == Store::Graphdriver,
+                epoch,
             },
         });
         let mut verified = None;

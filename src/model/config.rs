@@ -78,6 +78,12 @@ pub fn parse_epoch(value: &str) -> Result<Option<u64>, BadEpoch> {
     }
 }
 
+/// `SOURCE_DATE_EPOCH` of this process, as [`parse_epoch`] reads it.
+pub fn source_date_epoch() -> Result<Option<u64>, BadEpoch> {
+    let value = std::env::var_os("SOURCE_DATE_EPOCH").unwrap_or_default();
+    parse_epoch(&value.to_string_lossy())
+}
+
 /// Top-level fields of the flattened config that are written anew, not
 /// taken from the source: the one layer (`rootfs`), its one history entry
 /// (`history`: the source's entries describe layers that no longer exist,
