@@ -160,11 +160,7 @@ impl Pipeline<'_> {
             let recipe = recipe(image, manifest.layers.len(), &manifest.config, &kept, epoch);
             let config = recipe.config(&manifest.config, &built.digests.diff_id);
             let config = serde_json::to_vec(&config).expect("a JSON value serializes");
-            let digests = ResultDigests {
-                config: crate::sink::archive::digest(&config),
-                diff_id: built.digests.diff_id.clone(),
-                blob: built.digests.blob.clone(),
-            };
+            let digests = ResultDigests::new(&config, &built.digests);
             images.push(PlatformImage {
                 config,
                 kept: kept.to_vec(),

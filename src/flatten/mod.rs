@@ -358,7 +358,8 @@ impl<'a> Pipeline<'a> {
                 },
             },
         };
-        // An import (a graphdriver's) keys nothing by digest: no comment.
+        // An import (a graphdriver's, which keys nothing by digest) needs no
+        // comment; a load does, and an archive, which may be loaded anywhere.
         let comment = Identity {
             image: &known,
             request,
@@ -450,11 +451,7 @@ impl<'a> Pipeline<'a> {
         let digests = source_config.map(|config| {
             let config = recipe.config(&config, &built.digests.diff_id);
             let config = serde_json::to_vec(&config).expect("a JSON value serializes");
-            ResultDigests {
-                config: crate::sink::archive::digest(&config),
-                diff_id: built.digests.diff_id.clone(),
-                blob: built.digests.blob.clone(),
-            }
+            ResultDigests::new(&config, &built.digests)
         });
         drop(recipe);
         progress.end();

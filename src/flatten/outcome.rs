@@ -56,6 +56,17 @@ pub struct ResultDigests {
     pub blob: String,
 }
 
+impl ResultDigests {
+    /// Of the image whose config is `config` (as written) over `layer`.
+    pub fn new(config: &[u8], layer: &crate::encode::Digests) -> ResultDigests {
+        ResultDigests {
+            config: crate::sink::archive::digest(config),
+            diff_id: layer.diff_id.clone(),
+            blob: layer.blob.clone(),
+        }
+    }
+}
+
 /// What a finished flatten did.
 #[derive(Debug)]
 pub enum Outcome {
