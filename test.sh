@@ -81,6 +81,7 @@ declare -A needs=(
   [openssl]=/usr/bin/openssl             # certificates for the TLS tests
   [openssh-server]=/usr/sbin/sshd        # a private sshd for ssh endpoints (brings ssh, ssh-keygen)
   [tmux]=/usr/bin/tmux                   # a real terminal for the progress display
+  [containerd]=/usr/bin/ctr             # ctr, to remove a blob from a test engine's content store
   [runc]=/usr/sbin/runc                  # the containerd-store engines use the machine's runc
   [tini]=/usr/bin/tini                   # ...and its docker-init
   [umoci]=/usr/bin/umoci                 # real consumers of what the plugin writes

@@ -123,6 +123,22 @@ pub enum Cause {
     /// The engine failed to save IMAGE, which `--verify` compares with
     /// (the step is [`Step::Verify`]).
     Unverifiable(EngineError),
+    /// The engine has IMAGE's manifest but not all the blobs it names: it
+    /// reports no config and saves the manifest alone (moby#49473).
+    Incomplete(Box<Incomplete>),
+}
+
+/// What [`Cause::Incomplete`] found.
+#[derive(Debug)]
+pub struct Incomplete {
+    pub image: String,
+    /// IMAGE's manifest, where the engine names it.
+    pub manifest: Option<String>,
+    /// The blobs the manifest names that the engine's save left out (all
+    /// of them, when one is missing from its content store): what each is
+    /// (`config`, `layer 2 of 3`) and its digest. Empty when the save could
+    /// not be read either.
+    pub missing: Vec<(String, String)>,
 }
 
 /// What was wrong with an answer: each says what was found, and shows
@@ -198,6 +214,37 @@ impl fmt::Display for Error {
             Cause::Layer(e) => write!(f, "{step} from {endpoint} failed: {e}"),
             Cause::Platforms(e) => write!(f, "{step} on {endpoint}: {e}"),
             Cause::Refused(why) => write!(f, "{step} on {endpoint} is not possible: {why}"),
+            Cause::Incomplete(i) => {
+                let left_out = i
+                    .missing
+                    .iter()
+                    .map(|(what, digest)| format!("{what} {digest}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let what = match (&i.manifest, left_out.is_empty()) {
+                    (Some(m), true) => format!(
+                        "the engine has the manifest of {} ({m}) but not all the content it \
+                         names: it reports no config",
+                        i.image
+                    ),
+                    (Some(m), false) => format!(
+                        "the engine has the manifest of {} ({m}) but not all the content it \
+                         names: it saves it without {left_out}",
+                        i.image
+                    ),
+                    (None, _) => format!(
+                        "the engine saves {} without {left_out}: its content store lacks part \
+                         of the image",
+                        i.image
+                    ),
+                };
+                write!(
+                    f,
+                    "{step} on {endpoint}: {what} (moby#49473); pull or load {} again, or \
+                     rebuild it, then flatten",
+                    i.image
+                )
+            }
             Cause::Unsaveable(e) => write!(
                 f,
                 "{step} failed on {endpoint}: {}; the engine cannot save this image (docker save \

@@ -12,6 +12,7 @@ use bollard::query_parameters::ListImagesOptions;
 use crate::cli::complete::{self, Completion, Want};
 use crate::cli::job::{Job, Mode};
 use crate::engine::objects::Objects;
+use crate::engine::pending::Pending;
 use crate::engine::{self, Env};
 use crate::error::Cause;
 use crate::flatten::{Pipeline, Request};
@@ -46,7 +47,8 @@ fn unchanged(request: &Request) -> String {
 
 pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
     let mut interrupts = Interrupts::listen().context("cannot install signal handlers")?;
-    let endpoint = engine::resolve(&job.engine, &Env::from_process())?;
+    let env = Env::from_process();
+    let endpoint = engine::resolve(&job.engine, &env)?;
     reporter.debug(job.debug, &format!("engine endpoint: {endpoint}"));
     // Kept to the end: a TLS or ssh endpoint is reached through its bridge.
     let connection = tokio::select! {
@@ -55,7 +57,46 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
             return Err(Interrupted { interrupt, what: "nothing was changed".into() }.into())
         }
     };
-    let objects = Objects::new();
+    // The engine's ID keys what a run notes on the client (engine/pending.rs).
+    let pending = tokio::select! {
+        info = connection.docker.info() => info.ok().and_then(|i| i.id).filter(|id| !id.is_empty()),
+        interrupt = interrupts.next() => {
+            return Err(Interrupted { interrupt, what: "nothing was changed".into() }.into())
+        }
+    }
+    .map(|id| Pending::new(&engine::config_dir(&job.engine, &env), &id));
+    // What a killed run left goes first, whatever this run is to do.
+    let swept = tokio::select! {
+        swept = engine::sweep::sweep(&connection.docker, pending.as_ref()) => swept,
+        interrupt = interrupts.next() => {
+            return Err(Interrupted { interrupt, what: "nothing was changed".into() }.into())
+        }
+    };
+    if let Mode::Cleanup = job.mode {
+        let swept = swept.with_context(|| format!("cannot clean up on {endpoint}"))?;
+        reporter.cleaned(job.format, &swept);
+        return match swept.failed.len() {
+            0 => Ok(()),
+            n => Err(anyhow::anyhow!(
+                "{n} object(s) of runs that are gone could not be removed from {endpoint}"
+            )),
+        };
+    }
+    if let Mode::Flatten(Request {
+        output: Some(path), ..
+    }) = &job.mode
+    {
+        if path != Path::new("-") {
+            let dir = crate::sink::file::dir_of(path);
+            reporter.swept_files(&crate::os::files::sweep_staged(&dir));
+        }
+    }
+    match swept {
+        Ok(swept) => reporter.swept(&swept),
+        // Not this run's business: the run itself will meet a broken engine.
+        Err(e) => reporter.debug(job.debug, &format!("{e}: {}", e.0)),
+    }
+    let objects = Objects::new(pending);
     let pipeline = Pipeline::new(
         connection.docker.clone(),
         connection.inspect_json.clone(),
@@ -85,6 +126,7 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
             .await;
         }
         Mode::Flatten(request) => request,
+        Mode::Cleanup => unreachable!("answered above"),
     };
 
     let result = tokio::select! {

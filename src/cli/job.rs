@@ -17,6 +17,7 @@ pub struct Job {
     pub engine: Selection,
     /// `-D`: print the whole cause chain of errors and the endpoint used.
     pub debug: bool,
+    /// IMAGE; empty for `--cleanup`, which has none.
     pub image: String,
     pub format: output::Format,
     pub mode: Mode,
@@ -33,6 +34,8 @@ pub enum Mode {
         keep: Option<Keep>,
     },
     Flatten(Request),
+    /// `--cleanup`: remove what dead runs left; no IMAGE.
+    Cleanup,
     /// `--verify-only`: compare `flat` with IMAGE's layers; change nothing.
     VerifyOnly {
         flat: Tag,
@@ -80,7 +83,9 @@ pub fn lower(
         (true, None, None) => Some(Keep::Layers(0)),
         (false, None, None) => None,
     };
+    let image = args.image.unwrap_or_default();
     let mode = match (args.dry_run, args.tag) {
+        _ if args.cleanup => Mode::Cleanup,
         (true, tag) => Mode::DryRun {
             tag,
             platform: args.platform,
@@ -91,7 +96,7 @@ pub fn lower(
             merged: keep.is_some(),
         },
         (false, Some(tag)) => Mode::Flatten(Request {
-            image: args.image.clone(),
+            image: image.clone(),
             tag,
             output: args.output,
             compression: args.compression.chosen(),
@@ -100,12 +105,12 @@ pub fn lower(
             merge: keep,
             verify: args.verify,
         }),
-        (false, None) => unreachable!("clap requires TAG without --dry-run"),
+        (false, None) => unreachable!("clap requires TAG without --dry-run or --cleanup"),
     };
     Ok(Job {
         debug: globals.debug,
         engine: selection(globals),
-        image: args.image,
+        image,
         format: match args.format {
             Format::Text => output::Format::Text,
             Format::Json => output::Format::Json,
@@ -188,11 +193,25 @@ mod tests {
     }
 
     #[test]
+    fn cleanup_needs_no_image_and_takes_no_flatten_flags() {
+        let j = job(&["flatten", "--cleanup", "--format", "json"], false).unwrap();
+        assert!(matches!(j.mode, Mode::Cleanup) && j.image.is_empty());
+        for args in [
+            &["flatten", "--cleanup", "img"][..],
+            &["flatten", "--cleanup", "--exact"],
+            &["flatten", "--cleanup", "-o", "a.tar"],
+        ] {
+            let parsed = Cli::try_parse_from(std::iter::once("docker").chain(args.iter().copied()));
+            assert!(parsed.is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
     fn the_merge_modes_become_what_to_keep() {
         let keep = |args: &[&str]| match job(args, false).unwrap().mode {
             Mode::Flatten(r) => r.merge,
             Mode::DryRun { keep, .. } => keep,
-            Mode::VerifyOnly { .. } => panic!("not a verify"),
+            Mode::VerifyOnly { .. } | Mode::Cleanup => panic!("not a flatten or dry run"),
         };
         assert_eq!(keep(&["flatten", "img", "t"]), None);
         assert_eq!(

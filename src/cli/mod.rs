@@ -94,7 +94,8 @@ pub enum Command {
     /// has one layer is not rebuilt unless --force: TAG just points at it.
     #[command(override_usage = "docker flatten [OPTIONS] IMAGE TAG\n       \
                                 docker flatten --dry-run [OPTIONS] IMAGE [TAG]\n       \
-                                docker flatten --verify-only [OPTIONS] IMAGE FLAT")]
+                                docker flatten --verify-only [OPTIONS] IMAGE FLAT\n       \
+                                docker flatten --cleanup [--format FORMAT]")]
     Flatten(Box<FlattenArgs>),
 
     /// Print the Docker CLI plugin metadata (used by the docker CLI)
@@ -105,12 +106,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct FlattenArgs {
     /// Image to flatten: name[:tag], name@digest, or an image ID
-    #[arg(value_name = "IMAGE")]
-    pub image: String,
+    #[arg(value_name = "IMAGE", required_unless_present = "cleanup")]
+    pub image: Option<String>,
 
     /// Name for the flattened image: name[:tag] (tag defaults to "latest"); may equal IMAGE.
     /// Optional with --dry-run; with --verify-only, the flattened image to check (FLAT)
-    #[arg(value_name = "TAG", value_parser = Tag::parse, required_unless_present = "dry_run")]
+    #[arg(value_name = "TAG", value_parser = Tag::parse, required_unless_present_any = ["dry_run", "cleanup"])]
     pub tag: Option<Tag>,
 
     /// Report what flattening would save, layer by layer, without changing anything
@@ -194,6 +195,18 @@ pub struct FlattenArgs {
     /// 1 when anything else differs.
     #[arg(long, conflicts_with_all = ["dry_run", "output", "force"])]
     pub verify_only: bool,
+
+    /// Remove what runs that were killed left on the engine, list it, and exit
+    ///
+    /// Every run does this first, without the flag: a temporary container
+    /// or image whose run was on this host and has ended (killed, out of
+    /// memory, a power loss) is removed. Objects of a run still going, or of
+    /// another client, are kept and listed on stderr.
+    #[arg(long, conflicts_with_all = [
+        "image", "tag", "dry_run", "output", "force", "platform", "exact",
+        "keep_base", "keep_layers", "verify", "verify_only",
+    ])]
+    pub cleanup: bool,
 
     /// Only print the new image ID (with --dry-run: only the totals)
     #[arg(short, long)]
@@ -284,7 +297,7 @@ mod tests {
         let Command::Flatten(f) = cli.command else {
             panic!("not flatten")
         };
-        assert_eq!(f.image, "img");
+        assert_eq!(f.image.as_deref(), Some("img"));
         assert_eq!(f.tag.unwrap().to_string(), "repo:tag");
         assert_eq!(f.format, Format::Text);
         assert!(!f.dry_run);

@@ -2,20 +2,23 @@
 //! docker CLI chooses it) and a client for it ([`connect`], the I/O: the
 //! client per kind of endpoint, the API version, the [`bridge`] for TLS and
 //! ssh), and an image's raw inspect ([`inspect`], a `GET` over the client's
-//! socket). Dependencies run one way: `connect` uses `bridge`, `tls`,
+//! socket). [`objects`] are a run's temporary objects; [`sweep`] removes
+//! those of dead runs. Dependencies run one way: `connect` uses `bridge`, `tls`,
 //! `inspect` and `resolve`; `bridge` uses `tls`; `tls` uses `resolve`'s data.
 
 mod bridge;
 mod connect;
 mod inspect;
 pub mod objects;
+pub mod pending;
 mod resolve;
 pub mod store;
+pub mod sweep;
 mod tls;
 
 pub use connect::connect;
 pub use inspect::InspectJson;
-pub use resolve::{resolve, Endpoint, Env, Selection};
+pub use resolve::{config_dir, resolve, Endpoint, Env, Selection};
 
 /// The request with its path and query replaced by what `rewrite` makes of
 /// them; unchanged when it makes nothing (or nothing valid).

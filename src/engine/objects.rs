@@ -15,11 +15,17 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 
+use super::pending::Pending;
+use crate::os::process::Owner;
 use crate::progress::{Progress, Stage};
 
 /// Label on every object a run creates, valued with the run's ID, so that
 /// cleanup finds even objects whose creation was cut short by an interrupt.
 pub const RUN_LABEL: &str = "com.docker-flatten.run";
+/// On every temporary object: the process that made it
+/// ([`Owner`]), so that a later run on the same client can tell that its
+/// owner is gone and remove it ([`super::sweep`]).
+pub const OWNER_LABEL: &str = "com.docker-flatten.owner";
 /// Also on every temporary object, valued with IMAGE's ID: says where an
 /// object a run could not remove came from.
 pub const SOURCE_LABEL: &str = "com.docker-flatten.source";
@@ -44,19 +50,24 @@ impl Created {
 /// The ledger of one run.
 pub struct Objects {
     run_id: String,
+    owner: Owner,
+    /// Where the untagged result is noted, for a later run to find.
+    pending: Option<Pending>,
     created: Mutex<Created>,
 }
 
 impl Default for Objects {
     fn default() -> Self {
-        Objects::new()
+        Objects::new(None)
     }
 }
 
 impl Objects {
-    pub fn new() -> Objects {
+    pub fn new(pending: Option<Pending>) -> Objects {
         Objects {
             run_id: run_id(),
+            owner: Owner::me(),
+            pending,
             created: Mutex::default(),
         }
     }
@@ -66,9 +77,17 @@ impl Objects {
         &self.run_id
     }
 
-    /// Notes a change to what exists.
+    /// Notes a change to what exists. The untagged result is noted on the
+    /// client too ([`Pending`]): no label finds it.
     pub fn record(&self, f: impl FnOnce(&mut Created)) {
-        f(&mut self.created.lock().expect("ledger lock"));
+        let mut created = self.created.lock().expect("ledger lock");
+        let before = created.untagged.clone();
+        f(&mut created);
+        if let Some(pending) = self.pending.as_ref().filter(|_| created.untagged != before) {
+            // Without the note a kill at this moment leaves a `<none>`
+            // image; that is no reason to fail the run.
+            let _ = pending.note(&self.run_id, &self.owner, created.untagged.as_deref());
+        }
     }
 
     fn created(&self) -> Created {
@@ -77,13 +96,17 @@ impl Objects {
 
     /// The labels that mark this run's temporary objects.
     pub fn labels(&self) -> Vec<(String, String)> {
-        std::iter::once((RUN_LABEL.to_owned(), self.run_id.clone()))
-            .chain(
-                self.created()
-                    .source
-                    .map(|id| (SOURCE_LABEL.to_owned(), id)),
-            )
-            .collect()
+        [
+            (RUN_LABEL.to_owned(), self.run_id.clone()),
+            (OWNER_LABEL.to_owned(), self.owner.to_string()),
+        ]
+        .into_iter()
+        .chain(
+            self.created()
+                .source
+                .map(|id| (SOURCE_LABEL.to_owned(), id)),
+        )
+        .collect()
     }
 
     /// What this run has made so far, for the user to remove when cleanup
@@ -117,6 +140,7 @@ impl Objects {
     pub async fn cleanup(&self, docker: &Docker, progress: &dyn Progress) -> Leftovers {
         progress.begin(Stage::Cleanup, "");
         let created = self.created();
+        let untagged = created.untagged.clone();
         let mut left = Leftovers::default();
         let mut containers = created.containers.clone();
         let mut images = created.images();
@@ -155,6 +179,10 @@ impl Objects {
             if !gone(docker.remove_image(&id, Some(options), None).await) {
                 left.images.push(id);
             }
+        }
+        let untagged_gone = untagged.is_some_and(|id| !left.images.contains(&id));
+        if let Some(pending) = self.pending.as_ref().filter(|_| untagged_gone) {
+            let _ = pending.note(&self.run_id, &self.owner, None);
         }
         progress.end();
         left
@@ -222,7 +250,7 @@ mod tests {
 
     #[test]
     fn the_removal_commands_name_what_is_known_and_the_label() {
-        let objects = Objects::new();
+        let objects = Objects::default();
         let label = format!("label={RUN_LABEL}={}", objects.run_id());
         let none = objects.removal_commands();
         assert!(none.starts_with("docker rm -fv $(docker ps"), "{none}");
@@ -240,11 +268,15 @@ mod tests {
 
     #[test]
     fn labels_name_the_source_once_known() {
-        let objects = Objects::new();
-        assert_eq!(objects.labels().len(), 1);
-        objects.record(|c| c.source = Some("sha256:s".into()));
+        let objects = Objects::default();
+        assert_eq!(objects.labels().len(), 2);
         assert_eq!(
             objects.labels()[1],
+            (OWNER_LABEL.to_owned(), Owner::me().to_string())
+        );
+        objects.record(|c| c.source = Some("sha256:s".into()));
+        assert_eq!(
+            objects.labels()[2],
             (SOURCE_LABEL.to_owned(), "sha256:s".to_owned())
         );
     }

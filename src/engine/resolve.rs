@@ -221,7 +221,7 @@ pub fn resolve(globals: &Selection, env: &Env) -> Result<Endpoint, ResolveError>
 }
 
 /// The config directory: `--config`, else `DOCKER_CONFIG`, else `~/.docker`.
-fn config_dir(globals: &Selection, env: &Env) -> PathBuf {
+pub fn config_dir(globals: &Selection, env: &Env) -> PathBuf {
     globals
         .config
         .clone()

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{own_platform, source_image, Analysed, DryRunOutcome, Keep, Pipeline};
+use super::{left_out, own_platform, source_image, Analysed, DryRunOutcome, Keep, Pipeline};
 use crate::engine::store::{self, Store};
 use crate::error::{Cause, Error, Step, Unexpected};
 use crate::layers::savings;
@@ -40,7 +40,10 @@ impl Pipeline<'_> {
         let step = || Step::ReadLayers(image.to_owned());
         let failed = |f| match f {
             ReadFailure::Engine(e) => self.error(step(), Cause::Engine(e)),
-            ReadFailure::Archive(e) => self.error(step(), Cause::Unexpected(Unexpected::Read(e))),
+            ReadFailure::Archive(e) => match left_out(image, &e) {
+                Some(incomplete) => self.error(step(), Cause::Incomplete(Box::new(incomplete))),
+                None => self.error(step(), Cause::Unexpected(Unexpected::Read(e))),
+            },
             ReadFailure::Spool(_) => self.read_failed(image, f),
         };
         // Where the plan would read the save stream (Engine 26.1), the one

@@ -10,7 +10,7 @@ use bollard::models::ImageInspect;
 use serde_json::Value;
 
 use super::Pipeline;
-use crate::error::{Cause, Error, Step, Unexpected};
+use crate::error::{Cause, Error, Incomplete, Step, Unexpected};
 use crate::model::config;
 use crate::model::platform::Platform;
 use crate::model::SourceImage;
@@ -77,9 +77,10 @@ impl Pipeline<'_> {
                 },
             ) => self.error(step, Cause::Unsaveable(e)),
             saved::layers::ReadFailure::Engine(e) => self.error(step, Cause::Engine(e)),
-            saved::layers::ReadFailure::Archive(e) => {
-                self.error(step, Cause::Unexpected(Unexpected::NotWhole(e)))
-            }
+            saved::layers::ReadFailure::Archive(e) => match left_out(image, &e) {
+                Some(incomplete) => self.error(step, Cause::Incomplete(Box::new(incomplete))),
+                None => self.error(step, Cause::Unexpected(Unexpected::NotWhole(e))),
+            },
             saved::layers::ReadFailure::Spool(error) => self.error(
                 Step::SpoolLayers(image.to_owned()),
                 Cause::Local {
@@ -96,9 +97,59 @@ impl Pipeline<'_> {
             Err(EngineError::DockerResponseServerError {
                 status_code: 404, ..
             }) => Err(self.error(step, Cause::NoSuchImage(image.to_owned()))),
+            // The engine's answer lacks what every image has (its rootfs):
+            // the sign of a manifest whose content is missing in part.
+            Err(e @ EngineError::JsonDataError { .. }) => match self.without_config(image).await {
+                Some(manifest) => {
+                    let incomplete = self.incomplete(image, manifest).await;
+                    Err(self.error(step, Cause::Incomplete(Box::new(incomplete))))
+                }
+                None => Err(self.failed(step)(e)),
+            },
             other => other.map_err(self.failed(step)),
         }
     }
+
+    /// IMAGE's manifest, if the engine has it but reports no config for
+    /// it (Engine 28: the sign that the content it names is missing in part).
+    async fn without_config(&self, image: &str) -> Option<String> {
+        let raw = self.inspect_json.image(image).await.ok()?;
+        let manifest = raw["Descriptor"]["digest"].as_str()?.to_owned();
+        (!raw["RootFS"]["Type"].is_string()).then_some(manifest)
+    }
+
+    /// What IMAGE's save leaves out of `manifest`, which the engine has
+    /// without all the content it names.
+    pub(super) async fn incomplete(&self, image: &str, manifest: String) -> Incomplete {
+        let missing = saved::missing_blobs(&self.docker, image, &manifest)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        Incomplete {
+            image: image.to_owned(),
+            manifest: Some(manifest),
+            missing,
+        }
+    }
+}
+
+/// The config or layer that IMAGE's save stream names but left out, which
+/// the engine does when its content store lacks part of IMAGE.
+pub(super) fn left_out<E: std::error::Error>(
+    image: &str,
+    e: &saved::walk::ReadError<E>,
+) -> Option<Incomplete> {
+    let saved::walk::ReadError::Archive(saved::walk::ArchiveError::Missing(what)) = e else {
+        return None;
+    };
+    let (kind, member) = what.split_once(' ')?;
+    let digest = member.strip_prefix("blobs/")?.replacen('/', ":", 1);
+    matches!(kind, "config" | "layer").then(|| Incomplete {
+        image: image.to_owned(),
+        manifest: None,
+        missing: vec![(kind.to_owned(), digest)],
+    })
 }
 
 /// An image's diff IDs as its inspect says, bottom first.

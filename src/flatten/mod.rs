@@ -14,7 +14,7 @@ mod inspect;
 mod outcome;
 use build::{recipe, Identity, Of, Stamp};
 use each_platform::{Delivery, IndexRun};
-use inspect::{created_of, inspected_layers, own_platform, source_image};
+use inspect::{created_of, inspected_layers, left_out, own_platform, source_image};
 pub use outcome::*;
 mod check;
 mod keep;

@@ -7,7 +7,7 @@ use super::{own_platform, Pipeline};
 use crate::engine::store::Store;
 use crate::error::{Cause, Error, Step, Unexpected};
 use crate::model::platform::{NotOffered, Offered, Platform};
-use crate::model::source_index::{self, ChoiceError, LeftOut, Plan, SourceIndex};
+use crate::model::source_index::{self, ChoiceError, IndexError, LeftOut, Plan, SourceIndex};
 use crate::saved;
 use crate::saved::walk::IndexReadError;
 
@@ -87,8 +87,15 @@ impl Pipeline<'_> {
         wanted: Option<&Platform>,
     ) -> Result<(Plan, LeftOut), Error> {
         let step = || Step::ChoosePlatforms(image.to_owned());
-        let index =
-            index.map_err(|e| self.error(step(), Cause::Unexpected(Unexpected::Index(e))))?;
+        let index = match index {
+            Err(IndexReadError::Index(IndexError::Incomplete { digest })) => {
+                let incomplete = self.incomplete(image, digest).await;
+                return Err(self.error(step(), Cause::Incomplete(Box::new(incomplete))));
+            }
+            other => {
+                other.map_err(|e| self.error(step(), Cause::Unexpected(Unexpected::Index(e))))?
+            }
+        };
         let choice = index
             .choose(image, wanted)
             .map_err(|e| self.error(step(), Cause::Platforms(e)))?;

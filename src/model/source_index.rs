@@ -103,8 +103,13 @@ impl Manifest {
 pub enum IndexError {
     #[error("the save stream holds no blob {0}, which the engine gives as the image's ID")]
     NoTarget(String),
-    #[error("blob {digest} in the save stream is not {what}")]
-    Invalid { digest: String, what: &'static str },
+    /// The engine lacks part of what IMAGE's manifest names, and saved it
+    /// without its config and layers (moby#49473).
+    #[error(
+        "blob {digest} in the save stream is not an image manifest or index whose config and \
+         layers are all there"
+    )]
+    Incomplete { digest: String },
 }
 
 impl SourceIndex {
@@ -433,9 +438,8 @@ impl Blobs {
             return Some(
                 self.manifest(id, target, false)
                     .map(SourceIndex::Manifest)
-                    .ok_or_else(|| IndexError::Invalid {
+                    .ok_or_else(|| IndexError::Incomplete {
                         digest: id.to_owned(),
-                        what: "an image manifest or index whose config and layers are all there",
                     }),
             );
         }

@@ -12,6 +12,8 @@
 //! - [`files`]: the mode of the `-o` archive, positional reads of spooled
 //!   layers, the error for an output that is a directory.
 //! - [`env`]: the variables that name the home and temporary directories.
+//! - [`process`]: who owns a run's temporary objects (host, process ID and
+//!   start), and whether that owner is gone.
 //! - [`allocator`]: glibc's mmap threshold (glibc only).
 
 pub mod allocator;
@@ -19,4 +21,5 @@ pub mod env;
 pub mod files;
 pub mod local;
 pub mod plugin_socket;
+pub mod process;
 pub mod signals;

@@ -5,6 +5,7 @@
 //! ([`terminal`]), one plain line per stage when stderr is no terminal or
 //! `TERM=dumb`, nothing with `--quiet`.
 
+mod cleanup;
 pub mod json;
 mod report;
 mod terminal;
@@ -82,7 +83,7 @@ impl Reporter {
     /// The closing summary on stderr, unless `--quiet`.
     pub fn summary(&self, s: &Summary<'_>) {
         if !self.quiet {
-            eprintln!("{}", text::summary(s));
+            to_stderr(&text::summary(s));
         }
     }
 
@@ -91,7 +92,7 @@ impl Reporter {
     pub fn error(&self, err: &anyhow::Error, debug: bool) {
         self.abandon();
         for line in error_lines(err, debug) {
-            eprintln!("{line}");
+            to_stderr(&line);
         }
     }
 
@@ -99,14 +100,14 @@ impl Reporter {
     pub fn note(&self, message: &str) {
         if !self.quiet {
             self.abandon();
-            eprintln!("{message}");
+            to_stderr(message);
         }
     }
 
     /// A note on stderr, shown even with `--quiet` (leftovers, warnings).
     pub fn warn(&self, message: &str) {
         self.abandon();
-        eprintln!("docker flatten: {message}");
+        to_stderr(&format!("docker flatten: {message}"));
     }
 
     /// A debug line, shown only with `--debug`.
@@ -114,7 +115,7 @@ impl Reporter {
         if !enabled {
             return;
         }
-        let print = || eprintln!("debug: {message}");
+        let print = || to_stderr(&format!("debug: {message}"));
         match &self.renderer {
             Renderer::Terminal(bars) => bars.suspend(print),
             Renderer::Lines | Renderer::Quiet => print(),
@@ -133,6 +134,14 @@ impl Reporter {
             bars.abandon();
         }
     }
+}
+
+/// One line on stderr. A terminal that has gone away (closed, its ssh
+/// session dropped) fails every write; `eprintln!` would panic there, and
+/// a panic would end the run before its cleanup.
+pub(crate) fn to_stderr(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
 }
 
 impl Progress for Reporter {
@@ -154,7 +163,7 @@ impl Progress for Reporter {
                 );
                 bars.begin(label, bytes);
             }
-            Renderer::Lines => eprintln!("{label}"),
+            Renderer::Lines => to_stderr(&label),
             Renderer::Quiet => {}
         }
     }

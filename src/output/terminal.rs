@@ -63,10 +63,7 @@ impl Bars {
         if let Some(running) = self.current.lock().expect("bars lock").take() {
             running.bar.finish_and_clear();
             let elapsed = running.started.elapsed();
-            eprintln!(
-                "{}",
-                done_line(mark, &running.label, elapsed, terminal_width())
-            );
+            super::to_stderr(&done_line(mark, &running.label, elapsed, terminal_width()));
         }
     }
 

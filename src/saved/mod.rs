@@ -77,3 +77,20 @@ pub fn config(
         move |save| walk::find_config(save, &diff_ids, &os, &architecture),
     )
 }
+
+/// The blobs `manifest` names that IMAGE's save stream lacks (see
+/// [`walk::missing_blobs`]).
+pub async fn missing_blobs(
+    docker: &Docker,
+    image: &str,
+    manifest: &str,
+) -> Result<Result<Vec<(String, String)>, ArchiveError>, EngineError> {
+    let manifest = manifest.to_owned();
+    read(
+        docker,
+        image,
+        |_| {},
+        move |save| walk::missing_blobs(save, &manifest),
+    )
+    .await
+}

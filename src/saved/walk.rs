@@ -415,6 +415,54 @@ pub fn find_config(
     Ok(found)
 }
 
+/// The blobs that `manifest` (a digest) names and a save stream of the
+/// containerd store left out: what each is (`config`, `layer 2 of 3`) and
+/// its digest. The engine saves a manifest whose content it lacks in part
+/// without its config or layers, and without an error (moby#49473).
+pub fn missing_blobs(
+    save: impl Read,
+    manifest: &str,
+) -> Result<Vec<(String, String)>, ArchiveError> {
+    let wanted = blob_name(manifest);
+    let mut names = std::collections::HashSet::new();
+    let mut named = None;
+    walk(save, |visit| -> Result<_, ArchiveError> {
+        if let Visit::File(mut member) = visit {
+            if member.name == wanted {
+                if let Some(json) = member.json()? {
+                    check_digest(&member.name, &json)?;
+                    named = serde_json::from_slice::<Value>(&json).ok();
+                }
+            }
+            names.insert(member.name);
+        }
+        Ok(ControlFlow::Continue(()))
+    })?;
+    let Some(named) = named else {
+        return Ok(Vec::new());
+    };
+    let layers = named["layers"].as_array().cloned().unwrap_or_default();
+    let total = layers.len();
+    let config = named["config"]["digest"]
+        .as_str()
+        .map(|d| ("config".to_owned(), d));
+    let layers = layers.iter().enumerate().filter_map(|(i, layer)| {
+        let digest = layer["digest"].as_str()?;
+        Some((format!("layer {} of {total}", i + 1), digest))
+    });
+    Ok(config
+        .into_iter()
+        .chain(layers)
+        .filter(|(_, digest)| !names.contains(&blob_name(digest)))
+        .map(|(what, digest)| (what, digest.to_owned()))
+        .collect())
+}
+
+/// The member that holds the blob `digest` in an OCI layout.
+fn blob_name(digest: &str) -> String {
+    format!("blobs/{}", digest.replacen(':', "/", 1))
+}
+
 /// What the blob `id` (IMAGE's ID) names in a save stream of the
 /// containerd store: one manifest or an index, with what the store has of
 /// each entry. Reads no further than it must to know: for an index, until

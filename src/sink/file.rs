@@ -3,9 +3,9 @@
 //! `manifest.json` for engines that read docker-archives), in a file or on
 //! stdout. Nothing is created on the engine but the run's container.
 //!
-//! - **A file** is written beside FILE under a temporary name, and renamed
-//!   over FILE only when whole: a failure or an interrupt leaves FILE as it
-//!   was (the temporary file goes with the run). The layer blob streams in
+//! - **A file** is written beside FILE ([`Staged`]: unnamed on Linux), and
+//!   given FILE's name only when whole: a failure, an interrupt or a kill
+//!   leaves FILE as it was, and no partial file. The layer blob streams in
 //!   first, under a placeholder header that is rewritten with the blob's
 //!   name and size once its digest is known: no copy of the layer is held
 //!   anywhere.
@@ -18,6 +18,7 @@
 //!   written, as for its load: [`write_whole`].
 //!
 //! [`spool`]: super::spool
+//! [`Staged`]: crate::os::files::Staged
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ use crate::encode::{Built, Encoded, LayerError};
 use crate::error::{Cause, Error, Step};
 use crate::model::config::{platform, Recipe};
 use crate::model::reference::Tag;
+use crate::os::files::Staged;
 use crate::progress::Stage;
 use crate::sink::archive::{self, OciArchive};
 use crate::tar::blocks;
@@ -39,11 +41,13 @@ use crate::tar::blocks;
 /// Large writes: the blob arrives in chunks as small as the export's.
 const WRITE_BUFFER: usize = 1 << 20;
 
-/// FILE's temporary sibling, made before any work so that a directory that
-/// cannot take it fails the run at once. Removed when dropped unfinished.
+/// The file that becomes FILE, made before any work so that a directory
+/// that cannot take it fails the run at once. Gone when dropped unfinished.
 pub struct Output {
     path: PathBuf,
-    temp: tempfile::NamedTempFile,
+    staged: Staged,
+    /// A path that reads it as written so far.
+    written: PathBuf,
 }
 
 /// What was written.
@@ -54,7 +58,7 @@ pub struct Written {
 }
 
 /// The directory FILE goes in.
-fn dir_of(path: &Path) -> PathBuf {
+pub fn dir_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
@@ -70,13 +74,11 @@ pub fn open(path: &Path) -> Result<Output, (PathBuf, std::io::Error)> {
     let name = path
         .file_name()
         .map_or("out".into(), |n| n.to_string_lossy().into_owned());
-    tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .map(|temp| Output {
+    Staged::new(&dir, &name)
+        .map(|staged| Output {
             path: path.to_owned(),
-            temp,
+            written: staged.path(),
+            staged,
         })
         .map_err(|e| (dir, e))
 }
@@ -93,7 +95,7 @@ pub async fn write(
 ) -> Result<(Written, Output), Error> {
     let image = recipe.provenance.reference;
     let failed = |error| write_failed(engine, &output.path, error);
-    let file = output.temp.as_file().try_clone().map_err(failed)?;
+    let file = output.staged.file().try_clone().map_err(failed)?;
     let mut file = BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(file));
     let Encoded { bytes, summary } = layer;
     let blob = async {
@@ -146,19 +148,18 @@ pub async fn write(
 }
 
 impl Output {
-    /// The archive as written so far, under its temporary name.
+    /// The archive as written so far.
     pub fn written(&self) -> &Path {
-        self.temp.path()
+        &self.written
     }
 }
 
 /// Renames the written archive over FILE.
 pub fn finish(engine: &Engine<'_>, output: Output) -> Result<(), Box<Error>> {
-    let Output { path, temp } = output;
-    let failed = |e| Box::new(write_failed(engine, &path, e));
-    crate::os::files::give_new_file_mode(temp.path()).map_err(failed)?;
-    temp.persist(&path).map_err(|e| failed(e.error))?;
-    Ok(())
+    let Output { path, staged, .. } = output;
+    staged
+        .persist(&path)
+        .map_err(|e| Box::new(write_failed(engine, &path, e)))
 }
 
 /// Writes the image archive of `layer` to stdout, spooling the layer first.
@@ -214,7 +215,7 @@ pub async fn write_whole(
         let mut body = std::pin::pin!(body);
         match output {
             Some(output) => {
-                let file = output.temp.as_file().try_clone()?;
+                let file = output.staged.file().try_clone()?;
                 let mut file =
                     BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(file));
                 while let Some(chunk) = body.next().await {
@@ -266,19 +267,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_temporary_file_sits_beside_the_output_and_goes_if_unfinished() {
+    fn the_output_goes_if_unfinished() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("app.tar");
         let output = open(&path).unwrap();
-        let temp = output.temp.path().to_owned();
-        assert_eq!(temp.parent(), Some(dir.path()));
-        assert!(temp
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with(".app.tar."));
+        assert!(output.written().exists());
         drop(output);
-        assert!(!temp.exists() && !path.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         let (at, error) = open(dir.path()).err().unwrap();
         assert_eq!(
             error.to_string(),

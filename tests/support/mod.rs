@@ -8,6 +8,7 @@
 //! - [`oci`]: multi-platform images (an OCI layout with a nested index);
 //! - [`leftovers`]: a source image whose flattenings' leftovers can be traced
 //!   to it, and the check that there are none;
+//! - [`processes`]: start, signal and wait for the plugin and the CLI;
 //! - [`registry`]: a private image registry, and the second engine that
 //!   pulls from it;
 //! - [`small_engine`]: a private engine on a small tmpfs, for disk-full runs;
@@ -36,6 +37,7 @@ pub mod engine;
 pub mod fsview;
 pub mod leftovers;
 pub mod oci;
+pub mod processes;
 pub mod proxy;
 pub mod registry;
 pub mod small_engine;

@@ -144,6 +144,11 @@ pub enum Fault {
     StallResponse { matches: &'static str, after: u64 },
     /// Never pass the request on and never answer, until the client goes.
     Hang { matches: &'static str },
+    /// Forward this many bytes of the client's request, then take the rest
+    /// from the client without passing it on, until the client goes: the
+    /// engine holds a request cut in the middle of its upload (a load, an
+    /// import). Counts as fired once the bytes have gone through.
+    StallRequest { matches: &'static str, after: u64 },
 }
 
 impl Fault {
@@ -155,6 +160,7 @@ impl Fault {
             | Fault::CutRequest { matches, .. }
             | Fault::Respond { matches, .. }
             | Fault::StallResponse { matches, .. }
+            | Fault::StallRequest { matches, .. }
             | Fault::Hang { matches } => matches,
         }
     }
@@ -294,7 +300,12 @@ fn serve(
             Fault::ErrorInBody { matches, skip, .. } => (earlier(matches) >= skip).then_some(f),
             f => Some(f),
         });
-    if fault.is_some() && !matches!(fault, Some(Fault::StallResponse { .. })) {
+    if fault.is_some()
+        && !matches!(
+            fault,
+            Some(Fault::StallResponse { .. } | Fault::StallRequest { .. })
+        )
+    {
         fired.fetch_add(1, Ordering::SeqCst);
     }
     if let Some(Fault::Hang { .. }) = fault {
@@ -328,6 +339,20 @@ fn serve(
     let (Ok(client2), Ok(engine2)) = (client.try_clone(), engine.try_clone()) else {
         return;
     };
+    if let Some(Fault::StallRequest { after, .. }) = fault {
+        let limit = after.saturating_sub(head.len() as u64);
+        let down = thread::spawn(move || pump_back(engine2, client2, None));
+        let (mut from, mut to) = (client, engine);
+        if copy(&mut from, &mut to, Some(limit)) {
+            fired.fetch_add(1, Ordering::SeqCst);
+            // The rest goes nowhere, until the client goes.
+            let _ = std::io::copy(&mut from, &mut std::io::sink());
+        }
+        let _ = to.shutdown(Shutdown::Both);
+        let _ = from.shutdown(Shutdown::Both);
+        let _ = down.join();
+        return;
+    }
     let up = thread::spawn(move || pump(client2, engine2, up_limit));
     if let Some(Fault::StallResponse { after, .. }) = fault {
         let (mut from, mut to) = (engine, client);
