@@ -10,6 +10,11 @@
 //! included. At most one block per core is in flight and blocks leave in
 //! the order they came, so memory stays constant whatever the layer's size.
 //! zstd does its own multithreading; we only feed it block by block.
+//!
+//! The bytes depend on the input, the level and the library only, never on
+//! the number of cores or how the input arrived: gzip's blocks are a fixed
+//! size, and zstd, with at least one worker thread, cuts its jobs by size
+//! alone (docs/reproducible.md).
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -23,6 +28,7 @@ use crate::model::compression::Compression;
 use crate::source::filter::FilterStats;
 use crate::source::{Source, SourceError};
 use crate::stream::{self, Abandoned, ByteStream, Summary};
+use crate::tar::clamp::Clamp;
 
 /// Digests of the uploaded layer.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -65,16 +71,29 @@ pub enum LayerError {
 }
 
 /// Streams `source` through an [`Encoder`] on its own task, at most one
-/// chunk ahead of the destination.
-pub fn encode(mut source: Source, compression: Compression) -> std::io::Result<Encoded> {
+/// chunk ahead of the destination; with `epoch` (`SOURCE_DATE_EPOCH`), no
+/// entry's mtime later than it ([`Clamp`]).
+pub fn encode(
+    mut source: Source,
+    compression: Compression,
+    epoch: Option<u64>,
+) -> std::io::Result<Encoded> {
     let mut encoder = Encoder::new(compression, workers())?;
+    let mut clamp = epoch.map(Clamp::new);
     let (bytes, summary) = stream::spawn(move |out| async move {
         let mut ready = VecDeque::new();
+        let mut clamped = VecDeque::new();
         while let Some(tar) = source.next().await? {
-            encoder
-                .encode(tar, &mut ready)
-                .await
-                .map_err(LayerError::Compress)?;
+            match &mut clamp {
+                None => clamped.push_back(tar),
+                Some(clamp) => clamp.push(tar, &mut clamped),
+            }
+            for tar in clamped.drain(..) {
+                encoder
+                    .encode(tar, &mut ready)
+                    .await
+                    .map_err(LayerError::Compress)?;
+            }
             while let Some(chunk) = ready.pop_front() {
                 out.send(chunk).await?;
             }
@@ -424,6 +443,21 @@ mod tests {
             (sha(&sent), sent.len() as u64)
         );
         assert_eq!(d.compression, Compression::Zstd);
+    }
+
+    #[test]
+    fn the_same_bytes_whatever_the_number_of_cores() {
+        // gzip: fixed blocks, one member each, in order; zstd: its worker
+        // threads cut jobs by size, not by how many there are (libzstd
+        // promises the same frame for any nbWorkers >= 1). Fed in any pieces.
+        let input = sample(BLOCK_SIZE * 9 + 4321);
+        for compression in [Compression::Gzip, Compression::Zstd] {
+            let (one, _) = run(compression, 1, &input, BLOCK_SIZE);
+            for (workers, chunk) in [(2, 65_536 + 3), (3, 4096), (8, 1 << 22)] {
+                let (many, _) = run(compression, workers, &input, chunk);
+                assert!(one == many, "{compression}: {workers} workers differ");
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use bollard::models::ImageInspect;
 use serde_json::Value;
 
-use super::Pipeline;
+use sha2::{Digest, Sha256};
+
+use super::{Pipeline, Request};
 use crate::encode::{self, Encoded};
 use crate::error::{Cause, Error, Step};
 use crate::model::compression::Compression;
@@ -44,13 +46,13 @@ pub(super) enum Of<'a> {
 impl Pipeline<'_> {
     /// Starts the layer of `of`, encoded with `compression`, and says which
     /// of IMAGE's layers stay below it. `label` names the platform in
-    /// progress and errors; `comment` goes on the layer's root entry.
+    /// progress and errors; `stamp` says what the layer's entries carry.
     pub(super) async fn build(
         &self,
         of: Of<'_>,
         source_id: &str,
         label: &str,
-        comment: Option<&str>,
+        stamp: Stamp<'_>,
         compression: Compression,
         progress: &Arc<dyn Progress>,
     ) -> Result<(Encoded, Vec<KeptLayer>), Error> {
@@ -66,7 +68,7 @@ impl Pipeline<'_> {
                     export::create_container(&self.docker, self.objects, source_id, platform)
                         .await
                         .map_err(self.failed(Step::Create(label.to_owned())))?;
-                let preamble = export::root_entry(created, comment);
+                let preamble = export::root_entry(created, stamp.comment);
                 progress.expect_bytes(bytes);
                 progress.begin(stage, &target);
                 let export =
@@ -85,13 +87,13 @@ impl Pipeline<'_> {
                     layers.clone(),
                     image,
                     keep,
-                    comment.map(str::to_owned),
+                    stamp.comment.map(str::to_owned),
                     progress.clone(),
                 );
                 (Source::Merge(merge), kept)
             }
         };
-        let layer = encode::encode(source, compression).map_err(|e| {
+        let layer = encode::encode(source, compression, stamp.epoch).map_err(|e| {
             self.error(
                 Step::Export(label.to_owned()),
                 Cause::Layer(encode::LayerError::Compress(e)),
@@ -101,22 +103,69 @@ impl Pipeline<'_> {
     }
 }
 
+/// What the layer's entries carry of the run's options.
+#[derive(Clone, Copy)]
+pub(super) struct Stamp<'a> {
+    /// On the layer's root entry (see [`Identity::comment`]).
+    pub comment: Option<&'a str>,
+    /// `SOURCE_DATE_EPOCH`: no entry's mtime is later.
+    pub epoch: Option<u64>,
+}
+
 /// How the flattened image gets IMAGE's config: `config` (IMAGE's, or its
-/// platform's), of `layers` layers, above the `kept` ones.
+/// platform's), of `layers` layers, above the `kept` ones, dated `epoch`
+/// (`SOURCE_DATE_EPOCH`) or, without it, as IMAGE is.
 pub(super) fn recipe<'a>(
-    source_id: &'a str,
     image: &'a str,
     layers: usize,
     config: &Value,
     kept: &[KeptLayer],
+    epoch: Option<u64>,
 ) -> Recipe<'a> {
     Recipe {
-        source_id,
         provenance: Provenance {
             reference: image,
             layers: layers - kept.len(),
         },
         kept_diff_ids: kept.iter().map(|k| k.diff_id.clone()).collect(),
         kept_history: merge_source::kept_history(config, kept.len()),
+        epoch,
+    }
+}
+
+/// What the comment on the layer's root entry derives from: what the
+/// flattened image is made of, as far as the run knows it before the
+/// layer. `image` is IMAGE's config where the run has it by then (the
+/// same on every engine), else IMAGE's ID (a digest of its content).
+pub(super) struct Identity<'a> {
+    pub image: &'a Value,
+    pub request: &'a Request,
+    pub platform: Option<&'a Platform>,
+    pub keep: Option<usize>,
+    pub compression: Compression,
+    pub epoch: Option<u64>,
+}
+
+impl Identity<'_> {
+    /// The comment on the layer's root entry. The containerd store keys a
+    /// layer's snapshot by its chain of diff IDs, and a loaded image whose
+    /// snapshot already exists is not unpacked, so never holds it: when
+    /// the image that made it goes, the other breaks. Two different
+    /// results of the same files must so have different layers; two runs
+    /// of the same IMAGE and options give the same image, byte for byte,
+    /// and may share (docs/reproducible.md). So the comment is a digest
+    /// of what makes the image, never of the run.
+    pub(super) fn comment(&self) -> String {
+        let of = serde_json::json!({
+            "image": self.image,
+            "reference": self.request.image,
+            "platform": self.platform.map(ToString::to_string),
+            "keep": self.keep,
+            "compression": self.compression.to_string(),
+            "epoch": self.epoch,
+            "version": env!("CARGO_PKG_VERSION"),
+        });
+        let bytes = serde_json::to_vec(&of).expect("a JSON value serializes");
+        format!("docker-flatten {:x}", Sha256::digest(bytes))
     }
 }

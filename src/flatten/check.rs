@@ -10,6 +10,7 @@ use bollard::errors::Error as EngineError;
 use super::{source_image, Made, Pipeline, Request, SourceImage, VerifyOutcome};
 use crate::engine::store::{self, Store};
 use crate::error::{Cause, Differs, Error, Step, Unexpected};
+use crate::model::config::source_date_epoch;
 use crate::progress::{Progress, Stage};
 use crate::saved;
 use crate::saved::layers::Take;
@@ -82,6 +83,13 @@ impl Pipeline<'_> {
             rules: Rules {
                 export: !merged,
                 inspected_config: !merged && store == Store::Graphdriver,
+                // A result made with SOURCE_DATE_EPOCH is checked with it.
+                epoch: source_date_epoch().map_err(|bad| {
+                    self.error(
+                        Step::Inspect(image.to_owned()),
+                        Cause::Refused(bad.to_string()),
+                    )
+                })?,
             },
         };
         let report = self

@@ -21,8 +21,11 @@ use bytes::Bytes;
 use futures_util::{stream, Stream, StreamExt};
 use serde_json::Value;
 
-use super::build::{recipe, Of};
-use super::{created_of, own_platform, source_image, Check, Flattened, Made, Pipeline, Request};
+use super::build::{recipe, Identity, Of, Stamp};
+use super::{
+    created_of, own_platform, source_image, Check, Flattened, Made, Pipeline, Request,
+    ResultDigests,
+};
 use crate::engine::store::Store;
 use crate::error::{Cause, Error, Step};
 use crate::model::compression::Compression;
@@ -42,6 +45,8 @@ type Part = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 /// How the platforms are flattened, and where the index goes.
 pub(super) struct IndexRun {
     pub compression: Compression,
+    /// `SOURCE_DATE_EPOCH`, when set.
+    pub epoch: Option<u64>,
     pub delivery: Delivery,
     /// Merge each platform's own layers, keeping its bottom `keeps[i]`;
     /// `None`: each platform's container export.
@@ -76,6 +81,7 @@ impl Pipeline<'_> {
     ) -> Result<(Made, FilterStats, Vec<Flattened>, Option<Report>), Error> {
         let IndexRun {
             compression,
+            epoch,
             delivery,
             keeps,
             read,
@@ -85,9 +91,6 @@ impl Pipeline<'_> {
         let keep_of = |i: usize| keeps.as_ref().map_or(0, |k| k[i]);
         let source_id = inspect.id.clone().unwrap_or_else(|| image.to_owned());
         let engine = self.engine(progress);
-        // See the one-platform path: the run's comment makes each layer's
-        // digest its own.
-        let comment = format!("docker-flatten run {}", self.objects.run_id());
         let mut images = Vec::with_capacity(platforms.len());
         let mut spools = Vec::with_capacity(platforms.len());
         let mut flattened = Vec::with_capacity(platforms.len());
@@ -135,28 +138,31 @@ impl Pipeline<'_> {
                     keep: keep_of(i),
                 },
             };
+            // Each platform's layer its own, as on the one-platform path.
+            let comment = Identity {
+                image: &manifest.config,
+                request,
+                platform: Some(platform),
+                keep: keeps.as_ref().map(|_| keep_of(i)),
+                compression,
+                epoch,
+            }
+            .comment();
+            let stamp = Stamp {
+                comment: Some(&comment),
+                epoch,
+            };
             let (layer, kept) = self
-                .build(
-                    of,
-                    &source_id,
-                    &label,
-                    Some(&comment),
-                    compression,
-                    progress,
-                )
+                .build(of, &source_id, &label, stamp, compression, progress)
                 .await?;
             let no_config = std::future::ready(Ok(Value::Null));
             let (built, spool, _) = load::spool_beside(&engine, layer, no_config, &label).await?;
-            let recipe = recipe(
-                &source_id,
-                image,
-                manifest.layers.len(),
-                &manifest.config,
-                &kept,
-            );
+            let recipe = recipe(image, manifest.layers.len(), &manifest.config, &kept, epoch);
             let config = recipe.config(&manifest.config, &built.digests.diff_id);
+            let config = serde_json::to_vec(&config).expect("a JSON value serializes");
+            let digests = ResultDigests::new(&config, &built.digests);
             images.push(PlatformImage {
-                config: serde_json::to_vec(&config).expect("a JSON value serializes"),
+                config,
                 kept: kept.to_vec(),
                 layer: built.digests.clone(),
                 platform: platform.to_oci(),
@@ -169,6 +175,7 @@ impl Pipeline<'_> {
                 manifest: None,
                 layers_after: 1 + kept.len(),
                 size_after: built.digests.blob_size,
+                digests: Some(digests),
             });
             filter.dropped.extend(built.filter.dropped);
             spools.push(spool);
@@ -202,6 +209,7 @@ impl Pipeline<'_> {
             rules: Rules {
                 export: !exact,
                 inspected_config: false,
+                epoch,
             },
         });
         let mut verified = None;

@@ -12,7 +12,7 @@ mod dry_run;
 mod each_platform;
 mod inspect;
 mod outcome;
-use build::{recipe, Of};
+use build::{recipe, Identity, Of, Stamp};
 use each_platform::{Delivery, IndexRun};
 use inspect::{created_of, inspected_layers, left_out, own_platform, source_image};
 pub use outcome::*;
@@ -38,6 +38,7 @@ use crate::engine::store::{self, Store};
 use crate::engine::InspectJson;
 use crate::error::{Cause, Error, Step};
 use crate::model::compression::Compression;
+use crate::model::config::source_date_epoch;
 use crate::model::platform::Platform;
 use crate::model::reference::Tag;
 use crate::model::source_index::{LeftOut, Plan};
@@ -146,6 +147,14 @@ impl<'a> Pipeline<'a> {
             })?),
             _ => None,
         };
+        // `SOURCE_DATE_EPOCH`, when set: the time the result says, and the
+        // newest its files may be.
+        let epoch = source_date_epoch().map_err(|bad| {
+            self.error(
+                Step::Inspect(image.to_owned()),
+                Cause::Refused(bad.to_string()),
+            )
+        })?;
         progress.begin(Stage::Inspect, image);
         let inspect = self.inspect_source(image).await?;
         if output.is_none() {
@@ -221,6 +230,7 @@ impl<'a> Pipeline<'a> {
                 };
                 let run = IndexRun {
                     compression,
+                    epoch,
                     delivery,
                     keeps,
                     read: read_first.take(),
@@ -267,14 +277,6 @@ impl<'a> Pipeline<'a> {
             _ => destination,
         };
 
-        // The containerd store keys a layer's snapshot by its digest, and a
-        // loaded image whose snapshot already exists (another flatten of the
-        // same files, an earlier one, a concurrent one) is never unpacked,
-        // so it never claims that snapshot and breaks when the other image
-        // goes. A comment only this run writes makes the digest its own;
-        // the files stay the same. An archive may be loaded anywhere.
-        let comment = format!("docker-flatten run {}", self.objects.run_id());
-        let comment = (destination != Destination::Import).then_some(comment.as_str());
         let for_platform = one
             .as_ref()
             .filter(|(_, _, of_index)| *of_index)
@@ -290,6 +292,9 @@ impl<'a> Pipeline<'a> {
             Some((_, manifest, true)) => Pick::Manifest(manifest.digest.clone()),
             _ => Pick::Listed,
         };
+        // IMAGE's config, where the run has it before the layer, for the
+        // layer's comment; else IMAGE's ID.
+        let mut known = serde_json::json!(source.id);
         let (config, read): (Config<'_>, Option<Arc<Layers>>) = match keep {
             None => {
                 // A quick inspect on the graphdriver store, so asked before
@@ -298,10 +303,12 @@ impl<'a> Pipeline<'a> {
                 // the platform's config has come with IMAGE's index.
                 let config: Config<'_> = match (&one, store) {
                     (Some((_, manifest, _)), _) => {
+                        known = manifest.config.clone();
                         Box::pin(std::future::ready(Ok(manifest.config.clone())))
                     }
                     (None, Store::Graphdriver) => {
                         let config = self.inspected_config(&source.id, image).await?;
+                        known = config.clone();
                         Box::pin(std::future::ready(Ok(config)))
                     }
                     (None, Store::Containerd) => Box::pin(self.saved_config(&inspect, image)),
@@ -329,6 +336,7 @@ impl<'a> Pipeline<'a> {
                 .map_err(|f| self.read_failed(image, f))?;
                 mine = request.verify.then(|| layers.clone());
                 let config = layers.images[0].config.clone();
+                known = config.clone();
                 (Box::pin(std::future::ready(Ok(config))), Some(layers))
             }
         };
@@ -354,11 +362,36 @@ impl<'a> Pipeline<'a> {
                 },
             },
         };
+        // An import (a graphdriver's, which keys nothing by digest) needs no
+        // comment; a load does, and an archive, which may be loaded anywhere.
+        let comment = Identity {
+            image: &known,
+            request,
+            platform: for_platform,
+            keep,
+            compression,
+            epoch,
+        }
+        .comment();
+        let stamp = Stamp {
+            comment: (destination != Destination::Import).then_some(comment.as_str()),
+            epoch,
+        };
         let (layer, kept) = self
-            .build(of, &source.id, &label, comment, compression, &progress)
+            .build(of, &source.id, &label, stamp, compression, &progress)
             .await?;
+        // IMAGE's config as the destination takes it, for the result's digest.
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let config: Config<'_> = {
+            let seen = seen.clone();
+            Box::pin(async move {
+                let config = config.await?;
+                *seen.lock().expect("not poisoned") = Some(config.clone());
+                Ok(config)
+            })
+        };
         let config_of_kept = read.as_ref().map_or(&Value::Null, |l| &l.images[0].config);
-        let recipe = recipe(&source.id, image, source.layers, config_of_kept, &kept);
+        let recipe = recipe(image, source.layers, config_of_kept, &kept, epoch);
         let engine = self.engine(&progress);
         let check = request.verify.then(|| Check {
             image: image.to_owned(),
@@ -370,6 +403,7 @@ impl<'a> Pipeline<'a> {
             rules: Rules {
                 export: keep.is_none(),
                 inspected_config: keep.is_none() && store == Store::Graphdriver,
+                epoch,
             },
         });
         let mut verified = None;
@@ -417,6 +451,12 @@ impl<'a> Pipeline<'a> {
             }
         };
         let kept_diff_ids = recipe.kept_diff_ids.clone();
+        let source_config = seen.lock().expect("not poisoned").take();
+        let digests = source_config.map(|config| {
+            let config = recipe.config(&config, &built.digests.diff_id);
+            let config = serde_json::to_vec(&config).expect("a JSON value serializes");
+            ResultDigests::new(&config, &built.digests)
+        });
         drop(recipe);
         progress.end();
         let flattened = Flattened {
@@ -437,6 +477,7 @@ impl<'a> Pipeline<'a> {
             },
             layers_after: 1 + kept_diff_ids.len(),
             size_after: built.digests.blob_size,
+            digests,
         };
         let outcome = Outcome::Flattened {
             made,

@@ -42,6 +42,29 @@ pub struct Flattened {
     pub layers_after: usize,
     /// The flattened layer's bytes as sent.
     pub size_after: u64,
+    /// The flattened image's config digest (its ID on a graphdriver) and
+    /// its new layer's, which a script compares across runs.
+    pub digests: Option<ResultDigests>,
+}
+
+/// The digests of one platform's flattened image.
+#[derive(Debug, Clone)]
+pub struct ResultDigests {
+    pub config: String,
+    /// The layer's diff ID (of its tar) and blob digest (as sent).
+    pub diff_id: String,
+    pub blob: String,
+}
+
+impl ResultDigests {
+    /// Of the image whose config is `config` (as written) over `layer`.
+    pub fn new(config: &[u8], layer: &crate::encode::Digests) -> ResultDigests {
+        ResultDigests {
+            config: crate::sink::archive::digest(config),
+            diff_id: layer.diff_id.clone(),
+            blob: layer.blob.clone(),
+        }
+    }
 }
 
 /// What a finished flatten did.

@@ -90,7 +90,7 @@ pub struct PlatformEntry {
     pub platform: Option<String>,
     pub source: PlatformImage,
     /// Null in a dry run.
-    pub result: Option<PlatformImage>,
+    pub result: Option<PlatformResult>,
     /// The dry run's findings for this platform; null for a flatten.
     pub analysis: Option<Savings>,
 }
@@ -103,6 +103,23 @@ pub struct PlatformImage {
     pub layers: usize,
     /// Its layers' bytes as stored.
     pub size: u64,
+}
+
+/// One platform's flattened image.
+#[derive(Debug, Serialize)]
+pub struct PlatformResult {
+    /// Its manifest's digest; null on a graphdriver, which has none.
+    pub manifest: Option<String>,
+    pub layers: usize,
+    /// Its layers' bytes as stored.
+    pub size: u64,
+    /// Its config's digest: the image ID on a graphdriver, and the same
+    /// for the same IMAGE and options (docs/reproducible.md).
+    pub config: Option<String>,
+    /// The flattened layer's diff ID (the digest of its tar) and its
+    /// blob's digest (as sent, compressed).
+    pub layer_diff_id: Option<String>,
+    pub layer_digest: Option<String>,
 }
 
 /// A platform of IMAGE's index that the result does not hold.
@@ -121,10 +138,13 @@ impl PlatformEntry {
                 layers: f.layers_before,
                 size: f.size_before,
             },
-            result: Some(PlatformImage {
+            result: Some(PlatformResult {
                 manifest: f.manifest.clone(),
                 layers: f.layers_after,
                 size: f.size_after,
+                config: f.digests.as_ref().map(|d| d.config.clone()),
+                layer_diff_id: f.digests.as_ref().map(|d| d.diff_id.clone()),
+                layer_digest: f.digests.as_ref().map(|d| d.blob.clone()),
             }),
             analysis: None,
         }

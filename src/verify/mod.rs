@@ -65,6 +65,9 @@ pub struct Rules {
     /// inspect does not report are lost, and left-out fields come as zero
     /// values.
     pub inspected_config: bool,
+    /// `SOURCE_DATE_EPOCH`: the result's mtimes are IMAGE's, but none
+    /// later than this.
+    pub epoch: Option<u64>,
 }
 
 /// What differs, at a path (`/etc/hosts`), a config field (`config.Env`)
@@ -402,7 +405,7 @@ fn root(
         None
     };
     let mut found = Vec::new();
-    attributes(&e, &a, &mut found);
+    attributes(&e, &a, rules.epoch, &mut found);
     for mut d in found {
         d.path = "/".into();
         d.why = why;
@@ -410,8 +413,9 @@ fn root(
     }
 }
 
-/// The attributes every entry has: mode, owner, mtime.
-fn attributes(e: &Seen<'_>, a: &Seen<'_>, out: &mut Vec<Difference>) {
+/// The attributes every entry has: mode, owner, mtime (IMAGE's, clamped to
+/// `epoch` when set).
+fn attributes(e: &Seen<'_>, a: &Seen<'_>, epoch: Option<u64>, out: &mut Vec<Difference>) {
     let mut differ = |field, image: String, result: String| {
         if image != result {
             out.push(Difference {
@@ -434,7 +438,11 @@ fn attributes(e: &Seen<'_>, a: &Seen<'_>, out: &mut Vec<Difference>) {
         format!("{}:{}", ef.uid, ef.gid),
         format!("{}:{}", af.uid, af.gid),
     );
-    if !e.implicit && !a.implicit {
+    let epoch = epoch.and_then(|ep| i64::try_from(ep).ok());
+    let clamped = epoch.is_some_and(|ep| (ef.mtime, ef.nanos) > (ep, 0))
+        && epoch == Some(af.mtime)
+        && af.nanos == 0;
+    if !e.implicit && !a.implicit && !clamped {
         differ(Field::Mtime, time(ef), time(af));
     }
 }
@@ -453,7 +461,7 @@ fn entry(path: &[u8], e: &Seen<'_>, a: &Seen<'_>, rules: Rules, report: &mut Rep
         return;
     }
     let mut found = Vec::new();
-    attributes(e, a, &mut found);
+    attributes(e, a, rules.epoch, &mut found);
     let mut differ = |field, image: String, result: String| {
         if image != result {
             found.push(Difference {
@@ -772,10 +780,12 @@ mod tests {
     const MERGE: Rules = Rules {
         export: false,
         inspected_config: false,
+        epoch: None,
     };
     const EXPORT: Rules = Rules {
         export: true,
         inspected_config: false,
+        epoch: None,
     };
 
     fn source() -> Layers {
@@ -898,6 +908,7 @@ mod tests {
         let inspected = Rules {
             export: true,
             inspected_config: true,
+            epoch: None,
         };
         let mut report = Report::default();
         configs(&image, &result, inspected, &mut report);
