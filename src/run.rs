@@ -193,7 +193,7 @@ async fn verify_only(
     interrupts: &mut Interrupts,
 ) -> anyhow::Result<()> {
     let outcome = tokio::select! {
-        outcome = pipeline.verify_only(&job.image, flat, merged, reporter.clone()) => outcome,
+        outcome = pipeline.verify_only(&job.image, flat, merged, job.epoch, reporter.clone()) => outcome,
         interrupt = interrupts.next() => {
             reporter.stage_failed();
             return Err(Interrupted { interrupt, what: "nothing was changed".into() }.into())
@@ -312,6 +312,7 @@ mod tests {
             platform: None,
             merge: None,
             verify: false,
+            epoch: None,
         };
         assert_eq!(unchanged(&request(None)), "app:flat is unchanged");
         assert_eq!(unchanged(&request(Some("a.tar"))), "a.tar is unchanged");

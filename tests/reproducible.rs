@@ -380,7 +380,8 @@ fn a_source_date_epoch_that_is_no_number_is_refused() {
     let args = ["flatten", image.reference.as_str(), tag.as_str()];
     let out = cli.docker_env(&args, &[("SOURCE_DATE_EPOCH", OsStr::new("soon"))]);
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // Refused before any work, as a wrong argument is.
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains(r#"SOURCE_DATE_EPOCH is "soon""#),
         "{stderr}"

@@ -19,6 +19,8 @@ pub struct Job {
     pub debug: bool,
     /// IMAGE; empty for `--cleanup`, which has none.
     pub image: String,
+    /// `SOURCE_DATE_EPOCH`, read once here: the time a result says.
+    pub epoch: Option<u64>,
     pub format: output::Format,
     pub mode: Mode,
 }
@@ -64,6 +66,8 @@ pub enum ArgsError {
          give TAG, the name it should have (docker flatten -o FILE {0} app:flat)"
     )]
     ArchiveNeedsName(String),
+    #[error("{0}: unset it, or give it as seconds since 1970 (date +%s)")]
+    BadEpoch(crate::model::config::BadEpoch),
     /// IMAGE or BASE is no image reference; says which and why.
     #[error("{0}")]
     BadImage(String),
@@ -95,6 +99,7 @@ pub fn lower(
         (false, None, None) => None,
     };
     let image = args.image.unwrap_or_default();
+    let epoch = crate::model::config::source_date_epoch().map_err(ArgsError::BadEpoch)?;
     if !args.cleanup {
         crate::model::reference::check_image(&image).map_err(ArgsError::BadImage)?;
     }
@@ -123,12 +128,14 @@ pub fn lower(
             platform: args.platform,
             merge: keep,
             verify: args.verify,
+            epoch,
         }),
     };
     Ok(Job {
         debug: globals.debug,
         engine: selection(globals),
         image,
+        epoch,
         format: match args.format {
             Format::Text => output::Format::Text,
             Format::Json => output::Format::Json,

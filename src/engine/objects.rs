@@ -179,6 +179,11 @@ impl Objects {
             }
         }
         for id in images {
+            // The same result, loaded and tagged by a concurrent run of the
+            // same flatten (results are reproducible), is that run's now.
+            if untagged.as_ref() == Some(&id) && tagged(docker, &id).await {
+                continue;
+            }
             let options = RemoveImageOptionsBuilder::default().build();
             if !gone(docker.remove_image(&id, Some(options), None).await) {
                 left.images.push(id);
@@ -229,6 +234,18 @@ fn gone<T>(result: Result<T, EngineError>) -> bool {
                 ..
             })
     )
+}
+
+/// Whether image `id` has a tag (an unreadable one counts as tagged: it is
+/// left alone).
+async fn tagged(docker: &Docker, id: &str) -> bool {
+    match docker.inspect_image(id).await {
+        Ok(image) => !image.repo_tags.unwrap_or_default().is_empty(),
+        Err(EngineError::DockerResponseServerError {
+            status_code: 404, ..
+        }) => false,
+        Err(_) => true,
+    }
 }
 
 /// Drops repeated IDs, keeping the first of each: the order is removal order.

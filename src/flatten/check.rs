@@ -10,7 +10,6 @@ use bollard::errors::Error as EngineError;
 use super::{source_image, Made, Pipeline, Request, SourceImage, VerifyOutcome};
 use crate::engine::store::{self, Store};
 use crate::error::{Cause, Differs, Error, Step, Unexpected};
-use crate::model::config::source_date_epoch;
 use crate::progress::{Progress, Stage};
 use crate::saved;
 use crate::saved::layers::Take;
@@ -65,6 +64,7 @@ impl Pipeline<'_> {
         image: &str,
         flat: &str,
         merged: bool,
+        epoch: Option<u64>,
         progress: Arc<dyn Progress>,
     ) -> Result<VerifyOutcome, Error> {
         progress.begin(Stage::Inspect, image);
@@ -84,12 +84,7 @@ impl Pipeline<'_> {
                 export: !merged,
                 inspected_config: !merged && store == Store::Graphdriver,
                 // A result made with SOURCE_DATE_EPOCH is checked with it.
-                epoch: source_date_epoch().map_err(|bad| {
-                    self.error(
-                        Step::Inspect(image.to_owned()),
-                        Cause::Refused(bad.to_string()),
-                    )
-                })?,
+                epoch,
             },
         };
         let report = self

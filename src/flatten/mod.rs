@@ -38,7 +38,6 @@ use crate::engine::store::{self, Store};
 use crate::engine::InspectJson;
 use crate::error::{Cause, Error, Step};
 use crate::model::compression::Compression;
-use crate::model::config::source_date_epoch;
 use crate::model::platform::Platform;
 use crate::model::reference::Tag;
 use crate::model::source_index::{LeftOut, Plan};
@@ -68,6 +67,9 @@ pub struct Request {
     /// `--verify`: read the result back and compare it with IMAGE's
     /// layers before TAG moves (or FILE is renamed into place).
     pub verify: bool,
+    /// `SOURCE_DATE_EPOCH`, when set: the time the result says, and the
+    /// newest its files may be.
+    pub epoch: Option<u64>,
 }
 
 /// Which of IMAGE's bottom layers a merge keeps as they are.
@@ -147,14 +149,7 @@ impl<'a> Pipeline<'a> {
             })?),
             _ => None,
         };
-        // `SOURCE_DATE_EPOCH`, when set: the time the result says, and the
-        // newest its files may be.
-        let epoch = source_date_epoch().map_err(|bad| {
-            self.error(
-                Step::Inspect(image.to_owned()),
-                Cause::Refused(bad.to_string()),
-            )
-        })?;
+        let epoch = request.epoch;
         progress.begin(Stage::Inspect, image);
         let inspect = self.inspect_source(image).await?;
         if output.is_none() {
