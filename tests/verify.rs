@@ -192,7 +192,7 @@ fn a_tampered_result_fails_naming_the_difference() {
         ),
         (
             flat_of(merged(), env),
-            "config.Env: config: [\"PATH=/bin\",\"A=1\"] in IMAGE",
+            "config.Env: [\"PATH=/bin\",\"A=1\"] in IMAGE",
             1,
         ),
     ];
@@ -205,8 +205,13 @@ fn a_tampered_result_fails_naming_the_difference() {
         ];
         let stderr = failed(&flatten(&cli, &args), says);
         assert!(stderr.contains(says), "expected {says:?} in:\n{stderr}");
+        let noun = if *count == 1 {
+            "difference"
+        } else {
+            "differences"
+        };
         assert!(
-            stderr.contains(&format!("found {count} difference(s)")),
+            stderr.contains(&format!("found {count} {noun} that")),
             "{stderr}"
         );
         let out = flatten(
