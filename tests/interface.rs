@@ -343,3 +343,55 @@ fn a_dumb_terminal_gets_ascii() {
         "{err}"
     );
 }
+
+/// A flatten in place moves TAG off the image it named: the run says that
+/// image is now untagged, its size, and how to remove it; JSON too.
+#[test]
+fn a_flatten_in_place_says_what_became_of_the_old_image() {
+    let image = two_layer_image("inplace");
+    let old = image.id.clone();
+    let short = old.trim_start_matches("sha256:")[..12].to_owned();
+    let cli = Cli::new();
+    let out = cli.docker(&["flatten", &image.reference, &image.reference]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // The old image, now `<none>`, is this test's to remove.
+    let _old = TestImage {
+        reference: old.clone(),
+        id: old.clone(),
+    };
+    assert!(
+        err.contains(&format!("{} was {short} (", image.reference))
+            && err.contains(&format!(
+                "now untagged (<none>) and keeps its space: remove it with docker rmi {short}"
+            )),
+        "{err}"
+    );
+    assert!(inspect(&old)["RepoTags"]
+        .as_array()
+        .is_some_and(Vec::is_empty));
+    // Into a TAG that names an image with another name: that name holds it.
+    let other = two_layer_image("inplace-other");
+    let alias = unique("inplace-alias");
+    docker_ok(&["tag", &other.id, &alias]);
+    let _alias = TestImage::track(&alias);
+    let out = cli.docker(&[
+        "flatten",
+        "--format",
+        "json",
+        &image.reference,
+        &other.reference,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["replaced"]["id"], other.id.as_str(), "{doc}");
+    assert_eq!(
+        doc["replaced"]["tags"][0],
+        format!("{alias}:latest"),
+        "{doc}"
+    );
+    assert!(
+        doc["replaced"]["size"].as_u64().is_some_and(|s| s > 0),
+        "{doc}"
+    );
+}

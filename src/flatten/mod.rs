@@ -16,10 +16,12 @@ use build::{recipe, Identity, Of, Stamp};
 use each_platform::{Delivery, IndexRun};
 use inspect::{created_of, inspected_layers, left_out, own_platform, source_image};
 pub use outcome::*;
+pub use replaced::Replaced;
 mod check;
 mod keep;
 use check::Check;
 mod plan;
+mod replaced;
 mod target;
 
 use std::future::Future;
@@ -128,9 +130,34 @@ impl<'a> Pipeline<'a> {
         move |e| self.error(step, Cause::Engine(e))
     }
 
-    /// Flattens as `request` says. Leaves temporary objects in the ledger
-    /// for [`Objects::cleanup`], which must run afterwards.
+    /// Flattens as `request` says, and says what became of the image TAG
+    /// named before. Leaves temporary objects in the ledger for
+    /// [`Objects::cleanup`], which must run afterwards.
     pub async fn flatten(
+        &self,
+        request: &Request,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Finished, Error> {
+        let before = match request.output {
+            None => self.tagged_before(&request.tag).await,
+            Some(_) => None,
+        };
+        let mut finished = self.flatten_into(request, progress).await?;
+        let now = match &finished.outcome {
+            Outcome::Flattened {
+                made: Made::Image { id, .. },
+                ..
+            } => Some(id.clone()),
+            Outcome::AlreadyFlat => Some(finished.source.id.clone()),
+            Outcome::Flattened { .. } => None,
+        };
+        if let Some(now) = now {
+            finished.replaced = self.replaced(before, &now).await;
+        }
+        Ok(finished)
+    }
+
+    async fn flatten_into(
         &self,
         request: &Request,
         progress: Arc<dyn Progress>,
@@ -187,6 +214,7 @@ impl<'a> Pipeline<'a> {
             outcome,
             platforms,
             left_out: left_out.clone(),
+            replaced: None,
         };
         // Per image the plan takes: how many bottom layers a merge keeps.
         let keeps = match &request.merge {

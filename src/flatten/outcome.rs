@@ -25,6 +25,8 @@ pub struct Finished {
     pub platforms: Vec<Flattened>,
     /// What of IMAGE's index the result leaves out.
     pub left_out: LeftOut,
+    /// The image TAG named before, if TAG moved off it.
+    pub replaced: Option<super::Replaced>,
 }
 
 /// One platform of the result.

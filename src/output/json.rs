@@ -43,6 +43,10 @@ pub struct Document<'a> {
     pub kept_layers: Vec<String>,
     /// What `--verify` found; null without it (and when already flat).
     pub verify: Option<&'a Report>,
+    /// The image TAG named before, when TAG moved off it: its `id`, `size`
+    /// and the `tags` it still has (none: it is now `<none>`); null
+    /// otherwise.
+    pub replaced: Option<&'a crate::flatten::Replaced>,
 }
 
 /// The `--format json` document of `--verify-only`, and of a flatten whose
@@ -319,6 +323,7 @@ impl<'a> Document<'a> {
             mode: "export",
             kept_layers: Vec::new(),
             verify: None,
+            replaced: None,
         }
     }
 
@@ -362,6 +367,12 @@ impl<'a> Document<'a> {
     /// Adds what `--verify` found.
     pub fn verified(mut self, report: Option<&'a Report>) -> Document<'a> {
         self.verify = report;
+        self
+    }
+
+    /// With the image TAG named before the run, if TAG moved off it.
+    pub fn replacing(mut self, replaced: Option<&'a crate::flatten::Replaced>) -> Document<'a> {
+        self.replaced = replaced;
         self
     }
 

@@ -97,7 +97,11 @@ impl Reporter {
                     Some(kept) => document.merged(kept),
                     None => document,
                 };
-                self.json(&document.verified(verified))
+                self.json(
+                    &document
+                        .verified(verified)
+                        .replacing(finished.replaced.as_ref()),
+                )
             }
         }
         let target = match &file {
@@ -134,6 +138,9 @@ impl Reporter {
                 })
                 .collect(),
         });
+        if let Some(replaced) = &finished.replaced {
+            self.note(&text::replaced(tag, replaced));
+        }
     }
 
     /// A verify that found differences: with `--format json`, the

@@ -124,6 +124,23 @@ pub fn verified(subject: &str, image: &str, report: &Report) -> String {
 /// How many expected differences a verify's note lists.
 const EXPECTED_SHOWN: usize = 3;
 
+/// What became of the image `tag` named before the run.
+pub fn replaced(tag: &str, r: &crate::flatten::Replaced) -> String {
+    let short = short_id(&r.id);
+    match r.tags.is_empty() {
+        true => format!(
+            "{tag} was {short} ({}); that image is now untagged (<none>) and keeps its space: \
+             remove it with docker rmi {short}",
+            Size(r.size)
+        ),
+        false => format!(
+            "{tag} was {short} ({}); that image keeps its other names: {}",
+            Size(r.size),
+            r.tags.join(", ")
+        ),
+    }
+}
+
 /// What a stage says it is doing; `what` names its subject.
 pub fn stage_label(stage: Stage, what: &str) -> String {
     match stage {
