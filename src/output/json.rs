@@ -418,7 +418,7 @@ mod tests {
         keys
     }
 
-    const FIELDS: [&str; 15] = [
+    const FIELDS: [&str; 16] = [
         "already_flat",
         "analysis",
         "attestations_dropped",
@@ -430,6 +430,7 @@ mod tests {
         "left_out",
         "mode",
         "platforms",
+        "replaced",
         "result",
         "source",
         "verify",
