@@ -148,10 +148,7 @@ pub fn lower(
 /// `docker save IMAGE` names what it saves (`app` is `app:latest`).
 fn archive_name(image: &str) -> Result<Tag, ArgsError> {
     let named = image.split_once('@').map_or(image, |(name, _)| name);
-    let is_id = named
-        .trim_start_matches("sha256:")
-        .bytes()
-        .all(|b| b.is_ascii_hexdigit());
+    let is_id = crate::model::reference::is_id_prefix(named);
     if is_id || named.starts_with("sha256:") {
         return Err(ArgsError::ArchiveNeedsName(image.to_owned()));
     }

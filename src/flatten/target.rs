@@ -7,16 +7,13 @@ use bollard::errors::Error as EngineError;
 
 use super::Pipeline;
 use crate::error::{Cause, Error, Step};
-use crate::model::reference::Tag;
+use crate::model::reference::{is_id_prefix, Tag};
 
 impl Pipeline<'_> {
     /// Refuses `tag` if its name is the prefix of an image ID on the engine.
     pub(super) async fn check_target(&self, tag: &Tag) -> Result<(), Error> {
         let name = tag.repo.as_str();
-        let hex = name
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !hex || name.len() > 64 {
+        if !is_id_prefix(name) {
             return Ok(());
         }
         let step = || Step::Target(tag.to_string());

@@ -46,16 +46,19 @@ impl Tag {
     }
 }
 
+/// Whether `s` can be an image ID or a prefix of one (without `sha256:`):
+/// 1 to 64 lowercase hexadecimal digits.
+pub fn is_id_prefix(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Checks IMAGE (or BASE) before any work: an image ID or a prefix of one
 /// (`sha256:` optional), or `name[:tag][@digest]` in Docker's grammar.
 pub fn check_image(input: &str) -> Result<(), String> {
-    let hex = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 64
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    if hex(input.strip_prefix("sha256:").unwrap_or(input)) {
+    if is_id_prefix(input.strip_prefix("sha256:").unwrap_or(input)) {
         return Ok(());
     }
     let (name, digest) = match input.split_once('@') {
@@ -66,7 +69,7 @@ pub fn check_image(input: &str) -> Result<(), String> {
         let valid = digest.split_once(':').is_some_and(|(algorithm, encoded)| {
             !algorithm.is_empty()
                 && encoded.len() >= 32
-                && hex(&encoded[..encoded.len().min(64)])
+                && is_id_prefix(&encoded[..encoded.len().min(64)])
                 && encoded.bytes().all(|b| b.is_ascii_hexdigit())
         });
         if !valid {

@@ -103,8 +103,7 @@ fn by_owner<'a>(found: impl Iterator<Item = &'a Found>) -> BTreeMap<String, Stri
 }
 
 fn object(f: &Found) -> String {
-    let id = f.id.trim_start_matches("sha256:");
-    let short = &id[..id.len().min(12)];
+    let short = super::text::short_id(&f.id);
     match f.kind {
         Kind::Container => format!("container {short}"),
         Kind::Image => format!("image {short}"),
