@@ -313,14 +313,26 @@ pub async fn complete(words: &[String]) -> Completion {
         Want::Done(completion) => return completion,
         Want::Images { prefix } => prefix,
     };
+    let endpoint = engine::resolve(&engine::Selection::default(), &Env::from_process()).ok();
     let list = async {
-        let endpoint = engine::resolve(&engine::Selection::default(), &Env::from_process()).ok()?;
-        let connection = engine::connect(&endpoint).await.ok()?;
-        connection
-            .docker
-            .list_images(None::<ListImagesOptions>)
-            .await
-            .ok()
+        let endpoint = endpoint?;
+        // An engine busy creating and removing images (the test suite's
+        // load on Engine 26.1) sometimes fails one request: asked again.
+        for attempt in 1..=COMPLETION_ATTEMPTS {
+            let listed = match engine::connect(&endpoint).await {
+                Ok(connection) => connection
+                    .docker
+                    .list_images(None::<ListImagesOptions>)
+                    .await
+                    .ok(),
+                Err(_) => None,
+            };
+            if listed.is_some() || attempt == COMPLETION_ATTEMPTS {
+                return listed;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        None
     };
     // A shell waiting on a dead engine is worse than no candidates.
     match tokio::time::timeout(COMPLETION_TIMEOUT, list).await {
@@ -337,6 +349,7 @@ pub async fn complete(words: &[String]) -> Completion {
 /// containerd store sizes every image it lists) took more than 5 s under
 /// the test suite's load; a dead one fails at once.
 const COMPLETION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const COMPLETION_ATTEMPTS: u32 = 3;
 
 #[cfg(test)]
 mod tests {

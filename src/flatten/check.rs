@@ -131,7 +131,7 @@ impl Pipeline<'_> {
                             status_code: 500, ..
                         },
                     ) => self.error(Step::Verify(image.to_owned()), Cause::Unverifiable(e)),
-                    f => self.read_failed(image, f),
+                    f => self.read_failed(image, None, f),
                 }),
             }
         };

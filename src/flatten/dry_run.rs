@@ -61,12 +61,13 @@ impl Pipeline<'_> {
         };
         let step = || Step::ReadLayers(image.to_owned());
         let failed = |f| match f {
+            f if input.is_some() => self.read_failed(image, input, f),
             ReadFailure::Engine(e) => self.error(step(), Cause::Engine(e)),
             ReadFailure::Archive(e) => match left_out(image, &e) {
                 Some(incomplete) => self.error(step(), Cause::Incomplete(Box::new(incomplete))),
                 None => self.error(step(), Cause::Unexpected(Unexpected::Read(e))),
             },
-            ReadFailure::Spool(_) => self.read_failed(image, f),
+            ReadFailure::Spool(_) => self.read_failed(image, None, f),
         };
         // Where the plan would read the save stream (Engine 26.1), the one
         // read the analysis needs comes first and serves both.

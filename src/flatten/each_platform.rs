@@ -122,7 +122,7 @@ impl Pipeline<'_> {
                         .await
                     }
                 }
-                .map_err(|f| self.read_failed(image, f))?;
+                .map_err(|f| self.read_failed(image, request.input.as_deref(), f))?;
                 Some(layers)
             }
         };

@@ -109,7 +109,7 @@ impl Pipeline<'_> {
     }
 
     /// A failed read of the archive given with `-i`.
-    fn input_failed(&self, path: &Path, failure: ReadFailure) -> Error {
+    pub(super) fn input_failed(&self, path: &Path, failure: ReadFailure) -> Error {
         let step = Step::ReadInput(path.to_owned());
         match failure {
             ReadFailure::Archive(e) => self.error(step, Cause::Input(InputError::NotWhole(e))),
@@ -216,6 +216,7 @@ mod tests {
             target: Target::Descriptor(id.to_owned()),
             id: id.to_owned(),
             names: names.iter().map(|n| (*n).to_owned()).collect(),
+            configs: vec![format!("sha256:{}", "c".repeat(64))],
         }
     }
 
@@ -232,6 +233,18 @@ mod tests {
         assert_eq!(choose(&held, "1").unwrap().id, id1, "a bare ref.name");
         assert_eq!(choose(&held, &id2).unwrap().id, id2);
         assert_eq!(choose(&held, "bbbbbbbbbbbb").unwrap().id, id2);
+        // A config's digest (a graphdriver's image ID) names its image too;
+        // both have one here, so it names neither alone.
+        assert!(matches!(
+            choose(&held, "cccccccccccc"),
+            Err(InputError::Several(_))
+        ));
+        assert_eq!(
+            choose(&held[..1], &format!("sha256:{}", "c".repeat(64)))
+                .unwrap()
+                .id,
+            id1
+        );
         assert_eq!(choose(&held, &format!("app@{id1}")).unwrap().id, id1);
         assert!(matches!(
             choose(&held, ""),

@@ -66,8 +66,17 @@ impl Pipeline<'_> {
         }
     }
 
-    /// A failed read of IMAGE's layers, said as the user can act on it.
-    pub(super) fn read_failed(&self, image: &str, failure: saved::layers::ReadFailure) -> Error {
+    /// A failed read of IMAGE's layers, said as the user can act on it;
+    /// `input` is `-i`'s archive, where they were read from one.
+    pub(super) fn read_failed(
+        &self,
+        image: &str,
+        input: Option<&std::path::Path>,
+        failure: saved::layers::ReadFailure,
+    ) -> Error {
+        if let Some(path) = input {
+            return self.input_failed(path, failure);
+        }
         let step = Step::ReadLayers(image.to_owned());
         match failure {
             // The engine answered, but with its own failure to save.

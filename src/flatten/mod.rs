@@ -304,7 +304,7 @@ impl<'a> Pipeline<'a> {
                     saved::layers::Take::merged(request.verify),
                 )
                 .await
-                .map_err(|f| self.read_failed(image, f))?;
+                .map_err(|f| self.read_failed(image, request.input.as_deref(), f))?;
                 let planned = self.plan_of(all.index(&source.id), image, wanted).await?;
                 read_first = Some(all);
                 planned
@@ -470,7 +470,7 @@ impl<'a> Pipeline<'a> {
                         .await
                     }
                 }
-                .map_err(|f| self.read_failed(image, f))?;
+                .map_err(|f| self.read_failed(image, request.input.as_deref(), f))?;
                 mine = request.verify.then(|| layers.clone());
                 let config = layers.images[0].config.clone();
                 known = config.clone();

@@ -113,7 +113,7 @@ impl Reporter {
             Some(file) => format!("{file} ({tag})"),
             None => tag.to_owned(),
         };
-        for warning in text::left_out(run.image, &finished.left_out) {
+        for warning in text::left_out(run.image, run.input, &finished.left_out) {
             self.warn(&warning);
         }
         if let Some(report) = verified {
@@ -231,7 +231,7 @@ impl Reporter {
                         &analysed.savings,
                     );
                 }
-                for warning in text::left_out(run.image, &outcome.left_out) {
+                for warning in text::left_out(run.image, run.input, &outcome.left_out) {
                     self.warn(&warning);
                 }
             }

@@ -397,21 +397,30 @@ pub fn seconds(d: Duration) -> String {
 }
 
 /// What the result leaves out of IMAGE's index, said once each.
-pub fn left_out(image: &str, left_out: &LeftOut) -> Vec<String> {
+/// What a run left out of IMAGE, as warnings; `input` is `-i`'s archive,
+/// where IMAGE was read from one.
+pub fn left_out(image: &str, input: Option<&str>, left_out: &LeftOut) -> Vec<String> {
     let mut warnings = Vec::new();
     if !left_out.absent.is_empty() {
         let list: Vec<String> = left_out.absent.iter().map(ToString::to_string).collect();
-        warnings.push(format!(
-            "left out {} of {image}: its content is not in the store (a pull fetches only the \
-             host's platform); to flatten it too, pull it (docker pull --platform {} {image}) \
-             and run again",
-            if list.len() == 1 {
-                format!("platform {}", list[0])
-            } else {
-                format!("platforms {}", list.join(", "))
-            },
-            list[0]
-        ));
+        let which = if list.len() == 1 {
+            format!("platform {}", list[0])
+        } else {
+            format!("platforms {}", list.join(", "))
+        };
+        warnings.push(match input {
+            None => format!(
+                "left out {which} of {image}: its content is not in the store (a pull fetches \
+                 only the host's platform); to flatten it too, pull it (docker pull --platform \
+                 {} {image}) and run again",
+                list[0]
+            ),
+            Some(file) => format!(
+                "left out {which} of {image}: its content is not in {file}; to flatten it too, \
+                 write the archive with every platform's content (skopeo copy --all, or docker \
+                 save of an image the store has whole) and run again"
+            ),
+        });
     }
     if left_out.attestations > 0 {
         warnings.push(format!(

@@ -62,6 +62,9 @@ pub struct Archived {
     pub id: String,
     /// `RepoTags`, `io.containerd.image.name`, `org.opencontainers.image.ref.name`.
     pub names: Vec<String>,
+    /// The digests of its configs (one per platform of an index): the
+    /// image IDs a graphdriver engine shows for it.
+    pub configs: Vec<String>,
 }
 
 /// Where an image of an archive is.
@@ -91,9 +94,15 @@ impl Archived {
             return digest == self.id;
         }
         let name = name.unwrap_or_default();
-        let hex = self.id.strip_prefix("sha256:").unwrap_or(&self.id);
-        let by_id = name == self.id
-            || (crate::model::reference::is_id_prefix(name) && hex.starts_with(name));
+        let ids = std::iter::once(&self.id).chain(&self.configs);
+        let by_id = ids.into_iter().any(|id| {
+            let hex = id.strip_prefix("sha256:").unwrap_or(id);
+            name == id
+                || (crate::model::reference::is_id_prefix(name) && hex.starts_with(name))
+                || name
+                    .strip_prefix("sha256:")
+                    .is_some_and(|p| p.len() >= 12 && hex.starts_with(p))
+        });
         by_id
             || self
                 .names
@@ -131,6 +140,7 @@ pub(super) fn archived(
                     target: Target::Descriptor(digest.to_owned()),
                     id: digest.to_owned(),
                     names: names.collect(),
+                    configs: configs_of(small, digest),
                 }),
             }
         }
@@ -152,9 +162,11 @@ pub(super) fn archived(
         let bytes = small
             .get(&config)
             .ok_or_else(|| ArchiveError::Missing(format!("config {config}")))?;
+        let id = format!("sha256:{}", hex(&Sha256::digest(bytes)));
         images.push(Archived {
             target: Target::Entry(i),
-            id: format!("sha256:{}", hex(&Sha256::digest(bytes))),
+            configs: vec![id.clone()],
+            id,
             names: entry["RepoTags"]
                 .as_array()
                 .into_iter()
@@ -164,6 +176,33 @@ pub(super) fn archived(
         });
     }
     Ok(images)
+}
+
+/// The config digests that the manifest or index `digest` names (through
+/// nested indexes), as far as the archive holds them.
+fn configs_of(small: &HashMap<String, Vec<u8>>, digest: &str) -> Vec<String> {
+    let mut configs = Vec::new();
+    let mut todo = vec![(digest.to_owned(), 0)];
+    while let Some((digest, depth)) = todo.pop() {
+        let Ok(member) = blob_member(&Value::from(digest.as_str()), "index.json") else {
+            continue;
+        };
+        let Some(doc) = small
+            .get(&member)
+            .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+        else {
+            continue;
+        };
+        if let Some(config) = doc["config"]["digest"].as_str() {
+            configs.push(config.to_owned());
+        }
+        for entry in doc["manifests"].as_array().into_iter().flatten() {
+            if let (Some(d), true) = (entry["digest"].as_str(), depth < 4) {
+                todo.push((d.to_owned(), depth + 1));
+            }
+        }
+    }
+    configs
 }
 
 /// The config and layer members of entry `n` of a docker-archive's
