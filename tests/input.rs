@@ -363,7 +363,7 @@ fn a_docker_save_of_this_engine_goes_back_flattened() {
     assert!(doc["engine"].is_object(), "the engine was used: {doc}");
     assert_eq!(doc["result"]["id"], verified.id.as_str(), "{doc}");
     assert_eq!(doc["verify"]["differences"], json!([]), "{doc}");
-    assert!(doc["verify"]["paths"].as_u64().unwrap_or(0) > 100, "{doc}");
+    assert!(doc["verify"]["paths"].as_u64().unwrap_or(0) > 20, "{doc}");
     check(&verified.reference);
 
     // `docker save IMAGE | docker flatten -i - TAG`.
@@ -752,7 +752,8 @@ fn image_picks_one_of_several_by_name_or_digest() {
 
     // A skopeo layout with two bare ref names.
     let layout = dir.path().join("layout");
-    for (spec, name, reference) in [(&a_spec, &a_name, "v1"), (&b_spec, &b_name, "v2")] {
+    let (first, second) = (unique("first"), unique("second"));
+    for (spec, name, reference) in [(&a_spec, &a_name, &first), (&b_spec, &b_name, &second)] {
         let archive = dir.path().join(format!("{reference}.tar"));
         write_docker_archive(spec, name, &archive);
         skopeo(&[
@@ -763,30 +764,31 @@ fn image_picks_one_of_several_by_name_or_digest() {
         ]);
     }
     let index: Value = serde_json::from_slice(&bytes(&layout.join("index.json"))).expect("JSON");
-    let v1 = index["manifests"]
+    let first_digest = index["manifests"]
         .as_array()
         .expect("manifests")
         .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "v1")
-        .unwrap_or_else(|| panic!("no v1 in {index}"))["digest"]
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == first.as_str())
+        .unwrap_or_else(|| panic!("no {first} in {index}"))["digest"]
         .as_str()
         .expect("a digest")
         .to_owned();
     let layout_s = utf8(&layout);
+    let third = unique("third");
     refused(
         layout_s,
         None,
-        &[layout_s, "v1", "v2"],
+        &[layout_s, &first, &second],
         "two refs, none named",
     );
     refused(
         layout_s,
-        Some("v3"),
-        &[layout_s, "v3"],
+        Some(&third),
+        &[layout_s, &third],
         "a ref the layout lacks",
     );
-    picks(layout_s, "v2", &want_b);
-    picks(layout_s, &v1, &want_a);
+    picks(layout_s, &second, &want_b);
+    picks(layout_s, &first_digest, &want_a);
     drop((a, b));
 }
 
@@ -947,6 +949,11 @@ fn input_with_verify_only_or_cleanup_is_refused() {
     let archive = dir.path().join("image.tar");
     write_docker_archive(&small_spec(&name, &marker), &name, &archive);
     let archive = utf8(&archive);
+    // -i on its own is understood: the refusals below are the conflicts'.
+    let outs = scratch("in-conflict-out");
+    let file = outs.path().join("flat.tar");
+    flatten_ok(&cli, &["-i", archive, "-o", utf8(&file), &name]);
+    assert_eq!(names_in(outs.path()), ["flat.tar"]);
     let tag = unique("in-conflict-never");
     for args in [
         vec!["--verify-only", "-i", archive, &name, &tag],
@@ -1049,7 +1056,7 @@ fn output_dry_run_and_verify_need_no_engine() {
     let doc = json_of(&through_cli(&[
         "--format", "json", "-i", archive_s, "-o", file_s, &name,
     ]));
-    assert_eq!(doc["engine"], Value::Null, "{doc}");
+    assert_eq!(doc.get("engine"), Some(&Value::Null), "{doc}");
     assert_eq!(doc["source"]["input"], archive_s, "{doc}");
     assert_eq!(doc["result"]["file"], file_s, "{doc}");
     assert_eq!(doc["result"]["size"], bytes(&file).len(), "{doc}");
@@ -1066,7 +1073,7 @@ fn output_dry_run_and_verify_need_no_engine() {
         "-o",
         utf8(&verified),
     ]));
-    assert_eq!(doc["engine"], Value::Null, "{doc}");
+    assert_eq!(doc.get("engine"), Some(&Value::Null), "{doc}");
     assert_eq!(doc["verify"]["differences"], json!([]), "{doc}");
     assert!(doc["verify"]["paths"].as_u64().unwrap_or(0) >= 5, "{doc}");
     assert_flattened(&verified, &want, &config_json, "--verify");
@@ -1090,7 +1097,7 @@ fn output_dry_run_and_verify_need_no_engine() {
     check_ok(&out, "cat FILE | docker flatten -i - -o OUT");
     let doc = json_of(&out);
     assert_eq!(doc["source"]["input"], "-", "{doc}");
-    assert_eq!(doc["engine"], Value::Null, "{doc}");
+    assert_eq!(doc.get("engine"), Some(&Value::Null), "{doc}");
     assert_flattened(&piped, &want, &config_json, "stdin");
     assert_same_bytes(&file, &piped);
     assert_eq!(
@@ -1108,7 +1115,7 @@ fn output_dry_run_and_verify_need_no_engine() {
         archive_s,
     ]));
     assert_eq!(doc["dry_run"], true, "{doc}");
-    assert_eq!(doc["engine"], Value::Null, "{doc}");
+    assert_eq!(doc.get("engine"), Some(&Value::Null), "{doc}");
     assert_eq!(doc["source"]["input"], archive_s, "{doc}");
     assert_eq!(doc["source"]["layers"], 3, "{doc}");
     let wasted = 300_000 + 100 + 5000;
