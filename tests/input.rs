@@ -608,11 +608,20 @@ fn a_two_platform_layout_flattens_every_platform_into_an_index() {
         assert_runs(&tag, &format!("host {marker}"));
     }
 
-    // Into the engine, the host's platform of the directory: every store.
+    // Into the engine, the host's platform of the directory, IMAGE named
+    // by its index's digest: every store.
     let own = unique("in-multi-own");
-    let out = flatten(&cli, &["-i", utf8(&layout_dir), "--platform", &host, &own]);
+    let args = [
+        "-i",
+        utf8(&layout_dir),
+        "--platform",
+        &host,
+        &written.index,
+        &own,
+    ];
+    let out = flatten(&cli, &args);
     let own = TestImage::track(&own);
-    check_ok(&out, "docker flatten -i DIR --platform HOST TAG");
+    check_ok(&out, &format!("docker flatten {}", args.join(" ")));
     assert_eq!(image_layer_count(&own.reference), 1);
     check(&save_image(&own.reference), &host, "into the engine");
     assert_runs(&own.reference, &format!("host {marker}"));
