@@ -53,6 +53,8 @@ pub enum Step {
     ReadResult(String),
     /// Comparing the flattened image with IMAGE's layers.
     Verify(String),
+    /// Reading the archive given with `-i` (`-`: stdin), and choosing IMAGE in it.
+    ReadInput(PathBuf),
 }
 
 impl fmt::Display for Step {
@@ -86,6 +88,10 @@ impl fmt::Display for Step {
                 write!(f, "writing the layers of {image} to temporary files")
             }
             Step::ReadResult(what) => write!(f, "reading the flattened image {what} back"),
+            Step::ReadInput(path) if path.as_os_str() == "-" => {
+                f.write_str("reading the image archive on stdin")
+            }
+            Step::ReadInput(path) => write!(f, "reading the image archive {}", path.display()),
             Step::Verify(image) => {
                 write!(
                     f,
@@ -133,6 +139,40 @@ pub enum Cause {
     /// The engine has IMAGE's manifest but not all the blobs it names: it
     /// reports no config and saves the manifest alone (moby#49473).
     Incomplete(Box<Incomplete>),
+    /// The archive given with `-i` cannot be flattened as asked (the step
+    /// is [`Step::ReadInput`]).
+    Input(InputError),
+}
+
+/// What is wrong with the archive given with `-i`, or with IMAGE's name
+/// for an image in it. Each shows its cause in its message.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("{0}")]
+    Open(crate::saved::input::OpenError),
+    #[error(
+        "{0}; it is no whole image archive: write it again (docker save -o FILE IMAGE, \
+         skopeo copy … oci-archive:FILE)"
+    )]
+    NotWhole(ReadError<MergeError>),
+    #[error(
+        "blob {0} is not an image manifest or index whose config and layers are all in the \
+         archive; write it again, with every platform's content"
+    )]
+    Incomplete(String),
+    #[error(
+        "it holds {} images ({}): name the one to flatten \
+         (docker flatten -i FILE IMAGE TAG)",
+        .0.len(), .0.join(", ")
+    )]
+    Several(Vec<String>),
+    #[error("it holds no image {image}; it holds {}", .held.join(", "))]
+    NoSuch { image: String, held: Vec<String> },
+    #[error(
+        "the image in it has no name for the archive -o writes: give TAG, the name it \
+         should have (docker flatten -i FILE -o OUT IMAGE TAG)"
+    )]
+    Unnamed,
 }
 
 /// What [`Cause::Incomplete`] found.
@@ -183,7 +223,7 @@ pub enum Unexpected {
 pub struct Differs {
     pub report: Report,
     pub source: SourceImage,
-    pub store: Store,
+    pub store: Option<Store>,
 }
 
 /// A failed run of the pipeline.
@@ -204,6 +244,9 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match &self.cause {
             Cause::BadReference { .. } | Cause::Refused(_) | Cause::Unsupported(_) => 2,
+            Cause::Input(
+                InputError::Several(_) | InputError::NoSuch { .. } | InputError::Unnamed,
+            ) => 2,
             // A --platform IMAGE lacks, or a choice only --platform makes; a
             // platform whose content the store lacks is the store's to fix.
             Cause::Platforms(choice) => match **choice {
@@ -224,6 +267,7 @@ impl fmt::Display for Error {
         } = self;
         match cause {
             Cause::Engine(e) => write!(f, "{step} failed on {endpoint}: {}", detail(e)),
+            Cause::Input(e) => write!(f, "{step} failed: {e}"),
             Cause::Unexpected(what) => {
                 write!(f, "{step} on {endpoint} gave an unexpected answer: {what}")
             }

@@ -53,7 +53,7 @@ pub struct Interrupted {
 /// What a failed or interrupted flatten left as it was.
 fn unchanged(request: &Request) -> String {
     match request.output.as_deref() {
-        None => format!("{} is unchanged", request.tag),
+        None => format!("{} is unchanged", request.tag()),
         Some(path) if path == Path::new("-") => "the archive on stdout is incomplete".into(),
         Some(path) => format!("{} is unchanged", path.display()),
     }
@@ -61,6 +61,20 @@ fn unchanged(request: &Request) -> String {
 
 pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
     let mut interrupts = Interrupts::listen().context("cannot install signal handlers")?;
+    // An archive into a file, or its dry run, reaches no engine at all.
+    if let Some(input) = offline_input(job) {
+        let objects = Objects::new(None);
+        let pipeline = Pipeline::without_engine(input, &objects);
+        let shown = input.display().to_string();
+        let view = Run {
+            image: &job.image,
+            format: job.format,
+            endpoint: None,
+            input: Some(&shown),
+            debug: job.debug,
+        };
+        return work(&pipeline, None, &view, job, &reporter, &mut interrupts).await;
+    }
     let env = Env::from_process();
     let endpoint = engine::resolve(&job.engine, &env)?;
     reporter.debug(job.debug, &format!("engine endpoint: {endpoint}"));
@@ -96,15 +110,6 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
             )),
         };
     }
-    if let Mode::Flatten(Request {
-        output: Some(path), ..
-    }) = &job.mode
-    {
-        if path != Path::new("-") {
-            let dir = crate::sink::file::dir_of(path);
-            reporter.swept_files(&crate::os::files::sweep_staged(&dir));
-        }
-    }
     match swept {
         Ok(swept) => reporter.swept(&swept),
         // Not this run's business: the run itself will meet a broken engine.
@@ -117,32 +122,75 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
         endpoint.to_string(),
         &objects,
     );
+    let input = input_of(job).map(|p| p.display().to_string());
     let view = Run {
         image: &job.image,
         format: job.format,
-        endpoint: &endpoint,
+        endpoint: Some(&endpoint),
+        input: input.as_deref(),
         debug: job.debug,
     };
-    let request = match &job.mode {
-        Mode::DryRun { .. } => {
-            return dry_run(&pipeline, &view, job, &reporter, &mut interrupts).await;
-        }
-        Mode::VerifyOnly { flat, merged } => {
-            let flat = flat.to_string();
-            return verify_only(
-                &pipeline,
-                &view,
-                job,
-                (&flat, *merged),
-                &reporter,
-                &mut interrupts,
-            )
-            .await;
-        }
-        Mode::Flatten(request) => request,
-        Mode::Cleanup => unreachable!("answered above"),
-    };
+    if let Mode::VerifyOnly { flat, merged } = &job.mode {
+        let flat = flat.to_string();
+        return verify_only(
+            &pipeline,
+            &view,
+            job,
+            (&flat, *merged),
+            &reporter,
+            &mut interrupts,
+        )
+        .await;
+    }
+    work(
+        &pipeline,
+        Some(&connection.docker),
+        &view,
+        job,
+        &reporter,
+        &mut interrupts,
+    )
+    .await
+}
 
+/// `-i`'s archive, where the run reads IMAGE from one.
+fn input_of(job: &Job) -> Option<&Path> {
+    match &job.mode {
+        Mode::DryRun { input, .. } => input.as_deref(),
+        Mode::Flatten(request) => request.input.as_deref(),
+        Mode::VerifyOnly { .. } | Mode::Cleanup => None,
+    }
+}
+
+/// `-i`'s archive, where the run needs no engine: its dry run, or its
+/// flatten into a file.
+fn offline_input(job: &Job) -> Option<&Path> {
+    match &job.mode {
+        Mode::Flatten(Request { output: None, .. }) => None,
+        _ => input_of(job),
+    }
+}
+
+/// A flatten or a dry run, with the engine (`docker`) or without; then the
+/// cleanup of what the run made there.
+async fn work(
+    pipeline: &Pipeline<'_>,
+    docker: Option<&bollard::Docker>,
+    view: &Run<'_>,
+    job: &Job,
+    reporter: &Arc<Reporter>,
+    interrupts: &mut Interrupts,
+) -> anyhow::Result<()> {
+    let request = match &job.mode {
+        Mode::DryRun { .. } => return dry_run(pipeline, view, job, reporter, interrupts).await,
+        Mode::Flatten(request) => request,
+        Mode::VerifyOnly { .. } | Mode::Cleanup => unreachable!("answered before"),
+    };
+    if let Some(path) = request.output.as_deref().filter(|p| *p != Path::new("-")) {
+        let dir = crate::sink::file::dir_of(path);
+        reporter.swept_files(&crate::os::files::sweep_staged(&dir));
+    }
+    let objects = pipeline.objects();
     let result = tokio::select! {
         result = pipeline.flatten(request, reporter.clone()) => Ok(result),
         interrupt = interrupts.next() => Err(interrupt),
@@ -153,11 +201,14 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
     }
 
     // A second interrupt during cleanup skips it, saying what is left.
-    let leftovers = tokio::select! {
-        left = objects.cleanup(&connection.docker, reporter.as_ref()) => Some(left),
-        _ = interrupts.next_signal_after(stopped) => None,
-    };
-    reporter.left_behind(leftovers.as_ref(), || objects.removal_commands());
+    // A run without an engine made nothing there.
+    if let Some(docker) = docker {
+        let leftovers = tokio::select! {
+            left = objects.cleanup(docker, reporter.as_ref()) => Some(left),
+            _ = interrupts.next_signal_after(stopped) => None,
+        };
+        reporter.left_behind(leftovers.as_ref(), || objects.removal_commands());
+    }
 
     let finished = match result {
         Err(interrupt) => {
@@ -169,7 +220,8 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
         }
         Ok(Err(error)) => {
             if let Cause::Differs(differs) = &error.cause {
-                reporter.differs(&view, &request.tag.to_string(), differs, false);
+                let tag = request.tag.as_ref().map(ToString::to_string);
+                reporter.differs(view, &tag.unwrap_or_default(), differs, false);
             }
             return Err(Failed {
                 error,
@@ -179,7 +231,13 @@ pub async fn run(job: &Job, reporter: Arc<Reporter>) -> anyhow::Result<()> {
         }
         Ok(Ok(finished)) => finished,
     };
-    reporter.flattened(&view, &request.tag.to_string(), &finished);
+    // From an archive, IMAGE and TAG as the run named them.
+    let (image, tag) = match &finished.named {
+        Some((image, tag)) => (image.as_str(), tag.to_string()),
+        None => (view.image, request.tag().to_string()),
+    };
+    let view = Run { image, ..*view };
+    reporter.flattened(&view, &tag, &finished);
     Ok(())
 }
 
@@ -223,6 +281,7 @@ async fn dry_run(
 ) -> anyhow::Result<()> {
     let Mode::DryRun {
         tag,
+        input,
         platform,
         keep,
     } = &job.mode
@@ -231,7 +290,7 @@ async fn dry_run(
     };
     let (platform, keep) = (platform.as_ref(), keep.as_ref());
     let outcome = tokio::select! {
-        outcome = pipeline.dry_run(&job.image, platform, keep, reporter.clone()) => outcome,
+        outcome = pipeline.dry_run(&job.image, input.as_deref(), platform, keep, reporter.clone()) => outcome,
         interrupt = interrupts.next() => {
             reporter.stage_failed();
             return Err(Interrupted { interrupt, what: "nothing was changed".into() }.into())
@@ -239,6 +298,10 @@ async fn dry_run(
     };
     let outcome = outcome.inspect_err(|_| reporter.stage_failed())?;
     let tag = tag.as_ref().map(ToString::to_string);
+    let view = &Run {
+        image: outcome.named.as_deref().unwrap_or(view.image),
+        ..*view
+    };
     reporter.dry_run_outcome(view, tag.as_deref(), keep.is_some(), &outcome);
     Ok(())
 }
@@ -305,7 +368,8 @@ mod tests {
     fn what_is_unchanged_is_what_the_run_was_to_write() {
         let request = |output: Option<&str>| Request {
             image: "app:1".into(),
-            tag: crate::model::reference::Tag::parse("app:flat").unwrap(),
+            tag: Some(crate::model::reference::Tag::parse("app:flat").unwrap()),
+            input: None,
             output: output.map(Into::into),
             compression: None,
             force: false,

@@ -6,6 +6,8 @@
 
 use crate::cli::{FlattenArgs, Format, GlobalArgs};
 use crate::engine::Selection;
+use std::path::PathBuf;
+
 use crate::flatten::{Keep, Request};
 use crate::model::reference::Tag;
 use crate::output;
@@ -30,6 +32,8 @@ pub enum Mode {
     /// `--dry-run`: analyse IMAGE's layers; TAG only checked.
     DryRun {
         tag: Option<Tag>,
+        /// `-i`: IMAGE is in this archive.
+        input: Option<PathBuf>,
         /// `--platform`: only this platform of IMAGE.
         platform: Option<crate::model::platform::Platform>,
         /// `--keep-base`/`--keep-layers`: the savings of that partial flatten.
@@ -71,6 +75,11 @@ pub enum ArgsError {
     /// IMAGE or BASE is no image reference; says which and why.
     #[error("{0}")]
     BadImage(String),
+    #[error(
+        "missing TAG: docker flatten -i FILE [IMAGE] TAG loads the flattened image into the \
+         engine as TAG; or write it to a file with -o FILE"
+    )]
+    InputNeedsTag,
 }
 
 /// Lowers the parsed command line; `stdout_is_terminal` is asked only for `-o -`.
@@ -92,22 +101,25 @@ pub fn lower(
     if let Some(base) = &args.keep_base {
         crate::model::reference::check_image(base).map_err(ArgsError::BadImage)?;
     }
-    let keep = match (args.exact, args.keep_base, args.keep_layers) {
+    let (image, tag) = operands(&args)?;
+    // An archive has no container to export: its layers are merged.
+    let exact = args.exact || args.input.is_some();
+    let keep = match (exact, args.keep_base, args.keep_layers) {
         (_, Some(base), _) => Some(Keep::Base(base)),
         (_, None, Some(n)) => Some(Keep::Layers(n)),
         (true, None, None) => Some(Keep::Layers(0)),
         (false, None, None) => None,
     };
-    let image = args.image.unwrap_or_default();
     let epoch = crate::model::config::source_date_epoch().map_err(ArgsError::BadEpoch)?;
-    if !args.cleanup {
+    if !(args.cleanup || args.input.is_some() && image.is_empty()) {
         crate::model::reference::check_image(&image).map_err(ArgsError::BadImage)?;
     }
 
-    let mode = match (args.dry_run, args.tag) {
+    let mode = match (args.dry_run, tag) {
         _ if args.cleanup => Mode::Cleanup,
         (true, tag) => Mode::DryRun {
             tag,
+            input: args.input,
             platform: args.platform,
             keep,
         },
@@ -117,11 +129,14 @@ pub fn lower(
         },
         (false, tag) => Mode::Flatten(Request {
             tag: match tag {
-                Some(tag) => tag,
-                None if args.output.is_some() => archive_name(&image)?,
-                None => unreachable!("clap requires TAG without --dry-run, -o or --cleanup"),
+                Some(tag) => Some(tag),
+                // Named, once read, as the archive names the image.
+                None if args.input.is_some() && image.is_empty() => None,
+                None if args.output.is_some() => Some(archive_name(&image)?),
+                None => unreachable!("clap requires TAG without --dry-run, -o, -i or --cleanup"),
             },
             image: image.clone(),
+            input: args.input,
             output: args.output,
             compression: args.compression.chosen(),
             force: args.force,
@@ -142,6 +157,23 @@ pub fn lower(
         },
         mode,
     })
+}
+
+/// IMAGE and TAG as the operands give them. With `-i` IMAGE may be left
+/// out: then a lone operand is TAG where the result goes into the engine
+/// (which needs TAG), and IMAGE where it goes to a file or nowhere (where
+/// TAG is optional, as without `-i`).
+fn operands(args: &FlattenArgs) -> Result<(String, Option<Tag>), ArgsError> {
+    let (image, tag) = (args.image.clone(), args.tag.clone());
+    let to_engine = !args.dry_run && args.output.is_none();
+    match (&args.input, image, tag) {
+        (Some(_), None, None) if to_engine => Err(ArgsError::InputNeedsTag),
+        (Some(_), Some(lone), None) if to_engine => Ok((
+            String::new(),
+            Some(Tag::parse(&lone).map_err(ArgsError::BadImage)?),
+        )),
+        (_, image, tag) => Ok((image.unwrap_or_default(), tag)),
+    }
 }
 
 /// The name inside `-o`'s archive when no TAG is given: IMAGE's own, as
@@ -205,7 +237,7 @@ mod tests {
             panic!("not a flatten")
         };
         assert_eq!(
-            (r.image.as_str(), r.tag.to_string()),
+            (r.image.as_str(), r.tag().to_string()),
             ("img", "app:latest".into())
         );
         assert_eq!(r.output.as_deref(), Some(std::path::Path::new("a.tar")));
@@ -246,7 +278,7 @@ mod tests {
             Ok(Job {
                 mode: Mode::Flatten(r),
                 ..
-            }) => Ok(r.tag.to_string()),
+            }) => Ok(r.tag().to_string()),
             Ok(_) => panic!("not a flatten"),
             Err(e) => Err(e),
         };

@@ -96,6 +96,8 @@ pub enum Command {
         override_usage = "docker flatten [OPTIONS] IMAGE TAG\n       \
                                 docker flatten --dry-run [OPTIONS] IMAGE [TAG]\n       \
                                 docker flatten -o FILE [OPTIONS] IMAGE [TAG]\n       \
+                                docker flatten -i FILE [OPTIONS] [IMAGE] TAG\n       \
+                                docker flatten -i FILE -o OUT [OPTIONS] [IMAGE [TAG]]\n       \
                                 docker flatten --verify-only [OPTIONS] IMAGE FLAT\n       \
                                 docker flatten --cleanup [--format FORMAT]",
         disable_help_flag = true
@@ -109,15 +111,28 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct FlattenArgs {
-    /// Image to flatten: name[:tag], name@digest, or an image ID
-    #[arg(value_name = "IMAGE", required_unless_present = "cleanup")]
+    /// Image to flatten: name[:tag], name@digest, or an image ID. With -i, an image in FILE (one
+    /// of its names, its digest or ID), optional when FILE holds one image
+    #[arg(value_name = "IMAGE", required_unless_present_any = ["cleanup", "input"])]
     pub image: Option<String>,
 
     /// Name for the flattened image: name[:tag] (tag defaults to "latest"); may equal IMAGE.
     /// Optional with --dry-run, and with -o (the archive names the image as IMAGE, as docker save
     /// does); with --verify-only, the flattened image to check (FLAT)
-    #[arg(value_name = "TAG", value_parser = Tag::parse, required_unless_present_any = ["dry_run", "cleanup", "output"])]
+    #[arg(value_name = "TAG", value_parser = Tag::parse, required_unless_present_any = ["dry_run", "cleanup", "output", "input"])]
     pub tag: Option<Tag>,
+
+    /// Read IMAGE from an image archive instead of the engine ("-": stdin)
+    ///
+    /// FILE is what `docker save` writes, or an OCI image layout as a tar
+    /// (`docker buildx build --output type=oci`, `skopeo copy ...
+    /// oci-archive:FILE`) or as a directory. Its layers are merged as
+    /// --exact merges them. IMAGE, when FILE holds several images, names one:
+    /// `docker flatten -i FILE [IMAGE] TAG` loads the result into the engine
+    /// as TAG; with -o or --dry-run, `docker flatten -i FILE -o OUT [IMAGE
+    /// [TAG]]` asks no engine anything.
+    #[arg(short = 'i', long = "input", value_name = "FILE", conflicts_with_all = ["verify_only", "keep_base", "keep_layers", "force"])]
+    pub input: Option<PathBuf>,
 
     /// Report what flattening would save, layer by layer, without changing anything
     ///
@@ -208,7 +223,7 @@ pub struct FlattenArgs {
     /// memory, a power loss) is removed. Objects of a run still going, or of
     /// another client, are kept and listed on stderr.
     #[arg(long, conflicts_with_all = [
-        "image", "tag", "dry_run", "output", "force", "platform", "exact",
+        "image", "tag", "input", "dry_run", "output", "force", "platform", "exact",
         "keep_base", "keep_layers", "verify", "verify_only",
     ])]
     pub cleanup: bool,

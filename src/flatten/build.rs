@@ -65,14 +65,14 @@ impl Pipeline<'_> {
             } => {
                 progress.begin(Stage::Create, label);
                 let container =
-                    export::create_container(&self.docker, self.objects, source_id, platform)
+                    export::create_container(self.docker(), self.objects, source_id, platform)
                         .await
                         .map_err(self.failed(Step::Create(label.to_owned())))?;
                 let preamble = export::root_entry(created, stamp.comment);
                 progress.expect_bytes(bytes);
                 progress.begin(stage, &target);
                 let export =
-                    export::Export::new(&self.docker, &container, preamble, progress.clone());
+                    export::Export::new(self.docker(), &container, preamble, progress.clone());
                 (Source::Export(Box::new(export)), Vec::new())
             }
             Of::Merge {

@@ -27,7 +27,7 @@ pub(super) struct Check {
     /// IMAGE as the user named it.
     pub image: String,
     pub source: SourceImage,
-    pub store: Store,
+    pub store: Option<Store>,
     /// Which of IMAGE's images (platforms of an index) the result holds,
     /// and where the result has each: pairs compared in turn.
     pub picks: Vec<(Pick, Pick)>,
@@ -53,7 +53,7 @@ impl Pipeline<'_> {
             Some(check) => Some(self.verify(check, Theirs::Image(&id), progress).await?),
             None => None,
         };
-        let made = self.tagged(id, &request.tag, progress.as_ref()).await?;
+        let made = self.tagged(id, request.tag(), progress.as_ref()).await?;
         Ok((made, report))
     }
 
@@ -70,13 +70,13 @@ impl Pipeline<'_> {
         progress.begin(Stage::Inspect, image);
         let source = source_image(&self.inspect_source(image).await?);
         let flat_id = source_image(&self.inspect_source(flat).await?).id;
-        let store = store::probe(&self.docker)
+        let store = store::probe(self.docker())
             .await
             .map_err(self.failed(Step::ReadInfo))?;
         let check = Check {
             image: image.to_owned(),
             source: source.clone(),
-            store,
+            store: Some(store),
             picks: vec![(Pick::Listed, Pick::Listed)],
             platforms: Vec::new(),
             mine: None,
@@ -117,7 +117,7 @@ impl Pipeline<'_> {
             match &check.mine {
                 Some(layers) => Ok(layers.clone()),
                 None => saved::layers::read_picked(
-                    &self.docker,
+                    self.docker(),
                     &check.source.id,
                     check.picks.iter().map(|(mine, _)| mine.clone()).collect(),
                     progress.clone(),
@@ -138,7 +138,7 @@ impl Pipeline<'_> {
         let theirs = async {
             match theirs {
                 Theirs::Image(id) => saved::layers::read_picked(
-                    &self.docker,
+                    self.docker(),
                     id,
                     theirs_picks,
                     progress.clone(),

@@ -3,6 +3,7 @@
 //! rules `--exact` merges with ([`crate::layers::savings`]). Creates
 //! nothing.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,17 +27,38 @@ impl Pipeline<'_> {
     pub async fn dry_run(
         &self,
         image: &str,
+        input: Option<&Path>,
         wanted: Option<&Platform>,
         keep: Option<&Keep>,
         progress: Arc<dyn Progress>,
     ) -> Result<DryRunOutcome, Error> {
         let started = Instant::now();
-        progress.begin(Stage::Inspect, image);
-        let inspect = self.inspect_source(image).await?;
+        // From an archive: read whole first, for IMAGE, its plan and layers.
+        let from_input = match input {
+            Some(path) => Some(
+                self.read_archive(path, image, wanted, Take::LISTED, &progress)
+                    .await?,
+            ),
+            None => None,
+        };
+        let named = from_input.as_ref().map(|from| from.reference.clone());
+        let image = named.as_deref().unwrap_or(image);
+        let inspect = match &from_input {
+            Some(from) => from.inspect.clone(),
+            None => {
+                progress.begin(Stage::Inspect, image);
+                self.inspect_source(image).await?
+            }
+        };
         let source = source_image(&inspect);
-        let store = store::probe(&self.docker)
-            .await
-            .map_err(self.failed(Step::ReadInfo))?;
+        let store = match from_input {
+            Some(_) => None,
+            None => Some(
+                store::probe(self.docker())
+                    .await
+                    .map_err(self.failed(Step::ReadInfo))?,
+            ),
+        };
         let step = || Step::ReadLayers(image.to_owned());
         let failed = |f| match f {
             ReadFailure::Engine(e) => self.error(step(), Cause::Engine(e)),
@@ -49,16 +71,22 @@ impl Pipeline<'_> {
         // Where the plan would read the save stream (Engine 26.1), the one
         // read the analysis needs comes first and serves both.
         let mut read_first = None;
-        let (plan, left_out) = if Self::plan_reads_save(&inspect, store, wanted) {
+        let mut listed = Pick::Listed;
+        let (plan, left_out) = if let Some(from) = from_input {
+            read_first = Some(from.read);
+            listed = from.pick;
+            (from.plan, from.left_out)
+        } else if store.is_some_and(|s| Self::plan_reads_save(&inspect, s, wanted)) {
             progress.expect_bytes(source.size);
             progress.begin(Stage::Read, image);
-            let all = layers::read_all(&self.docker, &source.id, progress.clone(), Take::LISTED)
+            let all = layers::read_all(self.docker(), &source.id, progress.clone(), Take::LISTED)
                 .await
                 .map_err(failed)?;
             let planned = self.plan_of(all.index(&source.id), image, wanted).await?;
             read_first = Some(all);
             planned
         } else {
+            let store = store.expect("a dry run from the engine has its store");
             self.plan(&inspect, image, store, wanted).await?
         };
         let keep = match keep {
@@ -72,9 +100,10 @@ impl Pipeline<'_> {
             } => vec![(platform, manifest)],
             Plan::Index(platforms) => platforms,
         };
-        let picks = match &chosen[..] {
-            [] => vec![Pick::Listed],
-            some => some
+        let picks = match (&chosen[..], &listed) {
+            // A docker-archive's image is read as its entry: it has no manifest.
+            ([], _) | ([_], Pick::Entry(_)) => vec![listed.clone()],
+            (some, _) => some
                 .iter()
                 .map(|(_, m)| Pick::Manifest(m.digest.clone()))
                 .collect(),
@@ -88,7 +117,7 @@ impl Pipeline<'_> {
                 });
                 progress.begin(Stage::Read, image);
                 let read = layers::read_picked(
-                    &self.docker,
+                    self.docker(),
                     &source.id,
                     picks,
                     progress.clone(),
@@ -119,7 +148,7 @@ impl Pipeline<'_> {
         let platforms = if chosen.is_empty() {
             vec![Analysed {
                 platform: own_platform(&inspect),
-                manifest: (store == Store::Containerd).then(|| source.id.clone()),
+                manifest: (store == Some(Store::Containerd)).then(|| source.id.clone()),
                 layers: source.layers,
                 size: source.size,
                 savings: all.into_iter().next().expect("one image picked, one read"),
@@ -146,6 +175,7 @@ impl Pipeline<'_> {
             left_out,
             elapsed: started.elapsed(),
             store,
+            named,
         })
     }
 }

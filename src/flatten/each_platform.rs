@@ -53,6 +53,8 @@ pub(super) struct IndexRun {
     pub keeps: Option<Vec<usize>>,
     /// IMAGE's save stream, already read whole for the plan.
     pub read: Option<saved::layers::Unpicked>,
+    /// The engine's store; `None` with no engine (`-i` into a file).
+    pub store: Option<Store>,
 }
 
 /// Where the index goes.
@@ -85,6 +87,7 @@ impl Pipeline<'_> {
             delivery,
             keeps,
             read,
+            store,
         } = run;
         let image = request.image.as_str();
         let exact = keeps.is_some();
@@ -109,7 +112,7 @@ impl Pipeline<'_> {
                         progress.expect_bytes(platforms.iter().map(|(_, m)| m.layers_size()).sum());
                         progress.begin(Stage::Read, image);
                         saved::layers::read(
-                            &self.docker,
+                            self.docker(),
                             &source_id,
                             picks,
                             keep,
@@ -188,7 +191,7 @@ impl Pipeline<'_> {
         let main = own_platform(inspect)
             .and_then(|own| platforms.iter().position(|(p, _)| own.matches(p)))
             .unwrap_or(0);
-        let name = (!matches!(delivery, Delivery::Load)).then_some((&request.tag, main));
+        let name = (!matches!(delivery, Delivery::Load)).then_some((request.tag(), main));
         let archive = IndexArchive::new(images, name);
         for (f, digest) in flattened.iter_mut().zip(archive.manifest_digests()) {
             f.manifest = Some(digest);
@@ -198,7 +201,7 @@ impl Pipeline<'_> {
         let check = request.verify.then(|| Check {
             image: image.to_owned(),
             source: source_image(inspect),
-            store: Store::Containerd,
+            store,
             picks: platforms
                 .iter()
                 .zip(archive.manifest_digests())
@@ -221,7 +224,7 @@ impl Pipeline<'_> {
                 if let Some(check) = &check {
                     verified = Some(self.verify(check, Theirs::Image(&id), progress).await?);
                 }
-                self.tagged(id, &request.tag, progress.as_ref()).await?
+                self.tagged(id, request.tag(), progress.as_ref()).await?
             }
             Delivery::File(output, path) => {
                 progress.begin(Stage::Write, &path.display().to_string());

@@ -24,7 +24,7 @@ impl Pipeline<'_> {
     /// would have the engine write the whole image to its disk first.
     pub(super) async fn inspected_config(&self, id: &str, image: &str) -> Result<Value, Error> {
         let inspect = self
-            .inspect_json
+            .inspect_json()
             .image(id)
             .await
             .map_err(self.failed(Step::ReadConfig(image.to_owned())))?;
@@ -48,7 +48,7 @@ impl Pipeline<'_> {
         let diff_ids = inspected_layers(source);
         let os = source.os.clone().unwrap_or_default();
         let arch = source.architecture.clone().unwrap_or_default();
-        let found = saved::config(&self.docker, &id, diff_ids, os, arch);
+        let found = saved::config(self.docker(), &id, diff_ids, os, arch);
         async move {
             let error = |cause| Error {
                 step,
@@ -93,7 +93,7 @@ impl Pipeline<'_> {
 
     pub(super) async fn inspect_source(&self, image: &str) -> Result<ImageInspect, Error> {
         let step = Step::Inspect(image.to_owned());
-        match self.docker.inspect_image(image).await {
+        match self.docker().inspect_image(image).await {
             Err(EngineError::DockerResponseServerError {
                 status_code: 404, ..
             }) => Err(self.error(step, Cause::NoSuchImage(image.to_owned()))),
@@ -121,7 +121,7 @@ impl Pipeline<'_> {
     /// IMAGE's manifest, if the engine has it but reports no config for
     /// it (Engine 28: the sign that the content it names is missing in part).
     async fn without_config(&self, image: &str) -> Option<String> {
-        let raw = self.inspect_json.image(image).await.ok()?;
+        let raw = self.inspect_json().image(image).await.ok()?;
         let manifest = raw["Descriptor"]["digest"].as_str()?.to_owned();
         (!raw["RootFS"]["Type"].is_string()).then_some(manifest)
     }
@@ -129,7 +129,7 @@ impl Pipeline<'_> {
     /// What IMAGE's save leaves out of `manifest`, which the engine has
     /// without all the content it names.
     pub(super) async fn incomplete(&self, image: &str, manifest: String) -> Incomplete {
-        let missing = saved::missing_blobs(&self.docker, image, &manifest)
+        let missing = saved::missing_blobs(self.docker(), image, &manifest)
             .await
             .ok()
             .and_then(Result::ok)

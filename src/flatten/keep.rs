@@ -79,7 +79,7 @@ impl Pipeline<'_> {
         if first_difference(&inspected, layers).is_none() {
             return Ok(inspected);
         }
-        let store = store::probe(&self.docker)
+        let store = store::probe(self.docker())
             .await
             .map_err(self.failed(Step::ReadInfo))?;
         if base.plan.is_none() {

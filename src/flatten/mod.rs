@@ -10,6 +10,7 @@
 mod build;
 mod dry_run;
 mod each_platform;
+mod input;
 mod inspect;
 mod outcome;
 use build::{recipe, Identity, Of, Stamp};
@@ -38,7 +39,7 @@ use serde_json::Value;
 use crate::engine::objects::Objects;
 use crate::engine::store::{self, Store};
 use crate::engine::InspectJson;
-use crate::error::{Cause, Error, Step};
+use crate::error::{Cause, Error, InputError, Step};
 use crate::model::compression::Compression;
 use crate::model::platform::Platform;
 use crate::model::reference::Tag;
@@ -53,8 +54,14 @@ use crate::verify::{read::Theirs, Layers, Rules};
 /// What to flatten, and where to.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// IMAGE; with `-i`, the name of an image in the archive, or empty for
+    /// its only one.
     pub image: String,
-    pub tag: Tag,
+    /// TAG; `None` only with `-i` and `-o` when neither IMAGE nor TAG is
+    /// given: the archive's own name for the image is used, once read.
+    pub tag: Option<Tag>,
+    /// `-i`: IMAGE comes from this image archive (`-`: stdin), not the engine.
+    pub input: Option<PathBuf>,
     /// `--output`: a file, or `-` for stdout; `None`: the engine.
     pub output: Option<PathBuf>,
     /// `None`: what suits the destination.
@@ -74,6 +81,16 @@ pub struct Request {
     pub epoch: Option<u64>,
 }
 
+impl Request {
+    /// TAG, as given or, with `-i`, named from the archive before any
+    /// other step ([`Pipeline::flatten`] resolves it first).
+    pub fn tag(&self) -> &Tag {
+        self.tag
+            .as_ref()
+            .expect("TAG is given, or named from the archive before the run goes on")
+    }
+}
+
 /// Which of IMAGE's bottom layers a merge keeps as they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Keep {
@@ -86,10 +103,14 @@ pub enum Keep {
 /// IMAGE's config as the store keeps it, now or later.
 type Config<'a> = Pin<Box<dyn Future<Output = Result<Value, Error>> + Send + 'a>>;
 
-/// Flattens on one engine.
+/// Flattens on one engine, or with none: an archive given with `-i` into
+/// a file (`-o`), or its dry run.
 pub struct Pipeline<'a> {
-    docker: Docker,
-    inspect_json: InspectJson,
+    /// `None` for a run that asks no engine anything.
+    docker: Option<Docker>,
+    inspect_json: Option<InspectJson>,
+    /// The engine's address as the user knows it; with no engine, what the
+    /// run reads instead (`-i`'s FILE).
     endpoint: String,
     objects: &'a Objects,
 }
@@ -102,16 +123,47 @@ impl<'a> Pipeline<'a> {
         objects: &'a Objects,
     ) -> Pipeline<'a> {
         Pipeline {
-            docker,
-            inspect_json,
+            docker: Some(docker),
+            inspect_json: Some(inspect_json),
             endpoint,
             objects,
         }
     }
 
+    /// A pipeline that reaches no engine: for `-i FILE` with `-o` or
+    /// `--dry-run`, whose every step is on this machine. `input` names
+    /// FILE in its errors.
+    pub fn without_engine(input: &std::path::Path, objects: &'a Objects) -> Pipeline<'a> {
+        Pipeline {
+            docker: None,
+            inspect_json: None,
+            endpoint: input.display().to_string(),
+            objects,
+        }
+    }
+
+    /// The ledger of what the run makes on the engine.
+    pub fn objects(&self) -> &'a Objects {
+        self.objects
+    }
+
+    /// The engine's client. Only the steps of a run that has an engine ask
+    /// for it: [`Pipeline::without_engine`] serves runs that take none.
+    fn docker(&self) -> &Docker {
+        self.docker
+            .as_ref()
+            .expect("a run without an engine takes no step that needs one")
+    }
+
+    fn inspect_json(&self) -> &InspectJson {
+        self.inspect_json
+            .as_ref()
+            .expect("a run without an engine inspects nothing")
+    }
+
     fn engine(&self, progress: &Arc<dyn Progress>) -> Engine<'_> {
         Engine {
-            docker: &self.docker,
+            docker: self.docker.as_ref(),
             endpoint: &self.endpoint,
             objects: self.objects,
             progress: progress.clone(),
@@ -138,11 +190,41 @@ impl<'a> Pipeline<'a> {
         request: &Request,
         progress: Arc<dyn Progress>,
     ) -> Result<Finished, Error> {
+        // From an archive: read first, for IMAGE and TAG as it names them.
+        let (request, from_input) = match &request.input {
+            Some(path) => {
+                let take = saved::layers::Take::merged(request.verify);
+                let wanted = request.platform.as_ref();
+                let from = self
+                    .read_archive(path, &request.image, wanted, take, &progress)
+                    .await?;
+                let tag = match (&request.tag, &from.name) {
+                    (Some(tag), _) => tag.clone(),
+                    (None, Some(name)) => name.clone(),
+                    (None, None) => {
+                        let step = Step::ReadInput(path.clone());
+                        return Err(self.error(step, Cause::Input(InputError::Unnamed)));
+                    }
+                };
+                let resolved = Request {
+                    image: from.reference.clone(),
+                    tag: Some(tag),
+                    ..request.clone()
+                };
+                (std::borrow::Cow::Owned(resolved), Some(from))
+            }
+            None => (std::borrow::Cow::Borrowed(request), None),
+        };
+        let request = request.as_ref();
         let before = match request.output {
-            None => self.tagged_before(&request.tag).await,
+            None => self.tagged_before(request.tag()).await,
             Some(_) => None,
         };
-        let mut finished = self.flatten_into(request, progress).await?;
+        let named = from_input
+            .is_some()
+            .then(|| (request.image.clone(), request.tag().clone()));
+        let mut finished = self.flatten_into(request, progress, from_input).await?;
+        finished.named = named;
         let now = match &finished.outcome {
             Outcome::Flattened {
                 made: Made::Image { id, .. },
@@ -161,12 +243,19 @@ impl<'a> Pipeline<'a> {
         &self,
         request: &Request,
         progress: Arc<dyn Progress>,
+        from_input: Option<input::FromInput>,
     ) -> Result<Finished, Error> {
         let started = Instant::now();
         let image = request.image.as_str();
-        let store = store::probe(&self.docker)
-            .await
-            .map_err(self.failed(Step::ReadInfo))?;
+        // An archive into a file asks no engine anything.
+        let store = match (&from_input, &request.output) {
+            (Some(_), Some(_)) => None,
+            _ => Some(
+                store::probe(self.docker())
+                    .await
+                    .map_err(self.failed(Step::ReadInfo))?,
+            ),
+        };
         let destination = sink::choose(store, request.output.as_deref());
         let compression = self.compression(request.compression, &destination).await?;
         // Before any work: a directory that cannot take the file fails now.
@@ -177,10 +266,18 @@ impl<'a> Pipeline<'a> {
             _ => None,
         };
         let epoch = request.epoch;
-        progress.begin(Stage::Inspect, image);
-        let inspect = self.inspect_source(image).await?;
+        // IMAGE's image a one-image plan reads: the one a save stream lists,
+        // or the one of the archive IMAGE named.
+        let mut listed = Pick::Listed;
+        let inspect = match &from_input {
+            Some(from) => from.inspect.clone(),
+            None => {
+                progress.begin(Stage::Inspect, image);
+                self.inspect_source(image).await?
+            }
+        };
         if output.is_none() {
-            self.check_target(&request.tag).await?;
+            self.check_target(request.tag()).await?;
         }
         let mut source = source_image(&inspect);
         self.objects.record(|c| c.source = Some(source.id.clone()));
@@ -189,12 +286,19 @@ impl<'a> Pipeline<'a> {
         // would read it too (Engine 26.1 tells IMAGE's index no other way,
         // and its save stream is slow: ~25 MB/s), both come from one read.
         let mut read_first: Option<saved::layers::Unpicked> = None;
-        let (plan, left_out) = match request.merge {
-            Some(_) if Self::plan_reads_save(&inspect, store, wanted) => {
+        let (plan, left_out) = match (from_input, store) {
+            (Some(from), _) => {
+                read_first = Some(from.read);
+                listed = from.pick;
+                (from.plan, from.left_out)
+            }
+            (None, Some(store))
+                if request.merge.is_some() && Self::plan_reads_save(&inspect, store, wanted) =>
+            {
                 progress.expect_bytes(source.size);
                 progress.begin(Stage::Read, image);
                 let all = saved::layers::read_all(
-                    &self.docker,
+                    self.docker(),
                     &source.id,
                     progress.clone(),
                     saved::layers::Take::merged(request.verify),
@@ -205,7 +309,10 @@ impl<'a> Pipeline<'a> {
                 read_first = Some(all);
                 planned
             }
-            _ => self.plan(&inspect, image, store, wanted).await?,
+            (None, store) => {
+                let store = store.expect("a run from the engine has its store");
+                self.plan(&inspect, image, store, wanted).await?
+            }
         };
         let finished = |source: &SourceImage, outcome, platforms| Finished {
             source: source.clone(),
@@ -215,6 +322,7 @@ impl<'a> Pipeline<'a> {
             platforms,
             left_out: left_out.clone(),
             replaced: None,
+            named: None,
         };
         // Per image the plan takes: how many bottom layers a merge keeps.
         let keeps = match &request.merge {
@@ -229,10 +337,13 @@ impl<'a> Pipeline<'a> {
             _ => source.layers == 1,
         };
         let keeps_none = !keeps.as_ref().is_some_and(|k| k.iter().any(|&n| n > 0));
-        if flat && taggable && !request.force && destination.is_engine() && keeps_none {
+        // An archive's image is not on the engine to be tagged: it is loaded.
+        let on_engine = request.input.is_none();
+        if flat && taggable && !request.force && destination.is_engine() && keeps_none && on_engine
+        {
             // Already the shape asked for: a rebuild would give the same
             // files under a new ID, minus the xattrs an export cannot carry.
-            self.tag(&source.id, &request.tag, progress.as_ref())
+            self.tag(&source.id, request.tag(), progress.as_ref())
                 .await?;
             progress.end();
             return Ok(Finished {
@@ -257,6 +368,7 @@ impl<'a> Pipeline<'a> {
                     delivery,
                     keeps,
                     read: read_first.take(),
+                    store,
                 };
                 let (made, filter, flattened, verified) = self
                     .flatten_index(request, &inspect, &platforms, run, &progress)
@@ -296,7 +408,9 @@ impl<'a> Pipeline<'a> {
         }
         // Kept layers stay on the engine: only a load above them can use them.
         let destination = match keep {
-            Some(n) if n > 0 && destination.is_engine() => Destination::Onto(store),
+            Some(n) if n > 0 && destination.is_engine() => {
+                Destination::Onto(store.expect("a run onto the engine has its store"))
+            }
             _ => destination,
         };
 
@@ -313,7 +427,7 @@ impl<'a> Pipeline<'a> {
         // IMAGE's image the run reads: the platform of an index chosen.
         let pick = match &one {
             Some((_, manifest, true)) => Pick::Manifest(manifest.digest.clone()),
-            _ => Pick::Listed,
+            _ => listed.clone(),
         };
         // IMAGE's config, where the run has it before the layer, for the
         // layer's comment; else IMAGE's ID.
@@ -329,12 +443,12 @@ impl<'a> Pipeline<'a> {
                         known = manifest.config.clone();
                         Box::pin(std::future::ready(Ok(manifest.config.clone())))
                     }
-                    (None, Store::Graphdriver) => {
+                    (None, Some(Store::Graphdriver) | None) => {
                         let config = self.inspected_config(&source.id, image).await?;
                         known = config.clone();
                         Box::pin(std::future::ready(Ok(config)))
                     }
-                    (None, Store::Containerd) => Box::pin(self.saved_config(&inspect, image)),
+                    (None, Some(Store::Containerd)) => Box::pin(self.saved_config(&inspect, image)),
                 };
                 (config, None)
             }
@@ -346,7 +460,7 @@ impl<'a> Pipeline<'a> {
                         progress.expect_bytes(source.size);
                         progress.begin(Stage::Read, &label);
                         saved::layers::read(
-                            &self.docker,
+                            self.docker(),
                             &source.id,
                             vec![pick.clone()],
                             keep,
@@ -425,7 +539,7 @@ impl<'a> Pipeline<'a> {
             mine,
             rules: Rules {
                 export: keep.is_none(),
-                inspected_config: keep.is_none() && store == Store::Graphdriver,
+                inspected_config: keep.is_none() && store == Some(Store::Graphdriver),
                 epoch,
             },
         });
@@ -456,7 +570,7 @@ impl<'a> Pipeline<'a> {
             Destination::File(path) => {
                 let output = output.expect("opened above");
                 let (written, output) =
-                    file::write(&engine, output, layer, config, &recipe, &request.tag).await?;
+                    file::write(&engine, output, layer, config, &recipe, request.tag()).await?;
                 if let Some(check) = &check {
                     let theirs = Theirs::File(output.written());
                     verified = Some(self.verify(check, theirs, &progress).await?);
@@ -467,7 +581,7 @@ impl<'a> Pipeline<'a> {
             }
             Destination::Stdout => {
                 let written =
-                    file::write_stdout(&engine, layer, config, &recipe, &request.tag).await?;
+                    file::write_stdout(&engine, layer, config, &recipe, request.tag()).await?;
                 let size = written.size;
                 let path = PathBuf::from("-");
                 (Made::Archive { path, size }, written.built)
@@ -488,14 +602,16 @@ impl<'a> Pipeline<'a> {
                 .map(|(platform, _, _)| platform.clone())
                 .or_else(|| own_platform(&inspect)),
             source_manifest: match (&one, store) {
+                // A docker-archive's image has no manifest.
+                (Some(_), _) if matches!(listed, Pick::Entry(_)) => None,
                 (Some((_, manifest, _)), _) => Some(manifest.digest.clone()),
-                (None, Store::Containerd) => Some(source.id.clone()),
-                (None, Store::Graphdriver) => None,
+                (None, Some(Store::Containerd)) => Some(source.id.clone()),
+                (None, _) => None,
             },
             layers_before: source.layers,
             size_before: source.size,
             manifest: match (&made, store) {
-                (Made::Image { id, .. }, Store::Containerd) => Some(id.clone()),
+                (Made::Image { id, .. }, Some(Store::Containerd)) => Some(id.clone()),
                 _ => None,
             },
             layers_after: 1 + kept_diff_ids.len(),
@@ -517,7 +633,7 @@ impl<'a> Pipeline<'a> {
         self.tag(&id, tag, progress).await?;
         self.objects.record(|c| c.untagged = None);
         let size = self
-            .docker
+            .docker()
             .inspect_image(&id)
             .await
             .map_err(self.failed(Step::InspectResult))?
@@ -534,7 +650,7 @@ impl<'a> Pipeline<'a> {
             .repo(&tag.repo)
             .tag(&tag.tag)
             .build();
-        self.docker
+        self.docker()
             .tag_image(id, Some(options))
             .await
             .map_err(self.failed(Step::Tag(tag.to_string())))
@@ -548,7 +664,7 @@ impl<'a> Pipeline<'a> {
         destination: &Destination,
     ) -> Result<Compression, Error> {
         let engine = if sink::compression::needs_version(requested, destination) {
-            let version = store::version(&self.docker)
+            let version = store::version(self.docker())
                 .await
                 .map_err(self.failed(Step::ReadVersion))?;
             Some(version)

@@ -8,6 +8,7 @@ use crate::engine::store::Store;
 use crate::layers::savings::Savings;
 use crate::model::compression::Compression;
 use crate::model::platform::Platform;
+use crate::model::reference::Tag;
 use crate::model::source_index::LeftOut;
 use crate::model::SourceImage;
 use crate::source::filter::FilterStats;
@@ -17,7 +18,8 @@ use crate::verify::Report;
 #[derive(Debug)]
 pub struct Finished {
     pub source: SourceImage,
-    pub store: Store,
+    /// `None` for a run that reached no engine (`-i` into a file).
+    pub store: Option<Store>,
     pub elapsed: Duration,
     pub outcome: Outcome,
     /// Each platform flattened, in IMAGE's index order (one for a
@@ -27,6 +29,8 @@ pub struct Finished {
     pub left_out: LeftOut,
     /// The image TAG named before, if TAG moved off it.
     pub replaced: Option<super::Replaced>,
+    /// With `-i`: IMAGE and TAG as the run named them from the archive.
+    pub named: Option<(String, Tag)>,
 }
 
 /// One platform of the result.
@@ -115,7 +119,10 @@ pub struct DryRunOutcome {
     /// What of IMAGE's index a flatten would leave out.
     pub left_out: LeftOut,
     pub elapsed: Duration,
-    pub store: Store,
+    /// `None` for a dry run of an archive (`-i`), with no engine.
+    pub store: Option<Store>,
+    /// With `-i`: IMAGE as the run named it from the archive.
+    pub named: Option<String>,
 }
 
 /// One platform's analysis.

@@ -56,7 +56,7 @@ impl Pipeline<'_> {
             (Store::Containerd, _) => {}
         }
         let id = inspect.id.clone().unwrap_or_else(|| image.to_owned());
-        let read = saved::index(&self.docker, &id)
+        let read = saved::index(self.docker(), &id)
             .await
             .map_err(self.failed(step()))?;
         self.plan_of(read, image, wanted).await

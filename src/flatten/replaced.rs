@@ -31,7 +31,7 @@ impl Pipeline<'_> {
     /// The image `tag` names now; `None` if none (or it cannot be asked:
     /// this is only said, never acted on).
     pub(super) async fn tagged_before(&self, tag: &Tag) -> Option<Before> {
-        let image = self.docker.inspect_image(&tag.to_string()).await.ok()?;
+        let image = self.docker().inspect_image(&tag.to_string()).await.ok()?;
         Some(Before {
             id: image.id?,
             size: image.size.unwrap_or(0).max(0) as u64,
@@ -42,7 +42,7 @@ impl Pipeline<'_> {
     /// names it (the result is the same image) or it is gone.
     pub(super) async fn replaced(&self, before: Option<Before>, now: &str) -> Option<Replaced> {
         let before = before.filter(|b| b.id != now)?;
-        let tags = match self.docker.inspect_image(&before.id).await {
+        let tags = match self.docker().inspect_image(&before.id).await {
             Ok(image) => image.repo_tags.unwrap_or_default(),
             Err(EngineError::DockerResponseServerError {
                 status_code: 404, ..

@@ -19,7 +19,7 @@ impl Pipeline<'_> {
         let step = || Step::Target(tag.to_string());
         // The engine resolves a name first, then an ID prefix: an answer
         // whose ID starts with the name is an image the name would shadow.
-        let found = match self.docker.inspect_image(name).await {
+        let found = match self.docker().inspect_image(name).await {
             Ok(image) => image.id.unwrap_or_default(),
             Err(EngineError::DockerResponseServerError {
                 status_code: 404, ..

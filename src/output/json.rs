@@ -26,7 +26,8 @@ pub struct Document<'a> {
     pub duration_seconds: f64,
     /// How the layer was compressed; null in a dry run and when already flat.
     pub compression: Option<Compression>,
-    pub engine: Engine<'a>,
+    /// Null for a run that reached no engine (`-i` into a file).
+    pub engine: Option<Engine<'a>>,
     /// The dry run's layer-by-layer findings; null for a flatten.
     pub analysis: Option<&'a Savings>,
     /// Each platform flattened, in IMAGE's index order: one for a
@@ -57,7 +58,7 @@ pub struct VerifyDocument<'a> {
     pub source: Image<'a>,
     /// FLAT, or TAG.
     pub result: Checked<'a>,
-    pub engine: Engine<'a>,
+    pub engine: Option<Engine<'a>>,
     pub verify: &'a Report,
 }
 
@@ -66,8 +67,8 @@ impl<'a> VerifyDocument<'a> {
         verify_only: bool,
         source: Source<'a>,
         result: (&'a str, Option<&'a str>),
-        endpoint: &'a Endpoint,
-        store: Store,
+        endpoint: Option<&'a Endpoint>,
+        store: Option<Store>,
         verify: &'a Report,
     ) -> VerifyDocument<'a> {
         VerifyDocument {
@@ -77,14 +78,20 @@ impl<'a> VerifyDocument<'a> {
                 reference: result.0,
                 id: result.1,
             },
-            engine: Engine {
-                endpoint: &endpoint.host,
-                context: &endpoint.context,
-                store,
-            },
+            engine: engine(endpoint, store),
             verify,
         }
     }
+}
+
+/// The engine the run reached, if it reached one.
+fn engine<'a>(endpoint: Option<&'a Endpoint>, store: Option<Store>) -> Option<Engine<'a>> {
+    let (endpoint, store) = endpoint.zip(store)?;
+    Some(Engine {
+        endpoint: &endpoint.host,
+        context: &endpoint.context,
+        store,
+    })
 }
 
 /// One platform of the result.
@@ -204,16 +211,23 @@ pub struct Source<'a> {
     pub id: &'a str,
     pub layers: usize,
     pub size: u64,
+    /// `-i`'s archive, where IMAGE was read from one.
+    pub file: Option<&'a str>,
 }
 
 impl<'a> Source<'a> {
     /// IMAGE as the user named it, as the run found it.
-    pub fn of(reference: &'a str, image: &'a crate::model::SourceImage) -> Source<'a> {
+    pub fn of(
+        reference: &'a str,
+        file: Option<&'a str>,
+        image: &'a crate::model::SourceImage,
+    ) -> Source<'a> {
         Source {
             reference,
             id: &image.id,
             layers: image.layers,
             size: image.size,
+            file,
         }
     }
 
@@ -223,7 +237,7 @@ impl<'a> Source<'a> {
             id: Some(self.id),
             layers: self.layers,
             size: Some(self.size),
-            file: None,
+            file: self.file,
         }
     }
 }
@@ -257,8 +271,8 @@ impl<'a> Document<'a> {
     pub fn new(
         source: Source<'a>,
         made: Made<'a>,
-        endpoint: &'a Endpoint,
-        store: Store,
+        endpoint: Option<&'a Endpoint>,
+        store: Option<Store>,
         elapsed: Duration,
     ) -> Document<'a> {
         let (result, compression, already_flat, savings) = match made {
@@ -311,11 +325,7 @@ impl<'a> Document<'a> {
             wasted_bytes: savings.map(|s| s.wasted_bytes),
             duration_seconds: duration_seconds(elapsed),
             compression,
-            engine: Engine {
-                endpoint: &endpoint.host,
-                context: &endpoint.context,
-                store,
-            },
+            engine: engine(endpoint, store),
             analysis: savings,
             platforms: Vec::new(),
             left_out: Vec::new(),
@@ -409,6 +419,7 @@ mod tests {
             id: "sha256:01",
             layers: 2,
             size: 9,
+            file: None,
         }
     }
 
@@ -463,8 +474,8 @@ mod tests {
         let doc = Document::new(
             source(),
             made,
-            &endpoint,
-            Store::Containerd,
+            Some(&endpoint),
+            Some(Store::Containerd),
             Duration::from_millis(1234),
         );
         let v = serde_json::to_value(&doc).unwrap();
@@ -492,8 +503,8 @@ mod tests {
         let doc = Document::new(
             source(),
             made,
-            &endpoint,
-            Store::Graphdriver,
+            Some(&endpoint),
+            Some(Store::Graphdriver),
             Duration::ZERO,
         );
         let v = serde_json::to_value(&doc).unwrap();

@@ -20,11 +20,15 @@ pub enum Format {
 }
 
 /// The run the outcome is of, as the user asked for it.
+#[derive(Clone, Copy)]
 pub struct Run<'a> {
     /// IMAGE as the user named it.
     pub image: &'a str,
     pub format: Format,
-    pub endpoint: &'a Endpoint,
+    /// `None` for a run that reached no engine (`-i` into a file).
+    pub endpoint: Option<&'a Endpoint>,
+    /// `-i`'s archive, as given.
+    pub input: Option<&'a str>,
     /// `-D`: more on stderr.
     pub debug: bool,
 }
@@ -86,7 +90,7 @@ impl Reporter {
                     },
                 };
                 let document = Document::new(
-                    Source::of(run.image, &finished.source),
+                    Source::of(run.image, run.input, &finished.source),
                     result,
                     run.endpoint,
                     finished.store,
@@ -150,7 +154,7 @@ impl Reporter {
         if run.format == Format::Json {
             self.json(&VerifyDocument::new(
                 only,
-                Source::of(run.image, &differs.source),
+                Source::of(run.image, run.input, &differs.source),
                 (target, None),
                 run.endpoint,
                 differs.store,
@@ -164,10 +168,10 @@ impl Reporter {
         match run.format {
             Format::Json => self.json(&VerifyDocument::new(
                 true,
-                Source::of(run.image, &outcome.source),
+                Source::of(run.image, run.input, &outcome.source),
                 (flat, Some(outcome.flat_id.as_str())),
                 run.endpoint,
-                outcome.store,
+                Some(outcome.store),
                 &outcome.report,
             )),
             Format::Text => self.note(&text::verified(flat, run.image, &outcome.report)),
@@ -185,7 +189,7 @@ impl Reporter {
         match run.format {
             Format::Json => {
                 let document = Document::new(
-                    Source::of(run.image, &outcome.source),
+                    Source::of(run.image, run.input, &outcome.source),
                     Result_::DryRun {
                         tag,
                         savings: &outcome.platforms[0].savings,
@@ -216,7 +220,10 @@ impl Reporter {
                             image: run.image,
                             id: &outcome.source.id,
                             tag,
-                            endpoint: &run.endpoint.to_string(),
+                            endpoint: &run.endpoint.map_or_else(
+                                || run.input.unwrap_or_default().to_owned(),
+                                ToString::to_string,
+                            ),
                             store: outcome.store,
                             platform: platform.as_deref().filter(|_| several || analysed.chosen),
                             first: i == 0,

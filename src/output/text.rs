@@ -166,7 +166,8 @@ pub struct DryRunFacts<'a> {
     pub id: &'a str,
     pub tag: Option<&'a str>,
     pub endpoint: &'a str,
-    pub store: Store,
+    /// `None` for a dry run of an archive (`-i`), with no engine.
+    pub store: Option<Store>,
     /// The platform reported on, when IMAGE has several or one was asked for.
     pub platform: Option<&'a str>,
     /// The first report of the run: the others follow it after a blank line.
@@ -188,9 +189,10 @@ pub enum Layout {
 pub fn dry_run_text(facts: &DryRunFacts<'_>, s: &Savings, layout: Layout) -> String {
     let mut out = String::new();
     let short = short_id(facts.id);
-    let store = match facts.store {
-        Store::Graphdriver => "graphdriver",
-        Store::Containerd => "containerd",
+    let on = match facts.store {
+        Some(Store::Graphdriver) => format!("on {} (graphdriver store)", facts.endpoint),
+        Some(Store::Containerd) => format!("on {} (containerd store)", facts.endpoint),
+        None => format!("in {}", facts.endpoint),
     };
     let platform = facts
         .platform
@@ -200,8 +202,8 @@ pub fn dry_run_text(facts: &DryRunFacts<'_>, s: &Savings, layout: Layout) -> Str
     }
     if layout != Layout::Totals {
         let header = format!(
-            "Dry run of {} ({short}){platform} on {} ({store} store); nothing was changed.",
-            facts.image, facts.endpoint
+            "Dry run of {} ({short}){platform} {on}; nothing was changed.",
+            facts.image
         );
         // On a terminal the header breaks between words, not inside one.
         let header = match layout {
@@ -485,7 +487,7 @@ mod tests {
             id: "sha256:0123456789abcdef",
             tag: None,
             endpoint: "unix:///var/run/docker.sock",
-            store: Store::Graphdriver,
+            store: Some(Store::Graphdriver),
             platform: None,
             first: true,
         }

@@ -91,7 +91,77 @@ pub async fn read_all(
     Ok(Unpicked { members, take })
 }
 
+/// The archive given with `-i`, `opened`, read whole, as [`read_all`]
+/// reads a save stream, its bytes counted into `progress`.
+pub async fn read_input(
+    opened: super::input::Opened,
+    progress: Arc<dyn Progress>,
+    take: Take,
+) -> Result<Unpicked, ReadFailure> {
+    if let Some(size) = opened.size {
+        progress.expect_bytes(size);
+    }
+    // Set when this future is dropped (an interrupt): the reading thread
+    // then stops at its next read instead of reading on to the end.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _stop_on_drop = StopOnDrop(stop.clone());
+    let reader = Counted {
+        inner: opened.reader,
+        progress,
+        stop,
+    };
+    let members = tokio::task::spawn_blocking(move || {
+        walk::read_members(
+            std::io::BufReader::with_capacity(1 << 20, reader),
+            index_layer(take),
+        )
+    })
+    .await
+    .expect("the reading thread does not panic")
+    .map_err(failure)?;
+    Ok(Unpicked { members, take })
+}
+
+struct StopOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The input as read: its bytes counted, stopped when the run is.
+struct Counted {
+    inner: Box<dyn std::io::Read + Send>,
+    progress: Arc<dyn Progress>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::io::Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "the run was stopped",
+            ));
+        }
+        let n = self.inner.read(buf)?;
+        self.progress.bytes(n as u64);
+        Ok(n)
+    }
+}
+
 impl Unpicked {
+    /// The images the archive holds, with their names.
+    pub fn archived(&self) -> Result<Vec<walk::Archived>, walk::ArchiveError> {
+        self.members.archived()
+    }
+
+    /// Entry `n` of a docker-archive as a manifest ([`Members::entry_manifest`]).
+    pub fn entry_manifest(&self, n: usize) -> Result<source_index::Manifest, walk::ArchiveError> {
+        self.members.entry_manifest(n)
+    }
+
     /// What IMAGE's ID names in the stream: one manifest, or an index.
     pub fn index(&self, id: &str) -> Result<SourceIndex, IndexReadError> {
         source_index::from_blobs(self.members.oci_blobs(), id).map_err(IndexReadError::Index)

@@ -53,9 +53,140 @@ pub(super) fn oci_digest(name: &str) -> Option<String> {
         .map(|hex| format!("sha256:{hex}"))
 }
 
-/// The config and layer members the archive's manifest names.
-pub(super) fn image_members(
+/// One image an archive holds: where it is, and the names it has there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archived {
+    pub target: Target,
+    /// Its ID: the digest its descriptor names (an index's or a
+    /// manifest's), or in a docker-archive its config's digest.
+    pub id: String,
+    /// `RepoTags`, `io.containerd.image.name`, `org.opencontainers.image.ref.name`.
+    pub names: Vec<String>,
+}
+
+/// Where an image of an archive is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A descriptor of the OCI layout's `index.json`: a manifest or an index.
+    Descriptor(String),
+    /// An entry of a docker-archive's `manifest.json`.
+    Entry(usize),
+}
+
+impl Archived {
+    /// Whether `image` names it: one of its names (a reference as docker
+    /// reads it, `app` being `docker.io/library/app:latest`, or a bare
+    /// `ref.name` as written), its ID or digest, or an ID prefix.
+    pub fn is_named(&self, image: &str) -> bool {
+        let full = |s: &str| {
+            crate::model::reference::Tag::parse(s)
+                .ok()
+                .map(|t| t.full_name())
+        };
+        let (name, digest) = match image.split_once('@') {
+            Some((name, digest)) => (Some(name), Some(digest)),
+            None => (Some(image), None),
+        };
+        if let Some(digest) = digest {
+            return digest == self.id;
+        }
+        let name = name.unwrap_or_default();
+        let hex = self.id.strip_prefix("sha256:").unwrap_or(&self.id);
+        let by_id = name == self.id
+            || (crate::model::reference::is_id_prefix(name) && hex.starts_with(name));
+        by_id
+            || self
+                .names
+                .iter()
+                .any(|n| n == name || (full(n).is_some() && full(n) == full(name)))
+    }
+}
+
+/// The images an archive holds: its `index.json`'s entries (one per
+/// descriptor, however many names it has), or without one the entries of
+/// its `manifest.json`.
+pub(super) fn archived(
     small: &HashMap<String, Vec<u8>>,
+    links: &HashMap<String, String>,
+) -> Result<Vec<Archived>, ArchiveError> {
+    if let Some(index) = small.get("index.json") {
+        let index = parse_json(index, "index.json")?;
+        let mut images: Vec<Archived> = Vec::new();
+        for entry in index["manifests"]
+            .as_array()
+            .ok_or_else(|| invalid("index.json", "no manifests"))?
+        {
+            let digest = entry["digest"]
+                .as_str()
+                .ok_or_else(|| invalid("index.json", "a descriptor without a digest"))?;
+            let names = [
+                "io.containerd.image.name",
+                "org.opencontainers.image.ref.name",
+            ]
+            .iter()
+            .filter_map(|key| entry["annotations"][*key].as_str().map(str::to_owned));
+            match images.iter_mut().find(|i| i.id == digest) {
+                Some(image) => image.names.extend(names),
+                None => images.push(Archived {
+                    target: Target::Descriptor(digest.to_owned()),
+                    id: digest.to_owned(),
+                    names: names.collect(),
+                }),
+            }
+        }
+        for image in &mut images {
+            image.names.dedup();
+        }
+        return Ok(images);
+    }
+    let manifest = small
+        .get("manifest.json")
+        .ok_or_else(|| ArchiveError::Missing("manifest.json or index.json".into()))?;
+    let manifest = parse_json(manifest, "manifest.json")?;
+    let entries = manifest
+        .as_array()
+        .ok_or_else(|| invalid("manifest.json", "not a list"))?;
+    let mut images = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        let (config, _) = entry_members(entry, links)?;
+        let bytes = small
+            .get(&config)
+            .ok_or_else(|| ArchiveError::Missing(format!("config {config}")))?;
+        images.push(Archived {
+            target: Target::Entry(i),
+            id: format!("sha256:{}", hex(&Sha256::digest(bytes))),
+            names: entry["RepoTags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect(),
+        });
+    }
+    Ok(images)
+}
+
+/// The config and layer members of entry `n` of a docker-archive's
+/// `manifest.json`.
+pub(super) fn entry_of(
+    small: &HashMap<String, Vec<u8>>,
+    links: &HashMap<String, String>,
+    n: usize,
+) -> Result<(String, Vec<String>), ArchiveError> {
+    let manifest = small
+        .get("manifest.json")
+        .ok_or_else(|| ArchiveError::Missing("manifest.json".into()))?;
+    let manifest = parse_json(manifest, "manifest.json")?;
+    let entry = manifest
+        .get(n)
+        .ok_or_else(|| invalid("manifest.json", &format!("no entry {}", n + 1)))?;
+    entry_members(entry, links)
+}
+
+/// The config and layer members an entry of `manifest.json` names, through
+/// the archive's links.
+fn entry_members(
+    entry: &Value,
     links: &HashMap<String, String>,
 ) -> Result<(String, Vec<String>), ArchiveError> {
     let resolve = |name: &str| {
@@ -68,6 +199,27 @@ pub(super) fn image_members(
         }
         name
     };
+    let config = entry["Config"]
+        .as_str()
+        .ok_or_else(|| invalid("manifest.json", "no Config"))?;
+    let layers = entry["Layers"]
+        .as_array()
+        .ok_or_else(|| invalid("manifest.json", "no Layers"))?
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(resolve)
+                .ok_or_else(|| invalid("manifest.json", "a layer is not a path"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((resolve(config), layers))
+}
+
+/// The config and layer members the archive's manifest names.
+pub(super) fn image_members(
+    small: &HashMap<String, Vec<u8>>,
+    links: &HashMap<String, String>,
+) -> Result<(String, Vec<String>), ArchiveError> {
     if let Some(bytes) = small.get("manifest.json") {
         let manifest = parse_json(bytes, "manifest.json")?;
         let images = manifest
@@ -76,20 +228,7 @@ pub(super) fn image_members(
         let [image] = &images[..] else {
             return Err(ArchiveError::Images(images.len()));
         };
-        let config = image["Config"]
-            .as_str()
-            .ok_or_else(|| invalid("manifest.json", "no Config"))?;
-        let layers = image["Layers"]
-            .as_array()
-            .ok_or_else(|| invalid("manifest.json", "no Layers"))?
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(resolve)
-                    .ok_or_else(|| invalid("manifest.json", "a layer is not a path"))
-            })
-            .collect::<Result<_, _>>()?;
-        return Ok((resolve(config), layers));
+        return entry_members(image, links);
     }
     let index = small
         .get("index.json")

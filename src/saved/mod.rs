@@ -3,8 +3,10 @@
 //! thread as a `Read` and walked there ([`walk`]) for what the caller came
 //! for: IMAGE's index for the plan ([`index`]), its config as the store
 //! keeps it ([`config`]), or its layers for the merge, the dry run and
-//! `--verify` ([`layers`]).
+//! `--verify` ([`layers`]). An archive given with `-i` ([`input`]) is read
+//! by the same walk.
 
+pub mod input;
 pub mod layers;
 mod layout;
 pub mod walk;

@@ -33,11 +33,12 @@ use sha2::{Digest, Sha256};
 
 pub use super::layout::ArchiveError;
 use super::layout::{
-    blob_member, check_digest, check_hex, hex, image_members, invalid, manifest_members,
-    member_name, oci_digest, parse_json, resolve_link,
+    archived, blob_member, check_digest, check_hex, entry_of, hex, image_members, invalid,
+    manifest_members, member_name, oci_digest, parse_json, resolve_link,
 };
+pub use super::layout::{Archived, Target};
 use crate::model::compression::Compression;
-use crate::model::source_index::{Blobs, IndexError, SourceIndex};
+use crate::model::source_index::{Blobs, Descriptor, IndexError, Manifest, SourceIndex};
 use crate::tar::reader::{End, TarReader};
 
 /// Members up to this size wait in memory for the manifest (the engine's
@@ -63,6 +64,9 @@ pub enum Pick {
     Listed,
     /// The image manifest with this digest: one platform of an OCI layout.
     Manifest(String),
+    /// Entry N of a docker-archive's `manifest.json` (an archive given with
+    /// `-i` may hold several images).
+    Entry(usize),
 }
 
 /// The images read from the archive, and their layers' members.
@@ -269,6 +273,12 @@ where
 }
 
 impl<T> Members<T> {
+    /// The images the archive holds, with their names
+    /// ([`super::layout::archived`]).
+    pub fn archived(&self) -> Result<Vec<Archived>, ArchiveError> {
+        archived(&self.small, &self.links)
+    }
+
     /// The OCI blobs read (`blobs/sha256/…`): each digest, with the bytes
     /// of those small enough to be kept (JSON: manifests, configs, indexes).
     pub fn oci_blobs(&self) -> impl Iterator<Item = (String, Option<&[u8]>)> + '_ {
@@ -281,6 +291,42 @@ impl<T> Members<T> {
             .keys()
             .filter_map(|name| Some((oci_digest(name)?, None)));
         small.chain(large)
+    }
+
+    /// Entry `n` of a docker-archive's `manifest.json` as a manifest: its
+    /// config (checked against its digest where the name is one) and its
+    /// layers as read. The digest it gets is its config's, the image's ID.
+    pub fn entry_manifest(&self, n: usize) -> Result<Manifest, ArchiveError> {
+        let (config_name, layer_names) = entry_of(&self.small, &self.links, n)?;
+        let bytes = self
+            .small
+            .get(&config_name)
+            .ok_or_else(|| ArchiveError::Missing(format!("config {config_name}")))?;
+        check_digest(&config_name, bytes)?;
+        let config = parse_json(bytes, &config_name)?;
+        let id = format!("sha256:{}", hex(&Sha256::digest(bytes)));
+        let layers = layer_names
+            .iter()
+            .map(|name| {
+                let (size, compression) = match (self.done.get(name), self.small.get(name)) {
+                    (Some(blob), _) => (blob.stored_size, blob.compression),
+                    (None, Some(bytes)) => (bytes.len() as u64, Compression::None),
+                    (None, None) => return Err(ArchiveError::Missing(format!("layer {name}"))),
+                };
+                Ok(Descriptor {
+                    digest: oci_digest(name).unwrap_or_default(),
+                    size,
+                    media_type: compression.layer_media_type().to_owned(),
+                })
+            })
+            .collect::<Result<_, ArchiveError>>()?;
+        Ok(Manifest {
+            digest: id.clone(),
+            size: 0,
+            config_digest: id,
+            config,
+            layers,
+        })
     }
 
     /// The images `picks` names, checked against their manifests and
@@ -303,6 +349,7 @@ impl<T> Members<T> {
         for pick in picks {
             let (config_name, layer_names) = match pick {
                 Pick::Listed => image_members(&small, &links)?,
+                Pick::Entry(n) => entry_of(&small, &links, *n)?,
                 Pick::Manifest(digest) => {
                     let member = blob_member(&Value::from(digest.as_str()), "the chosen manifest")?;
                     let bytes = small

@@ -51,7 +51,7 @@ pub async fn import(
     let Encoded { bytes, summary } = layer;
     let mut responses =
         engine
-            .docker
+            .docker()
             .create_image(Some(options), Some(body_try_stream(bytes)), None);
     let mut imported = None;
     let mut engine_error = None;
@@ -88,7 +88,7 @@ pub async fn import(
 
     engine.progress.begin(Stage::Configure, image);
     let imported_layers = engine
-        .docker
+        .docker()
         .inspect_image(&imported)
         .await
         .map_err(engine.failed(Step::InspectImported))?

@@ -93,7 +93,7 @@ pub async fn load_archive(
     archive: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     step: Step,
 ) -> Result<String, Error> {
-    let docker = engine.docker;
+    let docker = engine.docker();
     let existed = docker.inspect_image(&id).await.is_ok();
     if !existed {
         engine.objects.record(|c| c.untagged = Some(id.clone()));

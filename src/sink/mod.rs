@@ -45,13 +45,15 @@ pub enum Destination {
     Stdout,
 }
 
-/// The destination for an engine with `store`, and `--output`'s value.
-pub fn choose(store: Store, output: Option<&Path>) -> Destination {
+/// The destination for an engine with `store`, and `--output`'s value. A
+/// run with no engine (`None`) has an output: the job is lowered so.
+pub fn choose(store: Option<Store>, output: Option<&Path>) -> Destination {
     match (output, store) {
         (Some(path), _) if path.as_os_str() == "-" => Destination::Stdout,
         (Some(path), _) => Destination::File(path.to_owned()),
-        (None, Store::Graphdriver) => Destination::Import,
-        (None, Store::Containerd) => Destination::Load,
+        (None, Some(Store::Graphdriver)) => Destination::Import,
+        (None, Some(Store::Containerd)) => Destination::Load,
+        (None, None) => unreachable!("a run without an engine writes a file"),
     }
 }
 
@@ -67,14 +69,22 @@ impl Destination {
 
 /// The engine a destination works with, and what it reports to.
 pub struct Engine<'a> {
-    pub docker: &'a Docker,
+    /// `None` where no engine is reached (`-i` into a file): only a file
+    /// is written then.
+    pub docker: Option<&'a Docker>,
     /// For messages: the address the user knows.
     pub endpoint: &'a str,
     pub objects: &'a Objects,
     pub progress: Arc<dyn Progress>,
 }
 
-impl Engine<'_> {
+impl<'a> Engine<'a> {
+    /// The engine's client, for the destinations on it.
+    pub fn docker(&self) -> &'a Docker {
+        self.docker
+            .expect("only a destination on the engine asks for it, and such a run has one")
+    }
+
     /// Maps an engine error to a failure of `step`.
     pub fn failed(&self, step: Step) -> impl FnOnce(EngineError) -> Error + '_ {
         move |e| self.error(step, Cause::Engine(e))
@@ -95,9 +105,9 @@ mod tests {
 
     #[test]
     fn the_store_decides_unless_a_file_is_asked_for() {
-        assert_eq!(choose(Store::Graphdriver, None), Destination::Import);
-        assert_eq!(choose(Store::Containerd, None), Destination::Load);
-        for store in [Store::Graphdriver, Store::Containerd] {
+        assert_eq!(choose(Some(Store::Graphdriver), None), Destination::Import);
+        assert_eq!(choose(Some(Store::Containerd), None), Destination::Load);
+        for store in [Some(Store::Graphdriver), Some(Store::Containerd), None] {
             assert_eq!(choose(store, Some(Path::new("-"))), Destination::Stdout);
             assert_eq!(
                 choose(store, Some(Path::new("out/app.tar"))),
