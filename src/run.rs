@@ -333,7 +333,10 @@ pub async fn complete(words: &[String]) -> Completion {
     }
 }
 
-const COMPLETION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// A shell waits this long at most. An engine busy loading images (the
+/// containerd store sizes every image it lists) took more than 5 s under
+/// the test suite's load; a dead one fails at once.
+const COMPLETION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

@@ -715,6 +715,18 @@ impl Run {
         real
     }
 
+    /// A file `-i` reads: the docs' `myapp:1.4` as `docker save` writes
+    /// it (the docs make it so: `docker save myapp:1.4 -o myapp.tar`),
+    /// saved into the run's directory when first named.
+    fn input(&mut self, doc: &str) -> String {
+        let real = self.file(doc);
+        if !Path::new(&real).exists() {
+            let app = self.real(DOC_APP).expect("the app fixture").to_owned();
+            docker_ok(&["save", &app, "-o", &real]);
+        }
+        real
+    }
+
     /// The arguments to run for the doc's `words` (after `docker`),
     /// redirections dropped; every image it may make is tracked.
     fn args(&mut self, words: &[String]) -> Vec<String> {
@@ -739,6 +751,11 @@ impl Run {
             if w == "--keep-base" {
                 let base = words.get(i).expect("--keep-base BASE");
                 let real = self.image(base);
+                out.extend([w.to_owned(), real]);
+                i += 1;
+            } else if w == "-i" || w == "--input" {
+                let file = words.get(i).expect("-i FILE");
+                let real = self.input(file);
                 out.extend([w.to_owned(), real]);
                 i += 1;
             } else if w == "-o" || w == "--output" {

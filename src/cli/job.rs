@@ -159,16 +159,15 @@ pub fn lower(
     })
 }
 
-/// IMAGE and TAG as the operands give them. With `-i` IMAGE may be left
-/// out: then a lone operand is TAG where the result goes into the engine
-/// (which needs TAG), and IMAGE where it goes to a file or nowhere (where
-/// TAG is optional, as without `-i`).
+/// IMAGE and TAG as the operands give them. With `-i`, IMAGE comes only
+/// with TAG (`-i FILE [[IMAGE] TAG]`): a lone operand is always TAG, so
+/// that what it means never depends on what FILE holds.
 fn operands(args: &FlattenArgs) -> Result<(String, Option<Tag>), ArgsError> {
     let (image, tag) = (args.image.clone(), args.tag.clone());
     let to_engine = !args.dry_run && args.output.is_none();
     match (&args.input, image, tag) {
         (Some(_), None, None) if to_engine => Err(ArgsError::InputNeedsTag),
-        (Some(_), Some(lone), None) if to_engine => Ok((
+        (Some(_), Some(lone), None) => Ok((
             String::new(),
             Some(Tag::parse(&lone).map_err(ArgsError::BadImage)?),
         )),

@@ -97,7 +97,7 @@ pub enum Command {
                                 docker flatten --dry-run [OPTIONS] IMAGE [TAG]\n       \
                                 docker flatten -o FILE [OPTIONS] IMAGE [TAG]\n       \
                                 docker flatten -i FILE [OPTIONS] [IMAGE] TAG\n       \
-                                docker flatten -i FILE -o OUT [OPTIONS] [IMAGE [TAG]]\n       \
+                                docker flatten -i FILE -o OUT [OPTIONS] [[IMAGE] TAG]\n       \
                                 docker flatten --verify-only [OPTIONS] IMAGE FLAT\n       \
                                 docker flatten --cleanup [--format FORMAT]",
         disable_help_flag = true
@@ -111,8 +111,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct FlattenArgs {
-    /// Image to flatten: name[:tag], name@digest, or an image ID. With -i, an image in FILE (one
-    /// of its names, its digest or ID), optional when FILE holds one image
+    /// Image to flatten: name[:tag], name@digest, or an image ID. With -i, the image in FILE (one
+    /// of its names there, its digest or ID), given only with TAG and needed only when FILE holds
+    /// several images
     #[arg(value_name = "IMAGE", required_unless_present_any = ["cleanup", "input"])]
     pub image: Option<String>,
 
@@ -127,10 +128,10 @@ pub struct FlattenArgs {
     /// FILE is what `docker save` writes, or an OCI image layout as a tar
     /// (`docker buildx build --output type=oci`, `skopeo copy ...
     /// oci-archive:FILE`) or as a directory. Its layers are merged as
-    /// --exact merges them. IMAGE, when FILE holds several images, names one:
-    /// `docker flatten -i FILE [IMAGE] TAG` loads the result into the engine
-    /// as TAG; with -o or --dry-run, `docker flatten -i FILE -o OUT [IMAGE
-    /// [TAG]]` asks no engine anything.
+    /// --exact merges them. IMAGE comes only with TAG: `docker flatten -i
+    /// FILE [IMAGE] TAG` loads the result into the engine as TAG; `docker
+    /// flatten -i FILE -o OUT [[IMAGE] TAG]` and --dry-run ask no engine
+    /// anything, and without TAG the archive names the image as FILE does.
     #[arg(short = 'i', long = "input", value_name = "FILE", conflicts_with_all = ["verify_only", "keep_base", "keep_layers", "force"])]
     pub input: Option<PathBuf>,
 
