@@ -20,15 +20,18 @@
 //! - a two-platform OCI layout flattens into an index of both (skopeo
 //!   reads it; the containerd store loads both; Engine 20.10 loads the
 //!   host's), `--platform` picks one (umoci unpacks it);
-//! - IMAGE's grammar: left out when the archive holds one image; a
+//! - the operands: `-i FILE [IMAGE] TAG`, `-i FILE -o OUT [[IMAGE] TAG]`
+//!   (a lone operand is TAG; without TAG, OUT names the image as FILE
+//!   does); IMAGE left out when the archive holds one image; IMAGE a
 //!   `RepoTags` name (`app` is `app:latest`, `docker.io/library/`
 //!   normalized), an `io.containerd.image.name`, skopeo's bare ref name,
-//!   the manifest's digest, the image ID and a 12-hex prefix of it;
+//!   the manifest's or index's digest, the image ID (the config's digest,
+//!   in every form of archive) and a 12-hex prefix of it;
 //!   several images and none named, or a name the archive lacks, exit 2
 //!   listing what it has;
 //! - `-o`, `--dry-run` and `--verify -o` need no engine (`DOCKER_HOST`
 //!   pointing nowhere), and `--format json` then says `"engine": null`
-//!   and `source.input` is FILE as given (`-` for stdin);
+//!   and `source.file` is FILE as given (`-` for stdin);
 //! - broken input (a cut archive, a blob whose digest does not match, a
 //!   missing layer or config, random bytes, an empty file, a directory
 //!   that is no layout, a missing path) fails naming FILE, writes no file
@@ -289,17 +292,18 @@ fn every_form_of_archive_flattens_to_the_merge_of_its_layers() {
     assert_flattened(&from_dir, &want, &skopeo_config, "skopeo's oci directory");
     assert_same_bytes(&from_tar, &from_dir);
 
-    // What the engine makes of them: each loads as TAG and runs.
-    for file in [&first, &from_dir] {
-        let loaded = load_tagged(file, &tag);
+    // What the engine makes of them: each loads as TAG (without TAG, as
+    // FILE names the image) and runs.
+    for (file, tag) in [(&first, &tag), (&from_dir, &tag), (&unnamed, &name)] {
+        let loaded = load_tagged(file, tag);
         assert_eq!(image_layer_count(&loaded.reference), 1);
-        assert_runs(&tag, &marker);
-        let info = inspect(&tag);
+        assert_runs(tag, &marker);
+        let info = inspect(tag);
         assert_eq!(info["Config"]["Env"], spec.config["Env"], "{info}");
         assert_eq!(info["Architecture"], host_architecture());
         assert_eq!(info["Author"], "docker-flatten input tests");
         drop(loaded);
-        assert!(!exists(&tag), "{tag} is still there");
+        assert!(!exists(tag), "{tag} is still there");
     }
 
     // The image ID (the config's digest) names it in an OCI layout too.
@@ -355,7 +359,7 @@ fn a_docker_save_of_this_engine_goes_back_flattened() {
     let verified = unique("in-save-verified");
     let doc = flatten_json(&cli, &["--verify", "-i", saved_s, &name, &verified]);
     let verified = TestImage::track(&verified);
-    assert_eq!(doc["source"]["input"], saved_s, "{doc}");
+    assert_eq!(doc["source"]["file"], saved_s, "{doc}");
     assert!(doc["engine"].is_object(), "the engine was used: {doc}");
     assert_eq!(doc["result"]["id"], verified.id.as_str(), "{doc}");
     assert_eq!(doc["verify"]["differences"], json!([]), "{doc}");
@@ -374,7 +378,7 @@ fn a_docker_save_of_this_engine_goes_back_flattened() {
     check_ok(&saving, "docker save");
     check_ok(&out, "docker flatten -i - TAG");
     let doc: Value = serde_json::from_slice(&out.stdout).expect("a JSON document");
-    assert_eq!(doc["source"]["input"], "-", "{doc}");
+    assert_eq!(doc["source"]["file"], "-", "{doc}");
     check(&piped.reference);
 
     // The archive's bytes are --exact's of the image loaded from it, and
@@ -387,9 +391,9 @@ fn a_docker_save_of_this_engine_goes_back_flattened() {
     );
     let written = dir.path().join("written.tar");
     write_docker_archive(&spec, &name, &written);
-    flatten_ok(&cli, &["--exact", "-o", utf8(&z), &name]);
-    flatten_ok(&cli, &["-i", saved_s, "-o", utf8(&y), &name]);
-    flatten_ok(&cli, &["-i", utf8(&written), "-o", utf8(&w), &name]);
+    flatten_ok(&cli, &["--exact", "-o", utf8(&z), &name, &name]);
+    flatten_ok(&cli, &["-i", saved_s, "-o", utf8(&y), &name, &name]);
+    flatten_ok(&cli, &["-i", utf8(&written), "-o", utf8(&w), &name, &name]);
     assert_same_bytes(&z, &y);
     assert_same_bytes(&z, &w);
     assert_eq!(
@@ -689,14 +693,9 @@ fn image_picks_one_of_several_by_name_or_digest() {
     let outs = scratch("in-names-out");
     let file = outs.path().join("flat.tar");
     let file_s = utf8(&file);
-    // A name is the result's name too; a digest names nothing, so the
-    // result needs TAG (as for `-o` of an image ID on the engine).
+    // IMAGE comes with TAG (a lone operand is TAG).
     let picks = |archive: &str, image: &str, want: &FsView| {
-        let mut args = vec!["-i", archive, "-o", file_s, image];
-        let hex = image.trim_start_matches("sha256:");
-        if hex.len() >= 12 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            args.push("dflt-in-names-picked:1");
-        }
+        let args = ["-i", archive, "-o", file_s, image, "dflt-in-names-picked:1"];
         let out = flatten(&cli, &args);
         check_ok(&out, &format!("docker flatten {}", args.join(" ")));
         let got = read_image(&file);
@@ -712,6 +711,7 @@ fn image_picks_one_of_several_by_name_or_digest() {
     let refused = |archive: &str, image: Option<&str>, names: &[&str], what: &str| {
         let mut args = vec!["-i", archive, "-o", file_s];
         args.extend(image);
+        args.push("dflt-in-names-never:1");
         let out = flatten(&cli, &args);
         assert_refused(&out, Some(2), names, what);
         assert!(
@@ -1064,16 +1064,24 @@ fn output_dry_run_and_verify_need_no_engine() {
     );
     assert_flattened(&direct, &want, &config_json, "the plugin alone");
 
-    // Through the CLI, with JSON.
+    // Through the CLI, with JSON; a lone operand is TAG, the name in OUT.
     let file = outs.path().join("cli.tar");
     let file_s = utf8(&file);
+    let lone = format!("{}:lone", unique("in-none-tag"));
     let doc = json_of(&through_cli(&[
-        "--format", "json", "-i", archive_s, "-o", file_s, &name,
+        "--format", "json", "-i", archive_s, "-o", file_s, &lone,
     ]));
     assert_eq!(doc.get("engine"), Some(&Value::Null), "{doc}");
-    assert_eq!(doc["source"]["input"], archive_s, "{doc}");
+    assert_eq!(doc["source"]["file"], archive_s, "{doc}");
     assert_eq!(doc["result"]["file"], file_s, "{doc}");
+    assert_eq!(doc["result"]["reference"], lone.as_str(), "{doc}");
     assert_flattened(&file, &want, &config_json, "through the CLI");
+    let (_, listed) = tar_members(&bytes(&file))
+        .into_iter()
+        .find(|(n, _)| n == "manifest.json")
+        .expect("OUT has a manifest.json");
+    let listed: Value = serde_json::from_slice(&listed).expect("manifest.json");
+    assert_eq!(listed[0]["RepoTags"], json!([lone]), "{listed}");
 
     // --verify, into a file.
     let verified = outs.path().join("verified.tar");
@@ -1103,13 +1111,13 @@ fn output_dry_run_and_verify_need_no_engine() {
         "-",
         "-o",
         utf8(&piped),
-        &name,
+        &lone,
     ]);
     flatten.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
     let (_, out) = pipe(cat, flatten);
     check_ok(&out, "cat FILE | docker flatten -i - -o OUT");
     let doc = json_of(&out);
-    assert_eq!(doc["source"]["input"], "-", "{doc}");
+    assert_eq!(doc["source"]["file"], "-", "{doc}");
     assert_eq!(doc.get("engine"), Some(&Value::Null), "{doc}");
     assert_flattened(&piped, &want, &config_json, "stdin");
     assert_same_bytes(&file, &piped);
@@ -1129,7 +1137,7 @@ fn output_dry_run_and_verify_need_no_engine() {
     ]));
     assert_eq!(doc["dry_run"], true, "{doc}");
     assert_eq!(doc.get("engine"), Some(&Value::Null), "{doc}");
-    assert_eq!(doc["source"]["input"], archive_s, "{doc}");
+    assert_eq!(doc["source"]["file"], archive_s, "{doc}");
     assert_eq!(doc["source"]["layers"], 3, "{doc}");
     let wasted = 300_000 + 100 + 5000;
     assert_eq!(doc["wasted_bytes"], wasted, "{doc}");
