@@ -26,8 +26,12 @@ then, per size, times in alternating rounds with hyperfine:
             results dir's disk (--out), beside:
   pigz      docker create + docker export | pigz -1 > FILE + docker rm
   save      docker save -o FILE IMAGE (the source, for scale)
+  input     docker flatten -i IN -o FILE, IN the source's `docker save`
+            archive (if supported; no engine is asked anything), beside:
+  skopeo    skopeo copy docker-archive:IN oci-archive:FILE (if installed),
+            the same one pass over the same archive by a real tool
 and one run of the plugin under /usr/bin/time -v for its peak RSS (and one
-with -o, and one with --exact, for theirs).
+with -o, one with --exact and one with -i, for theirs).
 Prints a markdown table; hyperfine JSON and logs go to the results dir, and
 runs.tsv there has every run with the load average before and after it.
 Honours DOCKER_HOST (e.g. DOCKER_HOST=unix:///run/dflt-c8d/docker.sock).
@@ -38,8 +42,8 @@ Options:
                    only the peak-RSS runs)
   --only LIST      time only these commands, comma-separated (e.g.
                    flatten,exact,keep,keepbase); default: all that apply
-  --rss LIST       peak-RSS runs, comma-separated: flatten, exact, output, or
-                   none (default: all that apply)
+  --rss LIST       peak-RSS runs, comma-separated: flatten, exact, output,
+                   input, or none (default: all that apply)
   --prefix NAME    name images NAME-<MiB>:src, NAME-<MiB>:base and NAME-run-...
                    (default dflt-bench), e.g. to keep apart from another run
   --with-squash    install docker-squash (pip) into bench/.venv if missing
@@ -67,7 +71,7 @@ repo_dir=$(dirname -- "$bench_dir")
 
 sizes=100,1024,4096 runs=3 with_squash=false no_squash=false installed=false platforms=false
 out='' build_only=false clean=false clean_only=false settle_seconds=10
-only='' rss_kinds=flatten,exact,output prefix=dflt-bench
+only='' rss_kinds=flatten,exact,output,input prefix=dflt-bench
 while [[ $# -gt 0 ]]; do
   case $1 in
     --sizes) [[ $# -ge 2 ]] || die "--sizes needs a value"; sizes=$2; shift ;;
@@ -99,8 +103,8 @@ done
 [[ $sizes =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--sizes must be MiB numbers separated by commas, got '$sizes'"
 [[ $runs =~ ^[0-9]+$ ]] || die "--runs must be a number, got '$runs'"
 [[ -z $only || $only =~ ^[a-z0-9]+(,[a-z0-9]+)*$ ]] || die "--only must be command names separated by commas, got '$only'"
-[[ $rss_kinds =~ ^(none|(flatten|exact|output)(,(flatten|exact|output))*)$ ]] ||
-  die "--rss must be flatten, exact, output (comma-separated) or none, got '$rss_kinds'"
+[[ $rss_kinds =~ ^(none|(flatten|exact|output|input)(,(flatten|exact|output|input))*)$ ]] ||
+  die "--rss must be flatten, exact, output, input (comma-separated) or none, got '$rss_kinds'"
 [[ $prefix =~ ^[a-z0-9]+([._-][a-z0-9]+)*$ ]] || die "--prefix must be a lowercase image name, got '$prefix'"
 wants_rss() { [[ ,$rss_kinds, == *,$1,* ]]; }
 [[ $settle_seconds =~ ^[0-9]+$ ]] || die "--settle must be whole seconds, got '$settle_seconds'"
@@ -315,6 +319,14 @@ verify=false
 if docker flatten --help 2>/dev/null | grep -q -- '--verify'; then
   verify=true
 fi
+input=false
+if docker flatten --help 2>/dev/null | grep -q -- '--input'; then
+  if command -v skopeo >/dev/null; then
+    input=true
+  else
+    log "skopeo not installed (Debian package skopeo): -i not timed"
+  fi
+fi
 
 # --- timing -------------------------------------------------------------------
 [[ -n $out ]] || out=$bench_dir/results/$(date -u +%Y%m%d-%H%M%S)-$store
@@ -378,6 +390,14 @@ for size in "${size_list[@]}"; do
     cmd[output]="docker flatten -q -o $(archive output) $(q "$src") $(q "$repo:output")"
     cmd[pigz]="$(q "$bench_dir/export-pigz.sh") $(q "$src") $(archive pigz) $(q "$run_label")"
     cmd[save]="docker save -o $(archive save) $(q "$src")"
+  fi
+  # The archive -i and skopeo read: the source as docker save writes it.
+  saved=$work/$size-in.tar
+  if $input; then
+    [[ -f $saved ]] || docker save -o "$saved" "$src"
+    names+=(input skopeo)
+    cmd[input]="docker flatten -q -i $(q "$saved") -o $(archive input)"
+    cmd[skopeo]="skopeo copy -q docker-archive:$(q "$saved") oci-archive:$(archive skopeo)"
   fi
   if [[ -n $only ]]; then
     wanted=()
@@ -473,6 +493,22 @@ for size in "${size_list[@]}"; do
       log "$size MiB: flatten -o peak RSS $((rss / 1024)) MiB"
     fi
   fi
+  if $input && wants_rss input; then
+    settle
+    status=0
+    /usr/bin/time -v -o "$out/logs/$size-rss-input.time" env DOCKER_HOST=unix:///nonexistent \
+      "$plugin_bin" flatten -q -i "$saved" -o "$out/$size-rss.tar" >"$out/logs/$size-rss-input.log" 2>&1 || status=$?
+    rm -f -- "$out/$size-rss.tar"
+    if ((status == 130 || status == 143)); then
+      log "interrupted"
+      exit 130
+    elif ((status == 0)); then
+      rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$out/logs/$size-rss-input.time")
+      echo "$rss" >"$out/json/$size-rss-input.kb"
+      log "$size MiB: flatten -i peak RSS $((rss / 1024)) MiB"
+    fi
+  fi
+  rm -f -- "$saved"
   unset cmd failed
 done
 
@@ -485,14 +521,15 @@ import glob, json, os, statistics, sys
 out, engine, machine, runs, size_info = sys.argv[1:]
 sizes = [tuple(x.split(":")) for x in size_info.split()]
 names = ["flatten", "bare", "squash", "zstd", "exact", "keep", "keepbase", "verify", "exactv",
-         "output", "pigz", "save", "platforms2"]
+         "output", "pigz", "save", "platforms2", "input", "skopeo"]
 titles = {"flatten": "docker flatten", "bare": "export \\| import",
           "squash": "docker-squash", "zstd": "flatten zstd",
           "exact": "flatten --exact", "keep": "flatten --keep-layers 4",
           "keepbase": "flatten --keep-base",
           "verify": "flatten --verify", "exactv": "flatten --exact --verify",
           "output": "flatten -o FILE", "pigz": "export \\| pigz -1", "save": "docker save",
-          "platforms2": "flatten, 2 platforms"}
+          "platforms2": "flatten, 2 platforms",
+          "input": "flatten -i IN -o FILE", "skopeo": "skopeo copy IN FILE"}
 
 def times(size, name):
     ts = []
@@ -533,6 +570,8 @@ if "output" in shown:
     head.append("-o / pigz")
 if "platforms2" in shown:
     head.append("2 platforms / flatten")
+if "input" in shown:
+    head.append("-i / skopeo")
 flatten_rss = any(os.path.exists(f"{out}/json/{s}-rss.kb") for s, _ in sizes)
 if flatten_rss:
     head.append("flatten peak RSS")
@@ -541,6 +580,9 @@ if "output" in shown:
 exact_rss = any(os.path.exists(f"{out}/json/{s}-rss-exact.kb") for s, _ in sizes)
 if exact_rss:
     head.append("--exact peak RSS")
+input_rss = any(os.path.exists(f"{out}/json/{s}-rss-input.kb") for s, _ in sizes)
+if input_rss:
+    head.append("-i peak RSS")
 print("| " + " | ".join(head) + " |")
 print("|" + "|".join(" --- " for _ in head) + "|")
 for s, nlayers in sizes:
@@ -562,12 +604,14 @@ for s, nlayers in sizes:
         row.append(ratio(s, "output", "pigz"))
     if "platforms2" in shown:
         row.append(ratio(s, "platforms2", "flatten"))
-    kinds = (["rss"] if flatten_rss else []) + (["rss-output"] if "output" in shown else []) + (["rss-exact"] if exact_rss else [])
+    if "input" in shown:
+        row.append(ratio(s, "input", "skopeo"))
+    kinds = (["rss"] if flatten_rss else []) + (["rss-output"] if "output" in shown else []) + (["rss-exact"] if exact_rss else []) + (["rss-input"] if input_rss else [])
     for kind in kinds:
         rss = f"{out}/json/{s}-{kind}.kb"
         row.append(f"{int(open(rss).read()) / 1024:.1f} MiB" if os.path.exists(rss) else "–")
     print("| " + " | ".join(row) + " |")
-files = [(s, n) for s, _ in sizes for n in ["output", "pigz", "save"]
+files = [(s, n) for s, _ in sizes for n in ["output", "pigz", "save", "input", "skopeo"]
          if os.path.exists(f"{out}/json/{s}-{n}.bytes")]
 if files:
     print()

@@ -57,7 +57,11 @@ fn main() -> ExitCode {
         Command::Flatten(args) => *args,
     };
     let reporter = Arc::new(Reporter::new(args.quiet));
-    let job = match job::lower(cli.globals, args, || std::io::stdout().is_terminal()) {
+    let terminal = |std| match std {
+        job::Std::In => std::io::stdin().is_terminal(),
+        job::Std::Out => std::io::stdout().is_terminal(),
+    };
+    let job = match job::lower(cli.globals, args, terminal) {
         Ok(job) => job,
         Err(e) => {
             reporter.error(&e.into(), false);

@@ -60,6 +60,11 @@ pub enum ArgsError {
     )]
     ArchiveToTerminal,
     #[error(
+        "-i - reads the image archive from stdin, which is a terminal: pipe it in \
+         (docker save IMAGE | docker flatten -i - TAG) or give a file (-i FILE)"
+    )]
+    ArchiveFromTerminal,
+    #[error(
         "-o - writes the image archive to stdout: it cannot carry --format json too; use -o FILE"
     )]
     JsonWithArchive,
@@ -82,17 +87,29 @@ pub enum ArgsError {
     InputNeedsTag,
 }
 
-/// Lowers the parsed command line; `stdout_is_terminal` is asked only for `-o -`.
+/// A standard stream that may be a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Std {
+    In,
+    Out,
+}
+
+/// Lowers the parsed command line; `is_terminal` is asked only for `-o -`
+/// (stdout) and `-i -` (stdin).
 pub fn lower(
     globals: GlobalArgs,
     args: FlattenArgs,
-    stdout_is_terminal: impl FnOnce() -> bool,
+    is_terminal: impl Fn(Std) -> bool,
 ) -> Result<Job, ArgsError> {
+    let from_stdin = args.input.as_deref().is_some_and(|i| i.as_os_str() == "-");
+    if from_stdin && is_terminal(Std::In) {
+        return Err(ArgsError::ArchiveFromTerminal);
+    }
     let to_stdout = args.output.as_deref().is_some_and(|o| o.as_os_str() == "-");
     if to_stdout && args.format == Format::Json {
         return Err(ArgsError::JsonWithArchive);
     }
-    if to_stdout && stdout_is_terminal() {
+    if to_stdout && is_terminal(Std::Out) {
         return Err(ArgsError::ArchiveToTerminal);
     }
     if to_stdout && args.verify {
@@ -212,7 +229,7 @@ mod tests {
         let Command::Flatten(f) = cli.command else {
             panic!("not flatten")
         };
-        lower(cli.globals, *f, || terminal)
+        lower(cli.globals, *f, |_| terminal)
     }
 
     #[test]
@@ -408,5 +425,68 @@ mod tests {
             true
         )
         .is_ok());
+    }
+
+    #[test]
+    fn with_an_archive_a_lone_operand_is_tag_and_image_comes_only_with_it() {
+        let flatten = |args: &[&str]| match job(args, false) {
+            Ok(Job {
+                mode: Mode::Flatten(r),
+                ..
+            }) => Ok((r.image, r.tag.map(|t| t.to_string()), r.merge)),
+            Ok(_) => panic!("not a flatten"),
+            Err(e) => Err(e),
+        };
+        let exact = Some(Keep::Layers(0));
+        assert_eq!(
+            flatten(&["flatten", "-i", "a.tar", "app:flat"]),
+            Ok((String::new(), Some("app:flat".into()), exact.clone()))
+        );
+        assert_eq!(
+            flatten(&["flatten", "-i", "a.tar", "-o", "o.tar", "app:flat"]),
+            Ok((String::new(), Some("app:flat".into()), exact.clone()))
+        );
+        assert_eq!(
+            flatten(&["flatten", "-i", "a.tar", "-o", "o.tar"]),
+            Ok((String::new(), None, exact.clone()))
+        );
+        assert_eq!(
+            flatten(&["flatten", "-i", "a.tar", "app:1", "app:flat"]),
+            Ok(("app:1".into(), Some("app:flat".into()), exact))
+        );
+        assert_eq!(
+            flatten(&["flatten", "-i", "a.tar"]).unwrap_err(),
+            ArgsError::InputNeedsTag
+        );
+        let Ok(Job {
+            mode: Mode::DryRun { tag, input, .. },
+            image,
+            ..
+        }) = job(&["flatten", "--dry-run", "-i", "a.tar"], false)
+        else {
+            panic!("not a dry run")
+        };
+        assert_eq!(
+            (image.as_str(), tag, input),
+            ("", None, Some("a.tar".into()))
+        );
+        // stdin must be no terminal, which can hold no archive.
+        assert_eq!(
+            job(&["flatten", "-i", "-", "app:flat"], true).unwrap_err(),
+            ArgsError::ArchiveFromTerminal
+        );
+        for conflict in [
+            ["--keep-layers", "1"],
+            ["--keep-base", "b"],
+            ["--verify-only", "x"],
+        ] {
+            let args = [
+                &["docker", "flatten", "-i", "a.tar"][..],
+                &conflict,
+                &["a", "b"],
+            ]
+            .concat();
+            assert!(Cli::try_parse_from(args).is_err(), "{conflict:?}");
+        }
     }
 }
