@@ -35,6 +35,7 @@
 pub mod archive;
 pub mod engine;
 pub mod fsview;
+pub mod input;
 pub mod leftovers;
 pub mod oci;
 pub mod processes;
