@@ -316,8 +316,10 @@ pub async fn complete(words: &[String]) -> Completion {
     let endpoint = engine::resolve(&engine::Selection::default(), &Env::from_process()).ok();
     let list = async {
         let endpoint = endpoint?;
-        // An engine busy creating and removing images (the test suite's
-        // load on Engine 26.1) sometimes fails one request: asked again.
+        // The containerd store's list fails whole (404 "failed to calculate
+        // size of image …: content digest … not found") when an image goes
+        // while it is listed, as in the test suite on Engine 26.1: asked
+        // again, it lists the images that are left.
         for attempt in 1..=COMPLETION_ATTEMPTS {
             let listed = match engine::connect(&endpoint).await {
                 Ok(connection) => connection
