@@ -139,9 +139,7 @@ pub async fn write(
             .await?;
         file.flush().await?;
         file.sync_all().await?;
-        Ok::<_, std::io::Error>(
-            blocks::BLOCK as u64 + blocks::padded(blob_size) + tail.len() as u64,
-        )
+        Ok::<_, std::io::Error>(blocks::BLOCK as u64 + blob_size + tail.len() as u64)
     };
     let size = rest.await.map_err(failed)?;
     Ok((Written { built, size }, output))
