@@ -178,7 +178,7 @@ impl Encoder {
             Compression::None => Backend::None,
             Compression::Gzip => Backend::Gzip {
                 in_flight: VecDeque::with_capacity(workers),
-                max_in_flight: workers,
+                max_in_flight: workers * 2,
             },
             Compression::Zstd => {
                 let mut zstd = zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL)?;
@@ -297,16 +297,46 @@ impl Encoder {
     }
 }
 
-/// One block as a complete gzip member.
+/// One block as a complete gzip member: stored, not deflated, where
+/// samples of it do not compress ([`incompressible`]), so that random or
+/// already compressed data (model weights, archives) costs what a copy
+/// does. The choice depends on the bytes alone: the same block gives the
+/// same member.
 fn gzip_member(block: &[u8]) -> std::io::Result<Bytes> {
+    let level = match incompressible(block) {
+        true => 0,
+        false => GZIP_LEVEL,
+    };
     // Room for incompressible data too (deflate adds ~5 bytes per 64 KiB
     // stored), so the output never grows by reallocation.
     let mut gz = GzEncoder::new(
         Vec::with_capacity(block.len() + block.len() / 1024 + 64),
-        flate2::Compression::new(GZIP_LEVEL),
+        flate2::Compression::new(level),
     );
     gz.write_all(block)?;
     Ok(Bytes::from(gz.finish()?))
+}
+
+/// Bytes per sample, and samples per block, that [`incompressible`] deflates.
+const SAMPLE: usize = 8 << 10;
+const SAMPLES: usize = 4;
+
+/// Whether `block` would not compress: each of a few samples spread over
+/// it deflates (at the level used) to more than 97% of its size. Costs
+/// about 3% of deflating the block.
+fn incompressible(block: &[u8]) -> bool {
+    if block.len() < SAMPLE * SAMPLES {
+        return false;
+    }
+    let step = block.len() / SAMPLES;
+    let mut out = Vec::with_capacity(SAMPLE + SAMPLE / 8 + 64);
+    (0..SAMPLES).all(|i| {
+        let sample = &block[i * step..i * step + SAMPLE];
+        let mut deflate = flate2::Compress::new(flate2::Compression::new(GZIP_LEVEL), false);
+        out.clear();
+        let done = deflate.compress_vec(sample, &mut out, flate2::FlushCompress::Finish);
+        matches!(done, Ok(flate2::Status::StreamEnd)) && out.len() * 100 > sample.len() * 97
+    })
 }
 
 /// The result of a blocking task; a panicked one is an I/O error, not ours to re-raise.
@@ -471,5 +501,38 @@ mod tests {
         assert!(zstd::stream::decode_all(&sent[..]).unwrap().is_empty());
         let (sent, _) = run(Compression::Gzip, 2, &[], 1);
         assert!(!sent.is_empty() && gunzip(&sent).is_empty());
+    }
+
+    #[test]
+    fn blocks_that_do_not_compress_are_stored_and_others_deflated() {
+        // xorshift: bytes no deflate can shorten.
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let noise: Vec<u8> = (0..BLOCK_SIZE)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let text: Vec<u8> = b"a line of a config file, repeated\n"
+            .iter()
+            .copied()
+            .cycle()
+            .take(BLOCK_SIZE)
+            .collect();
+        assert!(incompressible(&noise));
+        assert!(!incompressible(&text));
+        // Half noise, half text: deflated, as it pays.
+        let mixed = [&noise[..BLOCK_SIZE / 2], &text[..BLOCK_SIZE / 2]].concat();
+        assert!(!incompressible(&mixed));
+        let stored = gzip_member(&noise).unwrap();
+        assert!(stored.len() > noise.len(), "stored: {}", stored.len());
+        assert!(gzip_member(&text).unwrap().len() < text.len() / 10);
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&stored[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, noise);
     }
 }
