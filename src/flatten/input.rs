@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bollard::models::{ImageInspect, ImageInspectRootFs};
 use serde_json::Value;
 
-use super::Pipeline;
+use super::{Pipeline, Request};
 use crate::error::{Cause, Error, InputError, Step};
 use crate::model::platform::Platform;
 use crate::model::reference::Tag;
@@ -106,6 +106,35 @@ impl Pipeline<'_> {
             reference,
             name,
         })
+    }
+
+    /// Reads the archive `path` for `request`, and says the request with
+    /// IMAGE and TAG as the archive names them where the user did not.
+    pub(super) async fn named_from_input(
+        &self,
+        request: &Request,
+        path: &Path,
+        progress: &Arc<dyn Progress>,
+    ) -> Result<(Request, FromInput), Error> {
+        let take = Take::merged(request.verify);
+        let wanted = request.platform.as_ref();
+        let from = self
+            .read_archive(path, &request.image, wanted, take, progress)
+            .await?;
+        let tag = match (&request.tag, &from.name) {
+            (Some(tag), _) => tag.clone(),
+            (None, Some(name)) => name.clone(),
+            (None, None) => {
+                let step = Step::ReadInput(path.to_owned());
+                return Err(self.error(step, Cause::Input(InputError::Unnamed)));
+            }
+        };
+        let named = Request {
+            image: from.reference.clone(),
+            tag: Some(tag),
+            ..request.clone()
+        };
+        Ok((named, from))
     }
 
     /// A failed read of the archive given with `-i`.

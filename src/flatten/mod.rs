@@ -5,7 +5,9 @@
 //! which the caller cleans up whatever happened. Which platforms of IMAGE
 //! the run takes is decided first ([`plan`]); a multi-platform IMAGE takes
 //! the export once per platform into one index ([`index`]). The dry run
-//! ([`dry_run`]) reads instead of building.
+//! ([`dry_run`]) reads instead of building. With `-i`, IMAGE is read from
+//! an archive first ([`input`]) and the merge takes it from there; into a
+//! file, such a run has no engine.
 
 mod build;
 mod dry_run;
@@ -23,7 +25,9 @@ mod keep;
 use check::Check;
 mod plan;
 mod replaced;
+mod request;
 mod target;
+pub use request::{Keep, Request};
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -39,9 +43,8 @@ use serde_json::Value;
 use crate::engine::objects::Objects;
 use crate::engine::store::{self, Store};
 use crate::engine::InspectJson;
-use crate::error::{Cause, Error, InputError, Step};
+use crate::error::{Cause, Error, Step};
 use crate::model::compression::Compression;
-use crate::model::platform::Platform;
 use crate::model::reference::Tag;
 use crate::model::source_index::{LeftOut, Plan};
 pub use crate::model::SourceImage;
@@ -50,55 +53,6 @@ use crate::saved;
 use crate::saved::walk::Pick;
 use crate::sink::{self, file, Destination, Engine};
 use crate::verify::{read::Theirs, Layers, Rules};
-
-/// What to flatten, and where to.
-#[derive(Debug, Clone)]
-pub struct Request {
-    /// IMAGE; with `-i`, the name of an image in the archive, or empty for
-    /// its only one.
-    pub image: String,
-    /// TAG; `None` only with `-i` and `-o` when neither IMAGE nor TAG is
-    /// given: the archive's own name for the image is used, once read.
-    pub tag: Option<Tag>,
-    /// `-i`: IMAGE comes from this image archive (`-`: stdin), not the engine.
-    pub input: Option<PathBuf>,
-    /// `--output`: a file, or `-` for stdout; `None`: the engine.
-    pub output: Option<PathBuf>,
-    /// `None`: what suits the destination.
-    pub compression: Option<Compression>,
-    /// Rebuild an image that already has one layer instead of only tagging it.
-    pub force: bool,
-    /// `--platform`: only this platform of IMAGE; `None`: every one it has.
-    pub platform: Option<Platform>,
-    /// Merge IMAGE's own layers instead of exporting a container, keeping
-    /// these bottom ones as they are; `None`: the export.
-    pub merge: Option<Keep>,
-    /// `--verify`: read the result back and compare it with IMAGE's
-    /// layers before TAG moves (or FILE is renamed into place).
-    pub verify: bool,
-    /// `SOURCE_DATE_EPOCH`, when set: the time the result says, and the
-    /// newest its files may be.
-    pub epoch: Option<u64>,
-}
-
-impl Request {
-    /// TAG, as given or, with `-i`, named from the archive before any
-    /// other step ([`Pipeline::flatten`] resolves it first).
-    pub fn tag(&self) -> &Tag {
-        self.tag
-            .as_ref()
-            .expect("TAG is given, or named from the archive before the run goes on")
-    }
-}
-
-/// Which of IMAGE's bottom layers a merge keeps as they are.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Keep {
-    /// The bottom N (0 for `--exact`: every layer is merged).
-    Layers(usize),
-    /// BASE's layers, which must be IMAGE's bottom ones.
-    Base(String),
-}
 
 /// IMAGE's config as the store keeps it, now or later.
 type Config<'a> = Pin<Box<dyn Future<Output = Result<Value, Error>> + Send + 'a>>;
@@ -193,25 +147,8 @@ impl<'a> Pipeline<'a> {
         // From an archive: read first, for IMAGE and TAG as it names them.
         let (request, from_input) = match &request.input {
             Some(path) => {
-                let take = saved::layers::Take::merged(request.verify);
-                let wanted = request.platform.as_ref();
-                let from = self
-                    .read_archive(path, &request.image, wanted, take, &progress)
-                    .await?;
-                let tag = match (&request.tag, &from.name) {
-                    (Some(tag), _) => tag.clone(),
-                    (None, Some(name)) => name.clone(),
-                    (None, None) => {
-                        let step = Step::ReadInput(path.clone());
-                        return Err(self.error(step, Cause::Input(InputError::Unnamed)));
-                    }
-                };
-                let resolved = Request {
-                    image: from.reference.clone(),
-                    tag: Some(tag),
-                    ..request.clone()
-                };
-                (std::borrow::Cow::Owned(resolved), Some(from))
+                let (named, from) = self.named_from_input(request, path, &progress).await?;
+                (std::borrow::Cow::Owned(named), Some(from))
             }
             None => (std::borrow::Cow::Borrowed(request), None),
         };
