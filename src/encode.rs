@@ -203,13 +203,20 @@ impl Encoder {
             self.sent.push(chunk, out);
             return Ok(());
         }
-        let mut rest = &chunk[..];
-        while !rest.is_empty() {
+        let mut at = 0;
+        while at < chunk.len() {
+            // A whole block of the chunk itself goes as it is (the merge
+            // sends such chunks): no copy.
+            if self.block.is_empty() && chunk.len() - at >= BLOCK_SIZE {
+                self.compress(chunk.slice(at..at + BLOCK_SIZE), out).await?;
+                at += BLOCK_SIZE;
+                continue;
+            }
             // One allocation of exactly a block each time, never a growing one.
             self.block.reserve(BLOCK_SIZE - self.block.len());
-            let take = rest.len().min(BLOCK_SIZE - self.block.len());
-            self.block.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
+            let take = (chunk.len() - at).min(BLOCK_SIZE - self.block.len());
+            self.block.extend_from_slice(&chunk[at..at + take]);
+            at += take;
             if self.block.len() == BLOCK_SIZE {
                 let block = self.block.split().freeze();
                 self.compress(block, out).await?;

@@ -37,6 +37,10 @@
 //!   that is no layout, a missing path) fails naming FILE, writes no file
 //!   and no temporary file, tags nothing and leaves no image or container
 //!   made from it; option conflicts (`--verify-only`, `--cleanup`) exit 2.
+//!
+//! Unix tools (skopeo, umoci) and unix file modes: on Windows this file
+//! compiles to nothing.
+#![cfg(unix)]
 
 mod support;
 

@@ -19,8 +19,8 @@ use crate::saved::layers::Layers;
 use crate::saved::walk::SavedImage;
 use crate::stream::{self, ByteStream, Out, Summary};
 
-/// Merged tar per chunk sent on.
-const CHUNK: usize = 1 << 20;
+/// Merged tar per chunk sent on: the encoder's block.
+const CHUNK: usize = crate::encode::BLOCK_SIZE;
 
 /// The bytes, uncompressed, of the layers of `layers.images[image]` that
 /// a merge above its bottom `keep` reads.
@@ -109,10 +109,18 @@ impl Chunks<'_> {
 }
 
 impl Write for Chunks<'_> {
+    /// Fills chunks of exactly [`CHUNK`] bytes: never grown past the one
+    /// allocation, and each a whole block for the encoder, which then takes
+    /// it without a copy.
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.send()?;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let take = (CHUNK - self.buf.len()).min(rest.len());
+            self.buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.buf.len() == CHUNK {
+                self.send()?;
+            }
         }
         Ok(data.len())
     }
