@@ -113,10 +113,8 @@ pub fn encode(
     Ok(Encoded { bytes, summary })
 }
 
-/// Uncompressed bytes per gzip member / zstd feed: big enough that the
-/// per-member header and the lost cross-block matches cost well under 1%,
-/// small enough that a few in flight use little memory.
-pub const BLOCK_SIZE: usize = 1 << 20;
+/// Uncompressed bytes per gzip member / zstd feed ([`stream::BLOCK_SIZE`]).
+pub use stream::BLOCK_SIZE;
 /// Fast levels: the engine or the network, not the client, should set the pace.
 const GZIP_LEVEL: u32 = 1;
 const ZSTD_LEVEL: i32 = 1;

@@ -20,7 +20,7 @@ use crate::saved::walk::SavedImage;
 use crate::stream::{self, ByteStream, Out, Summary};
 
 /// Merged tar per chunk sent on: the encoder's block.
-const CHUNK: usize = crate::encode::BLOCK_SIZE;
+const CHUNK: usize = stream::BLOCK_SIZE;
 
 /// The bytes, uncompressed, of the layers of `layers.images[image]` that
 /// a merge above its bottom `keep` reads.
