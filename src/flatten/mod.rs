@@ -60,9 +60,9 @@ type Config<'a> = Pin<Box<dyn Future<Output = Result<Value, Error>> + Send + 'a>
 /// Flattens on one engine, or with none: an archive given with `-i` into
 /// a file (`-o`), or its dry run.
 pub struct Pipeline<'a> {
-    /// `None` for a run that asks no engine anything.
-    docker: Option<Docker>,
-    inspect_json: Option<InspectJson>,
+    /// The engine's client, and the same engine for raw inspects; `None`
+    /// for a run that asks no engine anything.
+    engine: Option<(Docker, InspectJson)>,
     /// The engine's address as the user knows it; with no engine, what the
     /// run reads instead (`-i`'s FILE).
     endpoint: String,
@@ -77,8 +77,7 @@ impl<'a> Pipeline<'a> {
         objects: &'a Objects,
     ) -> Pipeline<'a> {
         Pipeline {
-            docker: Some(docker),
-            inspect_json: Some(inspect_json),
+            engine: Some((docker, inspect_json)),
             endpoint,
             objects,
         }
@@ -89,8 +88,7 @@ impl<'a> Pipeline<'a> {
     /// FILE in its errors.
     pub fn without_engine(input: &std::path::Path, objects: &'a Objects) -> Pipeline<'a> {
         Pipeline {
-            docker: None,
-            inspect_json: None,
+            engine: None,
             endpoint: input.display().to_string(),
             objects,
         }
@@ -104,20 +102,22 @@ impl<'a> Pipeline<'a> {
     /// The engine's client. Only the steps of a run that has an engine ask
     /// for it: [`Pipeline::without_engine`] serves runs that take none.
     fn docker(&self) -> &Docker {
-        self.docker
+        &self.reached().0
+    }
+
+    fn inspect_json(&self) -> &InspectJson {
+        &self.reached().1
+    }
+
+    fn reached(&self) -> &(Docker, InspectJson) {
+        self.engine
             .as_ref()
             .expect("a run without an engine takes no step that needs one")
     }
 
-    fn inspect_json(&self) -> &InspectJson {
-        self.inspect_json
-            .as_ref()
-            .expect("a run without an engine inspects nothing")
-    }
-
     fn engine(&self, progress: &Arc<dyn Progress>) -> Engine<'_> {
         Engine {
-            docker: self.docker.as_ref(),
+            docker: self.engine.as_ref().map(|(docker, _)| docker),
             endpoint: &self.endpoint,
             objects: self.objects,
             progress: progress.clone(),

@@ -111,87 +111,73 @@ impl LayoutDir {
         Opened {
             reader: Box::new(DirTar {
                 files: self.files.into_iter(),
-                state: State::Next,
+                member: None,
+                ended: false,
             }),
             size: Some(size),
         }
     }
 }
 
-/// The tar stream of a [`LayoutDir`].
+/// The tar stream of a [`LayoutDir`]: one member at a time, each file
+/// opened only when its turn comes.
 struct DirTar {
     files: std::vec::IntoIter<(String, PathBuf, u64)>,
-    state: State,
-}
-
-enum State {
-    /// The next member's header, or the archive's end.
-    Next,
-    /// Bytes ready to hand out (a header, padding, the end).
-    Bytes(Vec<u8>, usize, Box<State>),
-    /// A file's content: `left` bytes more of it, then its padding.
-    Content {
-        file: File,
-        left: u64,
-        size: u64,
-    },
-    Done,
+    /// The member being read: header, content, padding.
+    member: Option<Box<dyn Read + Send>>,
+    /// Whether the archive's end has been handed out as the last member.
+    ended: bool,
 }
 
 impl Read for DirTar {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            match &mut self.state {
-                State::Done => return Ok(0),
-                State::Next => {
-                    self.state = match self.files.next() {
-                        Some((name, path, size)) => {
-                            let file = File::open(&path)?;
-                            let header = blocks::file_header(&name, size).to_vec();
-                            let content = State::Content {
-                                file,
-                                left: size,
-                                size,
-                            };
-                            State::Bytes(header, 0, Box::new(content))
-                        }
-                        None => {
-                            State::Bytes(blocks::END_OF_ARCHIVE.to_vec(), 0, Box::new(State::Done))
-                        }
-                    };
-                }
-                State::Bytes(bytes, at, _) if *at < bytes.len() => {
-                    let n = buf.len().min(bytes.len() - *at);
-                    buf[..n].copy_from_slice(&bytes[*at..*at + n]);
-                    *at += n;
-                    return Ok(n);
-                }
-                State::Bytes(..) => {
-                    let State::Bytes(_, _, next) = std::mem::replace(&mut self.state, State::Done)
-                    else {
-                        unreachable!("matched above")
-                    };
-                    self.state = *next;
-                }
-                State::Content { left: 0, size, .. } => {
-                    let padding = vec![0; blocks::padding(*size)];
-                    self.state = State::Bytes(padding, 0, Box::new(State::Next));
-                }
-                State::Content { file, left, .. } => {
-                    let want = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
-                    let n = file.read(&mut buf[..want])?;
-                    if n == 0 {
-                        // The file shrank while read: the tar would lie.
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "a blob of the layout changed while it was read",
-                        ));
-                    }
-                    *left -= n as u64;
-                    return Ok(n);
+            if let Some(member) = &mut self.member {
+                match member.read(buf)? {
+                    0 => {}
+                    n => return Ok(n),
                 }
             }
+            self.member = match self.files.next() {
+                Some((name, path, size)) => {
+                    let header = blocks::file_header(&name, size);
+                    let content = Whole {
+                        file: File::open(&path)?.take(size),
+                        left: size,
+                    };
+                    let padding = io::repeat(0).take(blocks::padding(size) as u64);
+                    Some(Box::new(
+                        io::Cursor::new(header).chain(content).chain(padding),
+                    ))
+                }
+                None if !self.ended => {
+                    self.ended = true;
+                    Some(Box::new(&blocks::END_OF_ARCHIVE[..]))
+                }
+                None => return Ok(0),
+            };
         }
+    }
+}
+
+/// A file's content, which must be as long as it was when listed: one
+/// that shrank while read would make the tar lie.
+struct Whole {
+    file: io::Take<File>,
+    left: u64,
+}
+
+impl Read for Whole {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "a blob of the layout changed while it was read",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 

@@ -254,6 +254,19 @@ fn entry_members(
     Ok((resolve(config), layers))
 }
 
+/// The config member `name`: its bytes, checked against its digest where
+/// its name is one, and parsed.
+pub(super) fn config_blob<'s>(
+    small: &'s HashMap<String, Vec<u8>>,
+    name: &str,
+) -> Result<(&'s [u8], Value), ArchiveError> {
+    let bytes = small
+        .get(name)
+        .ok_or_else(|| ArchiveError::Missing(format!("config {name}")))?;
+    check_digest(name, bytes)?;
+    Ok((bytes, parse_json(bytes, name)?))
+}
+
 /// The config and layer members the archive's manifest names.
 pub(super) fn image_members(
     small: &HashMap<String, Vec<u8>>,

@@ -33,8 +33,8 @@ use sha2::{Digest, Sha256};
 
 pub use super::layout::ArchiveError;
 use super::layout::{
-    archived, blob_member, check_digest, check_hex, entry_of, hex, image_members, invalid,
-    manifest_members, member_name, oci_digest, parse_json, resolve_link,
+    archived, blob_member, check_digest, check_hex, config_blob, entry_of, hex, image_members,
+    invalid, manifest_members, member_name, oci_digest, parse_json, resolve_link,
 };
 pub use super::layout::{Archived, Target};
 use crate::model::compression::Compression;
@@ -298,12 +298,7 @@ impl<T> Members<T> {
     /// layers as read. The digest it gets is its config's, the image's ID.
     pub fn entry_manifest(&self, n: usize) -> Result<Manifest, ArchiveError> {
         let (config_name, layer_names) = entry_of(&self.small, &self.links, n)?;
-        let bytes = self
-            .small
-            .get(&config_name)
-            .ok_or_else(|| ArchiveError::Missing(format!("config {config_name}")))?;
-        check_digest(&config_name, bytes)?;
-        let config = parse_json(bytes, &config_name)?;
+        let (bytes, config) = config_blob(&self.small, &config_name)?;
         let id = format!("sha256:{}", hex(&Sha256::digest(bytes)));
         let layers = layer_names
             .iter()
@@ -359,12 +354,7 @@ impl<T> Members<T> {
                     manifest_members(&parse_json(bytes, &member)?, &member)?
                 }
             };
-            let config_bytes = small
-                .get(&config_name)
-                .ok_or_else(|| ArchiveError::Missing(format!("config {config_name}")))?
-                .clone();
-            check_digest(&config_name, &config_bytes)?;
-            let config: Value = parse_json(&config_bytes, &config_name)?;
+            let (_, config) = config_blob(&small, &config_name)?;
             let diff_ids: Vec<&str> = config["rootfs"]["diff_ids"]
                 .as_array()
                 .ok_or_else(|| invalid(&config_name, "no rootfs.diff_ids"))?
