@@ -6,7 +6,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::model::source_index::ChoiceError;
+use crate::model::source_index::{ChoiceError, SourceIndex};
 
 use bollard::errors::Error as EngineError;
 
@@ -142,6 +142,11 @@ pub enum Cause {
     /// The archive given with `-i` cannot be flattened as asked (the step
     /// is [`Step::ReadInput`]).
     Input(InputError),
+    /// A run that started before IMAGE's plan was read found IMAGE to be no
+    /// one-manifest image after all, or could not tell: what the read of its
+    /// save stream gave, for the run that starts again from it. The
+    /// pipeline never lets it reach the user.
+    Replan(Box<Result<SourceIndex, IndexReadError>>),
 }
 
 /// What is wrong with the archive given with `-i`, or with IMAGE's name
@@ -268,6 +273,10 @@ impl fmt::Display for Error {
         match cause {
             Cause::Engine(e) => write!(f, "{step} failed on {endpoint}: {}", detail(e)),
             Cause::Input(e) => write!(f, "{step} failed: {e}"),
+            Cause::Replan(_) => write!(
+                f,
+                "{step} on {endpoint} found IMAGE to be other than its inspect said; run again"
+            ),
             Cause::Unexpected(what) => {
                 write!(f, "{step} on {endpoint} gave an unexpected answer: {what}")
             }

@@ -428,9 +428,18 @@ fn ctrl_c_between_platforms_leaves_nothing_and_tag_untouched() {
         std::thread::sleep(Duration::from_millis(20));
     }
     if containerd_store() {
+        // Where the inspect does not say IMAGE is an index (no `Descriptor`:
+        // Engine 26.1), the run starts IMAGE's export as inspected beside the
+        // read that finds the index, and starts again from there.
+        let started_before_plan = inspect(&f.source.image.reference)["Descriptor"].is_null();
         let requests = proxy.requests();
         let exports = requests.iter().filter(|r| r.contains("/export")).count();
-        assert_eq!(exports, 1, "the first platform was exported: {requests:#?}");
+        let expected = if started_before_plan { 2 } else { 1 };
+        assert_eq!(
+            exports, expected,
+            "the first platform was exported (and, started before the plan, IMAGE as \
+             inspected): {requests:#?}"
+        );
     }
     let status = Command::new("kill")
         .args(["-s", "INT", &child.id().to_string()])

@@ -46,11 +46,11 @@ use crate::engine::InspectJson;
 use crate::error::{Cause, Error, Step};
 use crate::model::compression::Compression;
 use crate::model::reference::Tag;
-use crate::model::source_index::{LeftOut, Plan};
+use crate::model::source_index::{LeftOut, Plan, SourceIndex};
 pub use crate::model::SourceImage;
 use crate::progress::{Progress, Stage};
 use crate::saved;
-use crate::saved::walk::Pick;
+use crate::saved::walk::{IndexReadError, Pick};
 use crate::sink::{self, file, Destination, Engine};
 use crate::verify::{read::Theirs, Layers, Rules};
 
@@ -160,7 +160,22 @@ impl<'a> Pipeline<'a> {
         let named = from_input
             .is_some()
             .then(|| (request.image.clone(), request.tag().clone()));
-        let mut finished = self.flatten_into(request, progress, from_input).await?;
+        let started = Instant::now();
+        let mut finished = match self
+            .flatten_into(request, progress.clone(), from_input, None)
+            .await
+        {
+            // Started before the plan, which found more than one manifest.
+            Err(Error {
+                cause: Cause::Replan(read),
+                ..
+            }) => {
+                self.flatten_into(request, progress, None, Some(*read))
+                    .await
+            }
+            other => other,
+        }?;
+        finished.elapsed = started.elapsed();
         finished.named = named;
         let now = match &finished.outcome {
             Outcome::Flattened {
@@ -181,6 +196,7 @@ impl<'a> Pipeline<'a> {
         request: &Request,
         progress: Arc<dyn Progress>,
         from_input: Option<input::FromInput>,
+        known: Option<Result<SourceIndex, IndexReadError>>,
     ) -> Result<Finished, Error> {
         let started = Instant::now();
         let image = request.image.as_str();
@@ -223,6 +239,8 @@ impl<'a> Pipeline<'a> {
         // would read it too (Engine 26.1 tells IMAGE's index no other way,
         // and its save stream is slow: ~25 MB/s), both come from one read.
         let mut read_first: Option<saved::layers::Unpicked> = None;
+        let before_plan = known.is_none()
+            && store.is_some_and(|s| Self::starts_before_plan(&inspect, s, request, source.layers));
         let (plan, left_out) = match (from_input, store) {
             (Some(from), _) => {
                 read_first = Some(from.read);
@@ -246,10 +264,14 @@ impl<'a> Pipeline<'a> {
                 read_first = Some(all);
                 planned
             }
-            (None, store) => {
-                let store = store.expect("a run from the engine has its store");
-                self.plan(&inspect, image, store, wanted).await?
-            }
+            (None, _) if before_plan => (Plan::AsInspected, LeftOut::default()),
+            (None, store) => match known {
+                Some(read) => self.plan_of(read, image, wanted).await?,
+                None => {
+                    let store = store.expect("a run from the engine has its store");
+                    self.plan(&inspect, image, store, wanted).await?
+                }
+            },
         };
         let finished = |source: &SourceImage, outcome, platforms| Finished {
             source: source.clone(),
@@ -385,6 +407,9 @@ impl<'a> Pipeline<'a> {
                         known = config.clone();
                         Box::pin(std::future::ready(Ok(config)))
                     }
+                    (None, Some(Store::Containerd)) if before_plan => {
+                        Box::pin(self.confirmed_config(&inspect, image))
+                    }
                     (None, Some(Store::Containerd)) => Box::pin(self.saved_config(&inspect, image)),
                 };
                 (config, None)
@@ -451,9 +476,27 @@ impl<'a> Pipeline<'a> {
             comment: (destination != Destination::Import).then_some(comment.as_str()),
             epoch,
         };
-        let (layer, kept) = self
+        let (layer, kept) = match self
             .build(of, &source.id, &label, stamp, compression, &progress)
-            .await?;
+            .await
+        {
+            Ok(built) => built,
+            // An image that is no one manifest, or one whose content the
+            // engine lacks, fails its container first: the plan's read
+            // says which, as it would have before the container.
+            Err(e) if before_plan => {
+                return Err(match config.await {
+                    Err(
+                        replan @ Error {
+                            cause: Cause::Replan(_),
+                            ..
+                        },
+                    ) => replan,
+                    _ => e,
+                })
+            }
+            Err(e) => return Err(e),
+        };
         // IMAGE's config as the destination takes it, for the result's digest.
         let seen = Arc::new(std::sync::Mutex::new(None));
         let config: Config<'_> = {

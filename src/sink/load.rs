@@ -51,7 +51,8 @@ pub async fn load(
 }
 
 /// Spools `layer` while `config` is read; the layer's failure first, then
-/// the spool's, then the config's.
+/// the spool's, then the config's. A read that says the run must start
+/// again ([`Cause::Replan`]) stops the layer at once.
 pub async fn spool_beside(
     engine: &Engine<'_>,
     layer: Encoded,
@@ -59,7 +60,15 @@ pub async fn spool_beside(
     image: &str,
 ) -> Result<(Built, spool::Spool, Value), Error> {
     let Encoded { bytes, summary } = layer;
-    let (written, config) = tokio::join!(spool::fill(bytes), config);
+    let mut fill = std::pin::pin!(spool::fill(bytes));
+    let mut config = std::pin::pin!(config);
+    let (written, config) = tokio::select! {
+        written = &mut fill => (written, config.await),
+        read = &mut config => match read {
+            Err(replan @ Error { cause: Cause::Replan(_), .. }) => return Err(replan),
+            read => (fill.await, read),
+        },
+    };
     let built = match summary.wait().await {
         Ok(built) => built,
         // The spool stopped reading: its error says why.
