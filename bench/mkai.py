@@ -6,8 +6,8 @@
 The shape of the largest images users flatten (issue 24): a Python tree of
 many small files under a few huge, barely compressible weight files.
 
-  1 tree     real files of this machine (/usr/lib/python3*, the shared
-             libraries, /usr/share), copied again under
+  1 tree     real files of up to 1 MiB of this machine (/usr/lib/python3*,
+             /usr/share, the shared libraries), copied again under
              opt/venv/copyN/ once they run out: SIZE/8 bytes and at
              least 50,000 files per 8 GiB (~6,100 per GiB)
   2 weights  opt/model/model-00001-of-00003.bin    (SIZE - tree) / 3
@@ -46,7 +46,7 @@ import time
 MiB = 1 << 20
 BLOCK = 512
 RECORD = 20 * BLOCK  # what tarfile pads an archive to
-SMALL_FILE_MAX = 8 * MiB
+SMALL_FILE_MAX = 1 * MiB  # the tree's files: ~16 KiB on average, as a site-packages'
 EPOCH = 1700000000
 FILES_PER_8GIB = 50000
 CHUNK = 4 * MiB
@@ -210,14 +210,14 @@ def walk_files(roots):
 def tree_roots():
     lib = "/usr/lib"
     pys = sorted(os.path.join(lib, d) for d in os.listdir(lib) if d.startswith("python3"))
-    roots = pys + [f"/usr/lib/{platform.machine()}-linux-gnu", "/usr/share"]
+    roots = pys + ["/usr/share", f"/usr/lib/{platform.machine()}-linux-gnu"]
     return [r for r in roots if os.path.isdir(r) and not os.path.islink(r)]
 
 
 def fill_tree(layer, budget, min_files):
     roots = tree_roots()
     if not roots:
-        sys.exit("mkai: no /usr/lib/python3*, /usr/lib/<arch>-linux-gnu or /usr/share to copy")
+        sys.exit("mkai: no /usr/lib/python3*, /usr/share or /usr/lib/<arch>-linux-gnu to copy")
     rnd = 0
     while layer.bytes < budget or layer.files < min_files:
         added = 0

@@ -750,7 +750,7 @@ for s, nlayers in sizes:
     if tmp_kinds:
         row.append(mib(f"{out}/json/{s}-largest-layer.bytes"))
     print("| " + " | ".join(row) + " |")
-files = [(s, n) for s, _ in sizes for n in ["output", "pigz", "save", "input", "skopeo"]
+files = [(s, n) for s, _ in sizes for n in ["output", "pigz", "save", "input", "skopeo", "merge", "mergegzip", "mergezstd"]
          if os.path.exists(f"{out}/json/{s}-{n}.bytes")]
 if files:
     print()
