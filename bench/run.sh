@@ -815,7 +815,8 @@ if stage_shown:
                          f"{measured - total:+.2f} s" if measured is not None else "–"])
     if rows:
         print()
-        print("Modes as the sum of their stages:")
+        print("Modes as the sum of their stages. A mode streams one stage into the next (the export")
+        print("into the load), so it takes at least its slowest stage and at most about the sum.")
         print()
         head = ["image", "mode", "stages", "sum of stages", "slowest stage", "mode measured",
                 "measured / sum", "rest"]
