@@ -187,6 +187,7 @@ cleanup() {
   # rss_run's background jobs, by their ids, before their containers go.
   [[ -z ${bg_group:-} ]] || kill -TERM -- "-$bg_group" 2>/dev/null || true
   [[ -z ${bg_pid:-} ]] || kill "$bg_pid" 2>/dev/null || true
+  [[ -z ${tmp_watched:-} ]] || rm -rf -- "$tmp_watched"
   # Containers first: an image a container uses is only untagged.
   ids=$(docker ps -aq --filter "label=$run_label" 2>/dev/null || true)
   # shellcheck disable=SC2086
@@ -395,7 +396,7 @@ settle() {
 # One run of the plugin under /usr/bin/time -v: rss_run KIND WHAT COMMAND...;
 # its peak RSS goes to json/$size-KIND.kb, with --watch-tmp the peak of its
 # temporary files to json/$size-KIND.tmp. Uses $size, $out and $repo.
-bg_group='' bg_pid=''
+bg_group='' bg_pid='' tmp_watched=''
 rss_run() {
   local kind=$1 what=$2 status=0 load_before timef logf tmpdir pid wpid rss wall
   shift 2
@@ -407,6 +408,7 @@ rss_run() {
   if $watch_tmp; then
     tmpdir=$out/tmp-$size-$kind
     rm -rf -- "$tmpdir" && mkdir -p -- "$tmpdir"
+    tmp_watched=$tmpdir
     # In the background, so that the sampler can watch it. A script's
     # background jobs ignore Ctrl-C: setsid gives the run a process group of
     # its own, which cleanup ends (the plugin removes its container on TERM).
@@ -421,6 +423,7 @@ rss_run() {
     wait "$wpid" || true
     bg_pid=''
     rm -rf -- "$tmpdir"
+    tmp_watched=''
   else
     /usr/bin/time -v -o "$timef" "$@" >"$logf" 2>&1 || status=$?
   fi
@@ -527,6 +530,8 @@ for size in "${size_list[@]}"; do
     names=("${wanted[@]}")
   fi
   wants() { [[ " ${names[*]} " == *" $1 "* ]]; }
+  # Nothing to prepare for no rounds (--runs 0: only the peak-RSS runs).
+  ((runs > 0)) || names=()
   if wants input || wants skopeo || wants merge || wants mergegzip || wants mergezstd; then
     [[ -f $saved ]] || docker save -o "$saved" "$src"
   fi
