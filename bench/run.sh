@@ -8,8 +8,9 @@ usage() {
   cat <<'EOF'
 Usage: bench/run.sh [OPTIONS]
 
-Builds multi-layer benchmark images offline (cached as dflt-bench-<MiB>:src),
-then, per size, times in alternating rounds with hyperfine:
+Builds multi-layer benchmark images offline (cached as dflt-bench-<MiB>:src,
+or dflt-bench-ai-<MiB>:src with --shape ai), then, per size, times in
+alternating rounds with hyperfine:
   flatten   docker flatten IMAGE TAG (this checkout's release build)
   bare      docker create + docker export | docker import + docker rm
   squash    docker-squash -t TAG IMAGE (if installed, see --with-squash)
@@ -25,11 +26,24 @@ then, per size, times in alternating rounds with hyperfine:
   output    docker flatten -o FILE IMAGE TAG (if supported), FILE in the
             results dir's disk (--out), beside:
   pigz      docker create + docker export | pigz -1 > FILE + docker rm
-  save      docker save -o FILE IMAGE (the source, for scale)
+  save      docker save -o FILE IMAGE (the source: the first stage of --exact
+            and --keep-base, and for scale)
   input     docker flatten -i IN -o FILE, IN the source's `docker save`
             archive (if supported; no engine is asked anything), beside:
   skopeo    skopeo copy docker-archive:IN oci-archive:FILE (if installed),
             the same one pass over the same archive by a real tool
+the engine's floors: a docker load -i FILE of the finished result, FILE
+written once (untimed) by a docker flatten and a docker save of its TAG:
+  floor     of the default mode's result (one layer)
+  floorzstd of the --compression zstd result (containerd store)
+  floorkeep of the --keep-base result (BASE's layers are already there)
+and the stages of a flatten, each alone (the "stages" tables):
+  export    docker create + docker export > /dev/null + docker rm
+  merge     docker flatten -i IN -o FILE --compression none: the client's
+            read and merge of the saved layers, no engine (if supported)
+  mergegzip the same with gzip (the default): compression = the difference
+            (input, the same command, stands in for it)
+  mergezstd the same with zstd (containerd store)
 and one run of the plugin under /usr/bin/time -v for its peak RSS (and one
 with -o, one with --exact and one with -i, for theirs).
 Prints a markdown table; hyperfine JSON and logs go to the results dir, and
@@ -42,8 +56,17 @@ Options:
                    only the peak-RSS runs)
   --only LIST      time only these commands, comma-separated (e.g.
                    flatten,exact,keep,keepbase); default: all that apply
-  --rss LIST       peak-RSS runs, comma-separated: flatten, exact, output,
-                   input, or none (default: all that apply)
+  --rss LIST       peak-RSS runs, comma-separated: flatten, exact, keep,
+                   keepbase, output, input, or none (default: flatten, exact,
+                   output, input)
+  --watch-tmp      run the peak-RSS runs with TMPDIR a fresh dir in the results
+                   dir and sample the temporary space they use there (named
+                   and unnamed files, every 0.5 s: bench/tmpwatch.py); the
+                   table puts its peak beside the image's largest layer
+  --shape NAME     default: the 7-layer image of bench/mkimage.py; ai: the
+                   AI/ML-shaped image of bench/mkai.py (a tree of small files,
+                   three large weight files, one replaced), cached as
+                   PREFIX-ai-<MiB>:src and :base
   --prefix NAME    name images NAME-<MiB>:src, NAME-<MiB>:base and NAME-run-...
                    (default dflt-bench), e.g. to keep apart from another run
   --with-squash    install docker-squash (pip) into bench/.venv if missing
@@ -71,7 +94,7 @@ repo_dir=$(dirname -- "$bench_dir")
 
 sizes=100,1024,4096 runs=3 with_squash=false no_squash=false installed=false platforms=false
 out='' build_only=false clean=false clean_only=false settle_seconds=10
-only='' rss_kinds=flatten,exact,output,input prefix=dflt-bench
+only='' rss_kinds=flatten,exact,output,input prefix=dflt-bench shape=default watch_tmp=false
 while [[ $# -gt 0 ]]; do
   case $1 in
     --sizes) [[ $# -ge 2 ]] || die "--sizes needs a value"; sizes=$2; shift ;;
@@ -88,6 +111,9 @@ while [[ $# -gt 0 ]]; do
     --rss=*) rss_kinds=${1#*=} ;;
     --prefix) [[ $# -ge 2 ]] || die "--prefix needs a value"; prefix=$2; shift ;;
     --prefix=*) prefix=${1#*=} ;;
+    --shape) [[ $# -ge 2 ]] || die "--shape needs a value"; shape=$2; shift ;;
+    --shape=*) shape=${1#*=} ;;
+    --watch-tmp) watch_tmp=true ;;
     --with-squash) with_squash=true ;;
     --no-squash) no_squash=true ;;
     --platforms) platforms=true ;;
@@ -103,8 +129,14 @@ done
 [[ $sizes =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--sizes must be MiB numbers separated by commas, got '$sizes'"
 [[ $runs =~ ^[0-9]+$ ]] || die "--runs must be a number, got '$runs'"
 [[ -z $only || $only =~ ^[a-z0-9]+(,[a-z0-9]+)*$ ]] || die "--only must be command names separated by commas, got '$only'"
-[[ $rss_kinds =~ ^(none|(flatten|exact|output|input)(,(flatten|exact|output|input))*)$ ]] ||
-  die "--rss must be flatten, exact, output, input (comma-separated) or none, got '$rss_kinds'"
+rss_re='(flatten|exact|keep|keepbase|output|input)'
+[[ $rss_kinds =~ ^(none|$rss_re(,$rss_re)*)$ ]] ||
+  die "--rss must be flatten, exact, keep, keepbase, output, input (comma-separated) or none, got '$rss_kinds'"
+case $shape in
+  default) generator=$bench_dir/mkimage.py shape_infix='' ;;
+  ai) generator=$bench_dir/mkai.py shape_infix=ai- ;;
+  *) die "--shape must be default or ai, got '$shape'" ;;
+esac
 [[ $prefix =~ ^[a-z0-9]+([._-][a-z0-9]+)*$ ]] || die "--prefix must be a lowercase image name, got '$prefix'"
 wants_rss() { [[ ,$rss_kinds, == *,$1,* ]]; }
 [[ $settle_seconds =~ ^[0-9]+$ ]] || die "--settle must be whole seconds, got '$settle_seconds'"
@@ -115,8 +147,8 @@ for s in "${size_list[@]}"; do ((s >= 10)) || die "sizes must be at least 10 MiB
 recipe_label=dflt.bench.recipe
 run_id="$$-$(date +%s)"
 run_label=dflt.bench.run=$run_id
-src_tag() { printf '%s-%s:src' "$prefix" "$1"; }
-base_tag() { printf '%s-%s:base' "$prefix" "$1"; }
+src_tag() { printf '%s-%s%s:src' "$prefix" "$shape_infix" "$1"; }
+base_tag() { printf '%s-%s%s:base' "$prefix" "$shape_infix" "$1"; }
 out_repo() { printf '%s-run-%s-%s' "$prefix" "$run_id" "$1"; }
 prefix_re=${prefix//./\\.}
 
@@ -126,11 +158,12 @@ done
 docker version --format '{{.Server.Version}}' >/dev/null 2>&1 ||
   die "cannot reach the docker engine (${DOCKER_HOST:-default context}): $(docker version 2>&1 | tail -n 1)"
 
-# Only images this script tagged and labelled, so a foreign dflt-bench-* is kept.
+# Only images this script tagged and labelled, so a foreign dflt-bench-* is
+# kept, and only those of this --shape (--shape ai --clean keeps the 7-layer ones).
 remove_cached() {
   local ids
   ids=$(docker images --filter "label=$recipe_label" --format '{{.Repository}}:{{.Tag}}' |
-    grep -E "^$prefix_re-[0-9]+:(src|base)\$" || true)
+    grep -E "^$prefix_re-${shape_infix}[0-9]+:(src|base)\$" || true)
   if [[ -n $ids ]]; then
     # shellcheck disable=SC2086 # one tag a word
     docker rmi $ids >/dev/null && log "removed cached images: ${ids//$'\n'/ }"
@@ -151,6 +184,10 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/dflt-bench.XXXXXX")
 cleanup() {
   local rc=$? ids
   trap - EXIT INT TERM
+  # rss_run's background jobs, by their ids, before their containers go.
+  [[ -z ${bg_group:-} ]] || kill -TERM -- "-$bg_group" 2>/dev/null || true
+  [[ -z ${bg_pid:-} ]] || kill "$bg_pid" 2>/dev/null || true
+  [[ -z ${tmp_watched:-} ]] || rm -rf -- "$tmp_watched"
   # Containers first: an image a container uses is only untagged.
   ids=$(docker ps -aq --filter "label=$run_label" 2>/dev/null || true)
   # shellcheck disable=SC2086
@@ -194,7 +231,9 @@ log "engine: $engine_line"
 log "machine: $machine_line"
 
 # --- source images ------------------------------------------------------------
-recipe() { { cat "$bench_dir/mkimage.py"; echo "size=$1"; } | sha256sum | cut -c1-16; }
+# The default shape's hash is what it always was (mkimage.py and the size), so
+# images built before --shape stay cached.
+recipe() { { cat "$generator"; echo "size=$1"; } | sha256sum | cut -c1-16; }
 
 ensure_image() {
   local size=$1 tag want have base_have old free need
@@ -208,12 +247,16 @@ ensure_image() {
     old=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
     [[ -z $old || -n $have ]] ||
       die "$tag exists but bench/run.sh did not build it (no $recipe_label label): remove or retag it"
-    # Layer tars in $work, then the engine's copy: about size + 64 MiB each.
+    # Layer tars in $work, then the engine's copy: about size + 64 MiB each
+    # (mkai.py holds one layer at a time: at most a third of the size).
     need=$((size + 128))
+    [[ $shape != ai ]] || need=$((size / 3 + 128))
     free=$(df -Pm -- "$work" | awk 'NR == 2 { print $4 }')
     ((free > need)) || die "building $tag needs ~$need MiB in $work, $free MiB free (set TMPDIR)"
     log "$tag: building ($size MiB, recipe $want)"
-    python3 "$bench_dir/mkimage.py" --size-mib "$size" --tag "$tag" --base-tag "$(base_tag "$size")" \
+    [[ $shape != ai ]] ||
+      log "the engine needs about 2x $size MiB free for it on the containerd store (content + snapshot)"
+    python3 "$generator" --size-mib "$size" --tag "$tag" --base-tag "$(base_tag "$size")" \
       --work "$work/layers-$size" --label "$recipe_label=$want" | docker load >/dev/null ||
       die "building $tag failed"
     rm -rf -- "$work/layers-$size"
@@ -319,12 +362,13 @@ verify=false
 if docker flatten --help 2>/dev/null | grep -q -- '--verify'; then
   verify=true
 fi
-input=false
+input=false has_input=false
 if docker flatten --help 2>/dev/null | grep -q -- '--input'; then
+  has_input=true
   if command -v skopeo >/dev/null; then
     input=true
   else
-    log "skopeo not installed (Debian package skopeo): -i not timed"
+    log "skopeo not installed (Debian package skopeo): -i beside skopeo not timed"
   fi
 fi
 
@@ -335,7 +379,7 @@ out=$(cd -- "$out" && pwd)
 {
   echo "engine: $engine_line"
   echo "machine: $machine_line"
-  echo "sizes: $sizes; runs: $runs"
+  echo "sizes: $sizes; runs: $runs; shape: $shape ($(basename "$generator"))"
 } >"$out/env.txt"
 
 q() { printf '%q' "$1"; }
@@ -347,6 +391,57 @@ settle() {
   sync
   sleep "$settle_seconds"
   sync
+}
+
+# One run of the plugin under /usr/bin/time -v: rss_run KIND WHAT COMMAND...;
+# its peak RSS goes to json/$size-KIND.kb, with --watch-tmp the peak of its
+# temporary files to json/$size-KIND.tmp. Uses $size, $out and $repo.
+bg_group='' bg_pid='' tmp_watched=''
+rss_run() {
+  local kind=$1 what=$2 status=0 load_before timef logf tmpdir pid wpid rss wall
+  shift 2
+  timef=$out/logs/$size-$kind.time logf=$out/logs/$size-$kind.log
+  # The timed runs settle after themselves; later RSS runs after the one before.
+  $first_rss || settle
+  first_rss=false
+  load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+  if $watch_tmp; then
+    tmpdir=$out/tmp-$size-$kind
+    rm -rf -- "$tmpdir" && mkdir -p -- "$tmpdir"
+    tmp_watched=$tmpdir
+    # In the background, so that the sampler can watch it. A script's
+    # background jobs ignore Ctrl-C: setsid gives the run a process group of
+    # its own, which cleanup ends (the plugin removes its container on TERM).
+    setsid /usr/bin/time -v -o "$timef" env TMPDIR="$tmpdir" "$@" >"$logf" 2>&1 &
+    pid=$!
+    bg_group=$pid
+    python3 "$bench_dir/tmpwatch.py" --dir "$tmpdir" --pid "$pid" --out "$out/json/$size-$kind.tmp" &
+    wpid=$!
+    bg_pid=$wpid
+    wait "$pid" || status=$?
+    bg_group=''
+    wait "$wpid" || true
+    bg_pid=''
+    rm -rf -- "$tmpdir"
+    tmp_watched=''
+  else
+    /usr/bin/time -v -o "$timef" "$@" >"$logf" 2>&1 || status=$?
+  fi
+  rm -f -- "$out/$size-rss.tar"
+  docker rmi -f "$repo:rss" >/dev/null 2>&1 || true
+  if ((status == 130 || status == 143)); then
+    log "interrupted"
+    exit 130
+  elif ((status == 0)); then
+    rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$timef")
+    echo "$rss" >"$out/json/$size-$kind.kb"
+    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ { print $2 }' "$timef")
+    log "$size MiB: $what peak RSS $((rss / 1024)) MiB, wall $wall$( ! $watch_tmp || [[ ! -f $out/json/$size-$kind.tmp ]] ||
+      echo ", peak TMPDIR $(($(cat "$out/json/$size-$kind.tmp") / 1048576)) MiB") (load before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg))"
+  else
+    log "$size MiB: the $what peak-RSS run failed:"
+    tail -n 15 "$logf" >&2 || true
+  fi
 }
 
 for size in "${size_list[@]}"; do
@@ -386,26 +481,83 @@ for size in "${size_list[@]}"; do
   # Archives go to the results dir: a real disk, as a user's file would.
   archive() { q "$out/$size-$1.tar"; }
   if $output; then
-    names+=(output pigz save)
+    names+=(output pigz)
     cmd[output]="docker flatten -q -o $(archive output) $(q "$src") $(q "$repo:output")"
     cmd[pigz]="$(q "$bench_dir/export-pigz.sh") $(q "$src") $(archive pigz) $(q "$run_label")"
-    cmd[save]="docker save -o $(archive save) $(q "$src")"
   fi
-  # The archive -i and skopeo read: the source as docker save writes it.
+  names+=(save)
+  cmd[save]="docker save -o $(archive save) $(q "$src")"
+  # The archive -i, skopeo and the merge stages read: the source as docker
+  # save writes it.
   saved=$work/$size-in.tar
   if $input; then
-    [[ -f $saved ]] || docker save -o "$saved" "$src"
     names+=(input skopeo)
     cmd[input]="docker flatten -q -i $(q "$saved") -o $(archive input)"
     cmd[skopeo]="skopeo copy -q docker-archive:$(q "$saved") oci-archive:$(archive skopeo)"
+  fi
+  # The engine's floors: a load of the finished result from a file, which
+  # floor_prep below writes once. Loading it tags $repo:NAME again, which
+  # --prepare removes before each run.
+  floor_file() { printf '%s/%s-%s.tar' "$work" "$size" "$1"; }
+  names+=(floor)
+  cmd[floor]="docker load -q -i $(q "$(floor_file floor)")"
+  if $zstd; then
+    names+=(floorzstd)
+    cmd[floorzstd]="docker load -q -i $(q "$(floor_file floorzstd)")"
+  fi
+  if $merge; then
+    names+=(floorkeep)
+    cmd[floorkeep]="docker load -q -i $(q "$(floor_file floorkeep)")"
+  fi
+  # The stages alone: the engine's export, and the client's merge of the
+  # saved archive (no engine) without and with compression. -o FILE, not
+  # /dev/null: the plugin writes an unnamed file beside FILE and links it
+  # over FILE at the end; -o - would spool the layer into TMPDIR first.
+  names+=(export)
+  cmd[export]="$(q "$bench_dir/export-null.sh") $(q "$src") $(q "$run_label")"
+  if $has_input; then
+    names+=(merge mergegzip)
+    cmd[merge]="docker flatten -q -i $(q "$saved") -o $(archive merge) --compression none"
+    cmd[mergegzip]="docker flatten -q -i $(q "$saved") -o $(archive mergegzip) --compression gzip"
+    if $zstd; then
+      names+=(mergezstd)
+      cmd[mergezstd]="docker flatten -q -i $(q "$saved") -o $(archive mergezstd) --compression zstd"
+    fi
   fi
   if [[ -n $only ]]; then
     wanted=()
     for name in "${names[@]}"; do [[ ,$only, != *,$name,* ]] || wanted+=("$name"); done
     names=("${wanted[@]}")
   fi
-  for name in "${names[@]}"; do echo "command $size $name: ${cmd[$name]}"; done >>"$out/env.txt"
+  wants() { [[ " ${names[*]} " == *" $1 "* ]]; }
+  # Nothing to prepare for no rounds (--runs 0: only the peak-RSS runs).
+  ((runs > 0)) || names=()
+  if wants input || wants skopeo || wants merge || wants mergegzip || wants mergezstd; then
+    [[ -f $saved ]] || docker save -o "$saved" "$src"
+  fi
+  # A floor's file: the result of one untimed flatten, saved, its tag removed.
+  floor_prep() {
+    local name=$1 file tag=$repo:$1
+    shift
+    file=$(floor_file "$name")
+    log "$size MiB: $name: an untimed docker flatten${*:+ $*} and docker save of its result"
+    if docker flatten -q "$@" "$src" "$tag" >"$out/logs/$size-$name-prep.log" 2>&1 &&
+      docker save -o "$file" "$tag" 2>>"$out/logs/$size-$name-prep.log"; then
+      docker rmi "$tag" >/dev/null
+      stat -c %s "$file" >"$out/json/$size-$name.input-bytes"
+    else
+      log "$size MiB: $name: the flatten or save failed, not timed; its output:"
+      tail -n 15 "$out/logs/$size-$name-prep.log" >&2 || true
+      docker rmi -f "$tag" >/dev/null 2>&1 || true
+      rm -f -- "$file"
+      return 1
+    fi
+  }
   declare -A failed=()
+  if wants floor; then floor_prep floor || failed[floor]=1; fi
+  if wants floorzstd; then floor_prep floorzstd --compression zstd || failed[floorzstd]=1; fi
+  if wants floorkeep; then floor_prep floorkeep --keep-base "$(base_tag "$size")" || failed[floorkeep]=1; fi
+  for name in "${names[@]}"; do echo "command $size $name: ${cmd[$name]}"; done >>"$out/env.txt"
   settle
   for ((r = 1; r <= runs; r++)); do
     # Alternate the commands, starting each round one further along, so that
@@ -445,83 +597,49 @@ for size in "${size_list[@]}"; do
     done
   done
   # Peak memory of the plugin: the binary itself, without the docker CLI.
+  # With --watch-tmp, TMPDIR is a fresh dir under the results dir and
+  # bench/tmpwatch.py samples what the run holds there.
+  if $watch_tmp && [[ $rss_kinds != none ]]; then
+    docker history --no-trunc --human=false --format '{{.Size}}' "$src" | sort -n | tail -n 1 \
+      >"$out/json/$size-largest-layer.bytes"
+  fi
+  first_rss=true
   if wants_rss flatten; then
-    status=0
-    /usr/bin/time -v -o "$out/logs/$size-rss.time" "$plugin_bin" flatten -q "$src" "$repo:rss" \
-      >"$out/logs/$size-rss.log" 2>&1 || status=$?
-    if ((status == 130 || status == 143)); then
-      log "interrupted"
-      exit 130
-    elif ((status == 0)); then
-      rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$out/logs/$size-rss.time")
-      echo "$rss" >"$out/json/$size-rss.kb"
-      log "$size MiB: flatten peak RSS $((rss / 1024)) MiB"
-    else
-      log "$size MiB: the peak-RSS run failed:"
-      tail -n 15 "$out/logs/$size-rss.log" >&2 || true
-    fi
-    docker rmi -f "$repo:rss" >/dev/null 2>&1 || true
+    rss_run rss flatten "$plugin_bin" flatten -q "$src" "$repo:rss"
   fi
   if $merge && wants_rss exact; then
-    settle
-    status=0
-    load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-    /usr/bin/time -v -o "$out/logs/$size-rss-exact.time" "$plugin_bin" flatten -q --exact "$src" "$repo:rss" \
-      >"$out/logs/$size-rss-exact.log" 2>&1 || status=$?
-    if ((status == 0)); then
-      rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$out/logs/$size-rss-exact.time")
-      echo "$rss" >"$out/json/$size-rss-exact.kb"
-      wall=$(awk -F': ' '/Elapsed \(wall clock\)/ { print $2 }' "$out/logs/$size-rss-exact.time")
-      log "$size MiB: flatten --exact peak RSS $((rss / 1024)) MiB, wall $wall (load before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg))"
-    else
-      log "$size MiB: the --exact peak-RSS run failed:"
-      tail -n 15 "$out/logs/$size-rss-exact.log" >&2 || true
-    fi
-    docker rmi -f "$repo:rss" >/dev/null 2>&1 || true
+    rss_run rss-exact "flatten --exact" "$plugin_bin" flatten -q --exact "$src" "$repo:rss"
+  fi
+  if $merge && wants_rss keep; then
+    rss_run rss-keep "flatten --keep-layers 4" "$plugin_bin" flatten -q --keep-layers 4 "$src" "$repo:rss"
+  fi
+  if $merge && wants_rss keepbase; then
+    rss_run rss-keepbase "flatten --keep-base" "$plugin_bin" flatten -q --keep-base "$(base_tag "$size")" \
+      "$src" "$repo:rss"
   fi
   if $output && wants_rss output; then
-    status=0
-    /usr/bin/time -v -o "$out/logs/$size-rss-output.time" "$plugin_bin" flatten -q \
-      -o "$out/$size-rss.tar" "$src" "$repo:rss" >"$out/logs/$size-rss-output.log" 2>&1 || status=$?
-    rm -f -- "$out/$size-rss.tar"
-    if ((status == 130 || status == 143)); then
-      log "interrupted"
-      exit 130
-    elif ((status == 0)); then
-      rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$out/logs/$size-rss-output.time")
-      echo "$rss" >"$out/json/$size-rss-output.kb"
-      log "$size MiB: flatten -o peak RSS $((rss / 1024)) MiB"
-    fi
+    rss_run rss-output "flatten -o" "$plugin_bin" flatten -q -o "$out/$size-rss.tar" "$src" "$repo:rss"
   fi
   if $input && wants_rss input; then
-    settle
-    status=0
-    /usr/bin/time -v -o "$out/logs/$size-rss-input.time" env DOCKER_HOST=unix:///nonexistent \
-      "$plugin_bin" flatten -q -i "$saved" -o "$out/$size-rss.tar" >"$out/logs/$size-rss-input.log" 2>&1 || status=$?
-    rm -f -- "$out/$size-rss.tar"
-    if ((status == 130 || status == 143)); then
-      log "interrupted"
-      exit 130
-    elif ((status == 0)); then
-      rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$out/logs/$size-rss-input.time")
-      echo "$rss" >"$out/json/$size-rss-input.kb"
-      log "$size MiB: flatten -i peak RSS $((rss / 1024)) MiB"
-    fi
+    [[ -f $saved ]] || docker save -o "$saved" "$src"
+    rss_run rss-input "flatten -i" env DOCKER_HOST=unix:///nonexistent \
+      "$plugin_bin" flatten -q -i "$saved" -o "$out/$size-rss.tar"
   fi
-  rm -f -- "$saved"
+  rm -f -- "$saved" "$(floor_file floor)" "$(floor_file floorzstd)" "$(floor_file floorkeep)"
   unset cmd failed
 done
 
 # --- the table ----------------------------------------------------------------
 layers() { docker image inspect --format '{{len .RootFS.Layers}}' "$(src_tag "$1")"; }
 size_info=$(for s in "${size_list[@]}"; do printf '%s:%s ' "$s" "$(layers "$s")"; done)
-python3 - "$out" "$engine_line" "$machine_line" "$runs" "$size_info" >"$out/results.md" <<'EOF'
+python3 - "$out" "$engine_line" "$machine_line" "$runs" "$size_info" "$store" "$shape" >"$out/results.md" <<'EOF'
 import glob, json, os, statistics, sys
 
-out, engine, machine, runs, size_info = sys.argv[1:]
+out, engine, machine, runs, size_info, store, shape = sys.argv[1:]
 sizes = [tuple(x.split(":")) for x in size_info.split()]
 names = ["flatten", "bare", "squash", "zstd", "exact", "keep", "keepbase", "verify", "exactv",
-         "output", "pigz", "save", "platforms2", "input", "skopeo"]
+         "output", "pigz", "save", "platforms2", "input", "skopeo",
+         "floor", "floorzstd", "floorkeep", "export", "merge", "mergegzip", "mergezstd"]
 titles = {"flatten": "docker flatten", "bare": "export \\| import",
           "squash": "docker-squash", "zstd": "flatten zstd",
           "exact": "flatten --exact", "keep": "flatten --keep-layers 4",
@@ -529,7 +647,10 @@ titles = {"flatten": "docker flatten", "bare": "export \\| import",
           "verify": "flatten --verify", "exactv": "flatten --exact --verify",
           "output": "flatten -o FILE", "pigz": "export \\| pigz -1", "save": "docker save",
           "platforms2": "flatten, 2 platforms",
-          "input": "flatten -i IN -o FILE", "skopeo": "skopeo copy IN FILE"}
+          "input": "flatten -i IN -o FILE", "skopeo": "skopeo copy IN FILE",
+          "floor": "load of the result (floor)", "floorzstd": "load of the zstd result (floorzstd)",
+          "floorkeep": "load of the keep-base result", "export": "export > /dev/null",
+          "merge": "merge (-i, none)", "mergegzip": "merge+gzip (-i)", "mergezstd": "merge+zstd (-i)"}
 
 def times(size, name):
     ts = []
@@ -552,7 +673,7 @@ def ratio(s, a, b):
 
 print(f"Engine: {engine}  ")
 print(f"Machine: {machine}  ")
-print(f"Median of {runs} run(s) each, runs alternating (min–max in brackets).")
+print(f"Image shape: {shape}. Median of {runs} run(s) each, runs alternating (min–max in brackets).")
 print()
 head = ["image", "layers"] + [titles[n] for n in shown] + (["flatten / bare"] if "bare" in shown else [])
 if "squash" in shown:
@@ -562,6 +683,14 @@ if "zstd" in shown:
 for n in ("exact", "keep", "keepbase"):
     if n in shown:
         head.append(f"{n} / flatten")
+if "floor" in shown:
+    head.append("flatten / floor")
+if "floorzstd" in shown:
+    head.append("zstd / floorzstd")
+if "keepbase" in shown and "save" in shown:
+    head.append("keepbase / save")
+if store == "graphdriver" and "exact" in shown:
+    head.append("exact / (save + floor)")
 if "verify" in shown:
     head.append("verify / flatten")
 if "exactv" in shown:
@@ -572,17 +701,16 @@ if "platforms2" in shown:
     head.append("2 platforms / flatten")
 if "input" in shown:
     head.append("-i / skopeo")
-flatten_rss = any(os.path.exists(f"{out}/json/{s}-rss.kb") for s, _ in sizes)
-if flatten_rss:
-    head.append("flatten peak RSS")
-if "output" in shown:
-    head.append("-o peak RSS")
-exact_rss = any(os.path.exists(f"{out}/json/{s}-rss-exact.kb") for s, _ in sizes)
-if exact_rss:
-    head.append("--exact peak RSS")
-input_rss = any(os.path.exists(f"{out}/json/{s}-rss-input.kb") for s, _ in sizes)
-if input_rss:
-    head.append("-i peak RSS")
+rss_titles = {"rss": "flatten", "rss-output": "-o", "rss-exact": "--exact",
+              "rss-keep": "--keep-layers 4", "rss-keepbase": "--keep-base", "rss-input": "-i"}
+def ran(kind, ext):
+    return any(os.path.exists(f"{out}/json/{s}-{kind}.{ext}") for s, _ in sizes)
+kinds = [k for k in rss_titles if ran(k, "kb") or (k == "rss-output" and "output" in shown)]
+head += [f"{rss_titles[k]} peak RSS" for k in kinds]
+tmp_kinds = [k for k in rss_titles if ran(k, "tmp")]
+head += [f"{rss_titles[k]} peak TMPDIR" for k in tmp_kinds]  # all its files at once
+if tmp_kinds:
+    head.append("largest layer")
 print("| " + " | ".join(head) + " |")
 print("|" + "|".join(" --- " for _ in head) + "|")
 for s, nlayers in sizes:
@@ -596,6 +724,15 @@ for s, nlayers in sizes:
     for n in ("exact", "keep", "keepbase"):
         if n in shown:
             row.append(ratio(s, n, "flatten"))
+    if "floor" in shown:
+        row.append(ratio(s, "flatten", "floor"))
+    if "floorzstd" in shown:
+        row.append(ratio(s, "zstd", "floorzstd"))
+    if "keepbase" in shown and "save" in shown:
+        row.append(ratio(s, "keepbase", "save"))
+    if store == "graphdriver" and "exact" in shown:
+        row.append(f"{med[s, 'exact'] / (med[s, 'save'] + med[s, 'floor']):.2f}"
+                   if all((s, n) in med for n in ("exact", "save", "floor")) else "–")
     if "verify" in shown:
         row.append(ratio(s, "verify", "flatten"))
     if "exactv" in shown:
@@ -606,18 +743,92 @@ for s, nlayers in sizes:
         row.append(ratio(s, "platforms2", "flatten"))
     if "input" in shown:
         row.append(ratio(s, "input", "skopeo"))
-    kinds = (["rss"] if flatten_rss else []) + (["rss-output"] if "output" in shown else []) + (["rss-exact"] if exact_rss else []) + (["rss-input"] if input_rss else [])
     for kind in kinds:
         rss = f"{out}/json/{s}-{kind}.kb"
         row.append(f"{int(open(rss).read()) / 1024:.1f} MiB" if os.path.exists(rss) else "–")
+    def mib(path):
+        return f"{int(open(path).read()) / 2**20:.1f} MiB" if os.path.exists(path) else "–"
+    for kind in tmp_kinds:
+        peak = f"{out}/json/{s}-{kind}.tmp"
+        largest = peak + ".largest"
+        row.append(mib(peak) + (f" (largest file {mib(largest)})" if os.path.exists(largest) else ""))
+    if tmp_kinds:
+        row.append(mib(f"{out}/json/{s}-largest-layer.bytes"))
     print("| " + " | ".join(row) + " |")
-files = [(s, n) for s, _ in sizes for n in ["output", "pigz", "save", "input", "skopeo"]
+files = [(s, n) for s, _ in sizes for n in ["output", "pigz", "save", "input", "skopeo", "merge", "mergegzip", "mergezstd"]
          if os.path.exists(f"{out}/json/{s}-{n}.bytes")]
 if files:
     print()
     print("Files written: " + "; ".join(
         f"{titles[n]} {int(open(f'{out}/json/{s}-{n}.bytes').read()) / 2**20:.1f} MiB ({s} MiB image)"
         for s, n in files))
+
+# The stages: each stage of a flatten timed alone, and what they add up to
+# per mode. gzip and zstd are the merge's time with them less without.
+def stage(s, n):
+    if n in ("gzip", "zstd"):
+        full = (s, "mergegzip") if n == "gzip" else (s, "mergezstd")
+        if n == "gzip" and full not in med:
+            full = (s, "input")  # the same command: -i IN -o FILE, gzip
+        if full in med and (s, "merge") in med:
+            return max(0.0, med[full] - med[s, "merge"])
+        return None
+    return med.get((s, n))
+
+stage_names = ["export", "save", "floor", "floorzstd", "floorkeep", "merge", "gzip", "zstd"]
+stage_titles = {"export": "export", "save": "save", "floor": "load (floor)", "floorzstd": "load zstd (floorzstd)",
+                "floorkeep": "load keep-base result", "merge": "merge",
+                "gzip": "gzip (merge+gzip − merge)", "zstd": "zstd (merge+zstd − merge)"}
+# What each mode goes through, in order. A graphdriver engine gets the
+# default modes' layer uncompressed (--compression auto), so no gzip there.
+compress = ["gzip"] if store == "containerd" else []
+modes = [("flatten", ["export"] + compress + ["floor"]),
+         ("zstd", ["export", "zstd", "floorzstd"]),
+         ("exact", ["save", "merge"] + compress + ["floor"]),
+         ("keepbase", ["save", "floorkeep"]),
+         ("output", ["export", "gzip"])]
+notes = {"keepbase": "+ the merge of the top layers (not timed alone: in the rest)",
+         "output": "+ writing FILE"}
+stage_shown = [n for n in stage_names if any(stage(s, n) is not None for s, _ in sizes)]
+if stage_shown:
+    print()
+    print("Stages, each timed alone (median, seconds):")
+    print()
+    head = ["image"] + [stage_titles[n] for n in stage_shown]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join(" --- " for _ in head) + "|")
+    for s, _ in sizes:
+        mib_ = int(s)
+        label = f"{mib_ / 1024:g} GiB" if mib_ >= 1024 else f"{mib_} MiB"
+        print("| " + " | ".join([label] + [f"{v:.2f} s" if (v := stage(s, n)) is not None else "–"
+                                          for n in stage_shown]) + " |")
+    rows = []
+    for s, _ in sizes:
+        mib_ = int(s)
+        label = f"{mib_ / 1024:g} GiB" if mib_ >= 1024 else f"{mib_} MiB"
+        for mode, parts in modes:
+            vals = [stage(s, n) for n in parts]
+            if any(v is None for v in vals):
+                continue
+            total = sum(vals)
+            slow = max(zip(vals, parts))
+            measured = med.get((s, mode))
+            rows.append([label, mode, " → ".join(parts) + (" " + notes[mode] if mode in notes else ""),
+                         f"{total:.2f} s", f"{slow[1]} ({slow[0]:.2f} s, {slow[0] / total:.0%})",
+                         f"{measured:.2f} s" if measured is not None else "–",
+                         f"{measured / total:.2f}" if measured is not None and total else "–",
+                         f"{measured - total:+.2f} s" if measured is not None else "–"])
+    if rows:
+        print()
+        print("Modes as the sum of their stages. A mode streams one stage into the next (the export")
+        print("into the load), so it takes at least its slowest stage and at most about the sum.")
+        print()
+        head = ["image", "mode", "stages", "sum of stages", "slowest stage", "mode measured",
+                "measured / sum", "rest"]
+        print("| " + " | ".join(head) + " |")
+        print("|" + "|".join(" --- " for _ in head) + "|")
+        for r in rows:
+            print("| " + " | ".join(r) + " |")
 EOF
 echo
 cat "$out/results.md"
