@@ -33,7 +33,6 @@ stdout before the next one is made, so the work dir holds one layer at a time
 Progress goes to stderr.
 """
 
-import argparse
 import hashlib
 import json
 import os
@@ -42,6 +41,8 @@ import stat
 import sys
 import tarfile
 import time
+
+from mkimage import parse_args, walk_files  # the generators share the command line and the file walk
 
 MiB = 1 << 20
 BLOCK = 512
@@ -192,21 +193,6 @@ class Layer:
         log(f"layer {self.name}: {self.files} files, {self.bytes / MiB:.1f} MiB")
 
 
-def walk_files(roots):
-    """Real regular files (up to SMALL_FILE_MAX) and symlinks, in a stable order."""
-    for root in roots:
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            for name in sorted(filenames):
-                path = os.path.join(dirpath, name)
-                try:
-                    st = os.lstat(path)
-                except OSError:
-                    continue
-                if (stat.S_ISREG(st.st_mode) and st.st_size <= SMALL_FILE_MAX) or stat.S_ISLNK(st.st_mode):
-                    yield path, st
-
-
 def tree_roots():
     lib = "/usr/lib"
     pys = sorted(os.path.join(lib, d) for d in os.listdir(lib) if d.startswith("python3"))
@@ -221,7 +207,7 @@ def fill_tree(layer, budget, min_files):
     rnd = 0
     while layer.bytes < budget or layer.files < min_files:
         added = 0
-        for path, st in walk_files(roots):
+        for path, st in walk_files(roots, SMALL_FILE_MAX):
             arc = path.lstrip("/")
             if rnd:
                 arc = f"opt/venv/copy{rnd}/{arc}"
@@ -299,23 +285,8 @@ class Archive:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--size-mib", type=int, required=True)
-    ap.add_argument("--tag", required=True)
-    ap.add_argument("--work", required=True, help="directory for the layer tars (one at a time)")
-    ap.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--base-tag", help="also write an image of the bottom --base-layers layers")
-    ap.add_argument("--base-layers", type=int, default=4,
-                    help="layers of the --base-tag image (default 4: the tree and the original weights)")
-    args = ap.parse_args()
-    if not 1 <= args.base_layers < 5:
-        ap.error("--base-layers must be 1 to 4 (the image has 5 layers)")
-    if args.size_mib < 10:
-        ap.error("--size-mib must be at least 10")
-    if sys.stdout.isatty():
-        ap.error("stdout is a terminal: pipe it into `docker load`")
-    labels = dict(l.split("=", 1) for l in args.label)
-    os.makedirs(args.work, exist_ok=True)
+    args, labels = parse_args(__doc__, 5, "directory for the layer tars (one at a time)",
+                              "layers of the --base-tag image (default 4: the tree and the original weights)")
 
     size = args.size_mib * MiB
     tree_bytes = size // 8

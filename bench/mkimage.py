@@ -83,8 +83,9 @@ class ChunkReader(io.RawIOBase):
         return done
 
 
-def walk_files(roots):
-    """Real regular files and symlinks under roots, in a stable order."""
+def walk_files(roots, max_size=SMALL_FILE_MAX):
+    """Real regular files (up to max_size) and symlinks under roots, in a
+    stable order."""
     for root in roots:
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames.sort()
@@ -94,7 +95,7 @@ def walk_files(roots):
                     st = os.lstat(path)
                 except OSError:
                     continue
-                if stat.S_ISREG(st.st_mode) and st.st_size <= SMALL_FILE_MAX:
+                if stat.S_ISREG(st.st_mode) and st.st_size <= max_size:
                     yield path, st
                 elif stat.S_ISLNK(st.st_mode):
                     yield path, st
@@ -365,24 +366,32 @@ def write_archive(layers, tag, labels, out, base_tag=None, base_layers=0):
     tar.close()
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(doc, layers, work_help, base_help):
+    """The generators' one command line (this one's, and bench/mkai.py's):
+    an image of `layers` layers; returns the arguments and the labels, the
+    work dir made."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--size-mib", type=int, required=True)
     ap.add_argument("--tag", required=True)
-    ap.add_argument("--work", required=True, help="directory for the layer tars")
+    ap.add_argument("--work", required=True, help=work_help)
     ap.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--base-tag", help="also write an image of the bottom --base-layers layers")
-    ap.add_argument("--base-layers", type=int, default=4,
-                    help="layers of the --base-tag image (default 4: about 85%% of the bytes)")
+    ap.add_argument("--base-layers", type=int, default=4, help=base_help)
     args = ap.parse_args()
-    if not 1 <= args.base_layers < 7:
-        ap.error("--base-layers must be 1 to 6 (the image has 7 layers)")
+    if not 1 <= args.base_layers < layers:
+        ap.error(f"--base-layers must be 1 to {layers - 1} (the image has {layers} layers)")
     if args.size_mib < 10:
         ap.error("--size-mib must be at least 10")
     if sys.stdout.isatty():
         ap.error("stdout is a terminal: pipe it into `docker load`")
     labels = dict(l.split("=", 1) for l in args.label)
     os.makedirs(args.work, exist_ok=True)
+    return args, labels
+
+
+def main():
+    args, labels = parse_args(__doc__, 7, "directory for the layer tars",
+                              "layers of the --base-tag image (default 4: about 85%% of the bytes)")
     layers = build(args.size_mib, args.work)
     write_archive(layers, args.tag, labels, sys.stdout.buffer, args.base_tag, args.base_layers)
     sys.stdout.flush()

@@ -233,7 +233,9 @@ log "machine: $machine_line"
 # --- source images ------------------------------------------------------------
 # The default shape's hash is what it always was (mkimage.py and the size), so
 # images built before --shape stay cached.
-recipe() { { cat "$generator"; echo "size=$1"; } | sha256sum | cut -c1-16; }
+# mkai.py imports mkimage.py's command line and file walk: its recipe is both.
+recipe() { { cat "$generator"; [[ $generator == */mkimage.py ]] || cat "$bench_dir/mkimage.py"; echo "size=$1"; } |
+  sha256sum | cut -c1-16; }
 
 ensure_image() {
   local size=$1 tag want have base_have old free need
