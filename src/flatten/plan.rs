@@ -31,11 +31,7 @@ impl Pipeline<'_> {
         wanted: Option<&Platform>,
     ) -> Result<(Plan, LeftOut), Error> {
         let step = || Step::ChoosePlatforms(image.to_owned());
-        let media_type = inspect
-            .descriptor
-            .as_ref()
-            .and_then(|d| d.media_type.as_deref());
-        let one_manifest = media_type.is_some_and(|t| source_index::MANIFEST_TYPES.contains(&t));
+        let one_manifest = said_one_manifest(inspect);
         match (store, wanted) {
             (Store::Graphdriver, None) => return Ok((Plan::AsInspected, LeftOut::default())),
             (Store::Containerd, None) if one_manifest => {
@@ -76,12 +72,7 @@ impl Pipeline<'_> {
         store: Store,
         wanted: Option<&Platform>,
     ) -> bool {
-        let one_manifest = inspect
-            .descriptor
-            .as_ref()
-            .and_then(|d| d.media_type.as_deref())
-            .is_some_and(|t| source_index::MANIFEST_TYPES.contains(&t));
-        store == Store::Containerd && !(one_manifest && wanted.is_none())
+        store == Store::Containerd && !(said_one_manifest(inspect) && wanted.is_none())
     }
 
     /// Whether the run starts IMAGE's export as inspected while the plan's
@@ -106,11 +97,7 @@ impl Pipeline<'_> {
             && request.input.is_none()
             && wanted.is_none()
             && layers > 1
-            && inspect
-                .descriptor
-                .as_ref()
-                .and_then(|d| d.media_type.as_ref())
-                .is_none()
+            && said_media_type(inspect).is_none()
     }
 
     /// IMAGE's config, from the read the plan would have made first: the
@@ -155,4 +142,15 @@ impl Pipeline<'_> {
             .map_err(|e| self.error(step(), Cause::Platforms(e)))?;
         Ok(choice.plan(matches!(index, SourceIndex::Index(_))))
     }
+}
+
+/// What the inspect's `Descriptor` (API 1.48+) says IMAGE's ID names: a
+/// manifest's or an index's media type; `None` where the engine does not say.
+fn said_media_type(inspect: &ImageInspect) -> Option<&str> {
+    inspect.descriptor.as_ref()?.media_type.as_deref()
+}
+
+/// Whether the inspect says IMAGE is one manifest.
+fn said_one_manifest(inspect: &ImageInspect) -> bool {
+    said_media_type(inspect).is_some_and(|t| source_index::MANIFEST_TYPES.contains(&t))
 }
